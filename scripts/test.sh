@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the named test tiers with Deno's test runner, one JUnit report per tier, then prints
+# the real totals as one line `N passed, N failed`. Exits non-zero when any test failed.
+#   unit      src/ and ffi/ *_test.ts            (no privileges)
+#   netns     tests/netns/                        (root: network namespaces)
+#   apiserver tests/apiserver/                    (real kube-apiserver + etcd, built on demand)
+#   e2e       tests/e2e/                          (root + control plane)
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+export PATH="$root/.tools/bin:$PATH" DENO_NO_UPDATE_CHECK=1
+results="$root/.cache/test-results"
+rm -rf "$results" && mkdir -p "$results"
+
+status=0
+for tier in "$@"; do
+  case "$tier" in
+    unit) paths=(src ffi scripts) flags=(--allow-read --allow-env) ;;
+    netns) paths=(tests/netns) flags=(-A) ;;
+    apiserver) paths=(tests/apiserver) flags=(-A) ;;
+    e2e) paths=(tests/e2e) flags=(-A) ;;
+    *) echo "test.sh: unknown tier '$tier' (unit, netns, apiserver, e2e)" >&2; exit 2 ;;
+  esac
+  if [ -z "$(find "${paths[@]}" -name '*_test.ts' 2>/dev/null | head -n1)" ]; then
+    echo "== $tier: no tests yet"
+    continue
+  fi
+  if [ "$tier" = apiserver ] || [ "$tier" = e2e ]; then
+    ./scripts/controlplane-build.sh || { echo "test.sh: control-plane build failed" >&2; status=1; }
+  fi
+  echo "== $tier"
+  deno test "${flags[@]}" --junit-path="$results/$tier.xml" "${paths[@]}"
+  code=$?
+  echo "$code" >"$results/$tier.exit"
+  [ "$code" -eq 0 ] || status=1
+done
+
+deno run --allow-read scripts/test_summary.ts "$results" || status=1
+exit $status
