@@ -1,0 +1,88 @@
+/**
+ * IP address and CIDR helpers over ipaddr.js: strict parsing, canonical text, the
+ * IPRuleConfig naming scheme and prefix keys for fast longest-prefix matching.
+ */
+import ipaddr from "ipaddr.js";
+
+/** IP family: 4 or 6. */
+export type Family = 4 | 6;
+
+/** A parsed IP address with its canonical text. */
+export interface ParsedIP {
+  family: Family;
+  /** Canonical text: dotted quad, or RFC 5952 compressed IPv6. */
+  text: string;
+  bytes: number[];
+}
+
+/** A parsed, canonical CIDR. */
+export interface ParsedCIDR {
+  family: Family;
+  /** Canonical text of the network, e.g. `192.168.1.0/24`. */
+  text: string;
+  prefixLength: number;
+  bytes: number[];
+}
+
+/** Parses an IP address strictly (dotted-quad IPv4 or IPv6); undefined when invalid. */
+export function parseIP(text: string): ParsedIP | undefined {
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+    const addr = ipaddr.IPv4.parse(text);
+    return { family: 4, text: addr.toString(), bytes: addr.toByteArray() };
+  }
+  if (text.includes(":") && ipaddr.IPv6.isValid(text) && !text.includes("%")) {
+    const addr = ipaddr.IPv6.parse(text);
+    return { family: 6, text: addr.toString(), bytes: addr.toByteArray() };
+  }
+  return undefined;
+}
+
+/** Why a CIDR text was refused. */
+export type CIDRProblem = "invalid" | "host-bits";
+
+/** Parses a CIDR strictly: valid syntax and no host bits set. */
+export function parseCIDR(text: string): ParsedCIDR | CIDRProblem {
+  const slash = text.indexOf("/");
+  if (slash < 0) return "invalid";
+  const ip = parseIP(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  if (!ip || !/^(0|[1-9][0-9]{0,2})$/.test(lenText)) return "invalid";
+  const prefixLength = Number(lenText);
+  if (prefixLength > (ip.family === 4 ? 32 : 128)) return "invalid";
+  const masked = maskBytes(ip.bytes, prefixLength);
+  if (masked.some((b, i) => b !== ip.bytes[i])) return "host-bits";
+  return { family: ip.family, text: `${ip.text}/${prefixLength}`, prefixLength, bytes: masked };
+}
+
+function maskBytes(bytes: readonly number[], prefixLength: number): number[] {
+  return bytes.map((b, i) => {
+    const bits = Math.max(0, Math.min(8, prefixLength - i * 8));
+    return b & (0xff << (8 - bits)) & 0xff;
+  });
+}
+
+/**
+ * A string key of an address's first `prefixLength` bits; equal for an address and the CIDR
+ * that contains it, so matching is a map lookup per prefix length.
+ */
+export function prefixKey(family: Family, bytes: readonly number[], prefixLength: number): string {
+  let key = `${family}/${prefixLength}/`;
+  const full = prefixLength >> 3;
+  for (let i = 0; i < full; i++) key += String.fromCharCode(bytes[i]!);
+  const rest = prefixLength & 7;
+  if (rest) key += String.fromCharCode(bytes[full]! & (0xff << (8 - rest)) & 0xff);
+  return key;
+}
+
+/**
+ * Name of the IPRuleConfig for a source IP: `iprc-` + IPv4 with dots as dashes, or IPv6
+ * fully expanded to 8 groups without leading zeros, colons as dashes; always DNS-1123.
+ */
+export function configName(ip: ParsedIP): string {
+  if (ip.family === 4) return `iprc-${ip.text.replaceAll(".", "-")}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(((ip.bytes[i]! << 8) | ip.bytes[i + 1]!).toString(16));
+  }
+  return `iprc-${groups.join("-")}`;
+}

@@ -1,0 +1,411 @@
+/**
+ * The controller's planning core: from Services, IPRules and the existing IPRuleConfigs,
+ * compute the IPRuleConfig changes, each IPRule's report and the events a user must see.
+ * Pure: plain data in and out, no I/O, the clock passed in.
+ */
+import {
+  API_VERSION,
+  type IPRule,
+  type IPRuleConfig,
+  type IPRuleConfigSpec,
+  MANAGED_BY,
+  MANAGED_BY_LABEL,
+  type RuleSource,
+  type ServiceInfo,
+  type ServiceRef,
+} from "../api/types.ts";
+import { configName, type Family, parseCIDR, type ParsedIP, parseIP, prefixKey } from "../ip.ts";
+import { selectorMatches } from "./selector.ts";
+
+/** Everything the planner reads. */
+export interface PlanInput {
+  services: readonly ServiceInfo[];
+  ipRules: readonly IPRule[];
+  /** Existing IPRuleConfigs; only those labelled as ours are ever changed. */
+  configs: readonly IPRuleConfig[];
+  /** Labels of each namespace, for `namespaceSelector` (a missing namespace has none). */
+  namespaceLabels?: ReadonlyMap<string, Readonly<Record<string, string>>>;
+}
+
+/** Clock and timing of a plan. */
+export interface PlanOptions {
+  /** Current time, ms since the epoch. */
+  now: number;
+  /** How long an absent config is kept before it is deleted, ms. */
+  graceMs: number;
+}
+
+/** One write to the API. */
+export type ConfigChange =
+  | { op: "create"; name: string; config: IPRuleConfig }
+  | { op: "update"; name: string; spec: IPRuleConfigSpec; resourceVersion?: string }
+  | { op: "delete"; name: string; resourceVersion?: string };
+
+/** A Service whose LB IP matched an IPRule that lost to another. */
+export interface Conflict {
+  service: ServiceRef;
+  lbIP: string;
+  /** The IPRule that won the source address. */
+  winner: string;
+}
+
+/** What the plan found for one IPRule, for its status. */
+export interface IPRuleReport {
+  name: string;
+  generation?: number;
+  /** Services this IPRule routes (it won at least one of their source addresses). */
+  matchedServices: number;
+  conflicts: Conflict[];
+  /** Why the IPRule was ignored, when its spec is invalid. */
+  invalid?: string;
+}
+
+/** An event for a user (events.k8s.io), on an IPRule or a Service. */
+export interface PlanEvent {
+  regarding: { kind: "IPRule" | "Service"; name: string; namespace?: string };
+  type: "Normal" | "Warning";
+  reason: string;
+  note: string;
+}
+
+/** The planner's result. */
+export interface Plan {
+  /** Writes, in name order. */
+  changes: ConfigChange[];
+  /** One report per IPRule, in name order. */
+  ipRules: IPRuleReport[];
+  events: PlanEvent[];
+  /** Earliest time (ms) at which an absent config becomes due for deletion. */
+  nextDeletionAt?: number;
+}
+
+/** Largest routing table id (u32). */
+export const MAX_TABLE = 4294967295;
+/** Kernel tables an IPRule may not use: default, main, local. */
+export const RESERVED_TABLES: readonly number[] = [253, 254, 255];
+/** Highest rule priority an IPRule may use (32766/32767 are the main/default rules). */
+export const MAX_PRIORITY = 32765;
+/** Most Services named in one conflict event. */
+const EVENT_SERVICE_LIMIT = 5;
+
+interface CompiledRule {
+  name: string;
+  table: number;
+  priority: number;
+  source: RuleSource;
+  rule: IPRule;
+}
+
+interface Match {
+  rule: CompiledRule;
+  prefixLength: number;
+}
+
+interface Candidate extends Match {
+  service: ServiceRef;
+  lbIP: string;
+  source: ParsedIP;
+}
+
+/** Longest prefix first, then lower priority, then IPRule name. */
+function compareMatches(a: Match, b: Match): number {
+  return b.prefixLength - a.prefixLength || a.rule.priority - b.rule.priority ||
+    (a.rule.name < b.rule.name ? -1 : a.rule.name > b.rule.name ? 1 : 0);
+}
+
+/** Why an IPRule's spec cannot be used, or undefined when it can. */
+function validateIPRule(rule: IPRule): string | undefined {
+  const { cidrs, table, priority } = rule.spec;
+  if (cidrs.length === 0) return `spec.cidrs must not be empty`;
+  const seen = new Set<string>();
+  for (const [i, cidr] of cidrs.entries()) {
+    const parsed = parseCIDR(cidr);
+    if (parsed === "invalid") return `spec.cidrs[${i}] "${cidr}" is not a valid CIDR`;
+    if (parsed === "host-bits") return `spec.cidrs[${i}] "${cidr}" has host bits set`;
+    if (seen.has(parsed.text)) return `spec.cidrs[${i}] "${cidr}" is a duplicate`;
+    seen.add(parsed.text);
+  }
+  if (!Number.isInteger(table) || table < 1 || table > MAX_TABLE) {
+    return `spec.table "${table}" is out of range 1..${MAX_TABLE}`;
+  }
+  if (RESERVED_TABLES.includes(table)) return `spec.table "${table}" is a kernel table`;
+  if (!Number.isInteger(priority) || priority < 1 || priority > MAX_PRIORITY) {
+    return `spec.priority "${priority}" is out of range 1..${MAX_PRIORITY}`;
+  }
+  return undefined;
+}
+
+/** IPRules indexed by CIDR prefix key, with the prefix lengths in use per family. */
+class RuleIndex {
+  readonly #byKey = new Map<string, Match[]>();
+  readonly #lengths: Record<Family, number[]> = { 4: [], 6: [] };
+
+  add(rule: CompiledRule): void {
+    for (const text of rule.rule.spec.cidrs) {
+      const cidr = parseCIDR(text);
+      if (typeof cidr !== "object") continue; // validated before
+      const key = prefixKey(cidr.family, cidr.bytes, cidr.prefixLength);
+      const list = this.#byKey.get(key) ?? [];
+      list.push({ rule, prefixLength: cidr.prefixLength });
+      this.#byKey.set(key, list);
+      const lengths = this.#lengths[cidr.family];
+      if (!lengths.includes(cidr.prefixLength)) {
+        lengths.push(cidr.prefixLength);
+        lengths.sort((a, b) => b - a);
+      }
+    }
+  }
+
+  /** Every IPRule with a CIDR containing the address, best first, one entry per IPRule. */
+  lookup(ip: ParsedIP): Match[] {
+    const found = new Map<CompiledRule, Match>();
+    for (const length of this.#lengths[ip.family]) {
+      for (const match of this.#byKey.get(prefixKey(ip.family, ip.bytes, length)) ?? []) {
+        if (!found.has(match.rule)) found.set(match.rule, match); // longest CIDR of that rule
+      }
+    }
+    return [...found.values()].sort(compareMatches);
+  }
+}
+
+function refKey(ref: ServiceRef): string {
+  return `${ref.namespace}/${ref.name}`;
+}
+
+function byName<T extends { name: string }>(a: T, b: T): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function sameRefs(a: readonly ServiceRef[] | undefined, b: readonly ServiceRef[] | undefined) {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length &&
+    x.every((r, i) => r.namespace === y[i]!.namespace && r.name === y[i]!.name);
+}
+
+/** Whether an existing config already carries the desired spec. */
+function specMatches(have: IPRuleConfigSpec, want: IPRuleConfigSpec): boolean {
+  return have.serviceIP === want.serviceIP && have.table === want.table &&
+    have.priority === want.priority && have.state === want.state &&
+    have.absentSince === want.absentSince && have.ipRule === want.ipRule &&
+    sameRefs(have.service && [have.service], want.service && [want.service]) &&
+    sameRefs(have.services, want.services);
+}
+
+/** Whether the controller owns an IPRuleConfig (only those are ever changed). */
+export function isManagedConfig(config: IPRuleConfig): boolean {
+  return config.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY;
+}
+
+/** Computes the IPRuleConfig changes, IPRule reports and events for one reconcile. */
+export function planConfigs(input: PlanInput, options: PlanOptions): Plan {
+  const events: PlanEvent[] = [];
+  const reports = new Map<string, IPRuleReport>();
+  const index = new RuleIndex();
+
+  for (const rule of [...input.ipRules].sort((a, b) => byName(a.metadata, b.metadata))) {
+    const { name, generation } = rule.metadata;
+    const report: IPRuleReport = { name, matchedServices: 0, conflicts: [] };
+    if (generation !== undefined) report.generation = generation;
+    reports.set(name, report);
+    if (rule.metadata.deletionTimestamp) continue;
+    const invalid = validateIPRule(rule);
+    if (invalid) {
+      report.invalid = invalid;
+      events.push({
+        regarding: { kind: "IPRule", name },
+        type: "Warning",
+        reason: "InvalidIPRule",
+        note: `IPRule ignored: ${invalid}`,
+      });
+      continue;
+    }
+    const { table, priority, source = "ClusterIP" } = rule.spec;
+    index.add({ name, table, priority, source, rule });
+  }
+
+  // Every (Service, LB IP) pair → the winning IPRule → a candidate for one source address.
+  const bySource = new Map<string, Candidate[]>();
+  const services = [...input.services].sort((a, b) =>
+    a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : byName(a, b)
+  );
+  for (const svc of services) {
+    if (svc.type !== "LoadBalancer" || svc.ingressIPs.length === 0) continue;
+    const ref = { namespace: svc.namespace, name: svc.name };
+    const nsLabels = input.namespaceLabels?.get(svc.namespace) ?? {};
+    const clusterIPs = svc.clusterIPs.map(parseIP);
+    const headless = svc.clusterIPs.length === 0 || svc.clusterIPs.includes("None");
+    for (const lbText of svc.ingressIPs) {
+      const lbIP = parseIP(lbText);
+      if (!lbIP) continue; // the API server validates ingress IPs; nothing to match
+      const matches = index.lookup(lbIP).filter(({ rule }) =>
+        selectorMatches(rule.rule.spec.serviceSelector, svc.labels) &&
+        selectorMatches(rule.rule.spec.namespaceSelector, nsLabels)
+      );
+      const [winner, ...losers] = matches;
+      if (!winner) continue;
+      for (const loser of losers) {
+        reports.get(loser.rule.name)!.conflicts.push({
+          service: ref,
+          lbIP: lbIP.text,
+          winner: winner.rule.name,
+        });
+      }
+      let source: ParsedIP | undefined = lbIP;
+      if (winner.rule.source === "ClusterIP") {
+        if (headless) {
+          events.push(serviceEvent(
+            svc,
+            "NoClusterIP",
+            `Service skipped: it has no ClusterIP ` +
+              `(clusterIP "None") to route LB IP "${lbIP.text}" from (IPRule "${winner.rule.name}")`,
+          ));
+          continue;
+        }
+        source = clusterIPs.find((ip) => ip?.family === lbIP.family);
+        if (!source) {
+          events.push(serviceEvent(
+            svc,
+            "NoClusterIPOfFamily",
+            `Service skipped for LB IP ` +
+              `"${lbIP.text}": no IPv${lbIP.family} ClusterIP in spec.clusterIPs ` +
+              `"${svc.clusterIPs.join(",")}" (IPRule "${winner.rule.name}")`,
+          ));
+          continue;
+        }
+      }
+      const list = bySource.get(source.text) ?? [];
+      list.push({ ...winner, service: ref, lbIP: lbIP.text, source });
+      bySource.set(source.text, list);
+    }
+  }
+
+  // One source address → exactly one config: the best candidate's IPRule wins.
+  const desired = new Map<string, IPRuleConfigSpec>();
+  const routed = new Map<string, Set<string>>();
+  for (const [sourceText, candidates] of bySource) {
+    candidates.sort(compareMatches);
+    const best = candidates[0]!;
+    const refs = new Map<string, ServiceRef>();
+    for (const c of candidates) {
+      if (c.rule === best.rule) refs.set(refKey(c.service), c.service);
+      else {
+        reports.get(c.rule.name)!.conflicts.push({
+          service: c.service,
+          lbIP: c.lbIP,
+          winner: best.rule.name,
+        });
+      }
+    }
+    const serviceRefs = [...refs.values()].sort((a, b) =>
+      refKey(a) < refKey(b) ? -1 : refKey(a) > refKey(b) ? 1 : 0
+    );
+    const seen = routed.get(best.rule.name) ?? new Set();
+    for (const key of refs.keys()) seen.add(key);
+    routed.set(best.rule.name, seen);
+    desired.set(configName(best.source), {
+      serviceIP: sourceText,
+      table: best.rule.table,
+      priority: best.rule.priority,
+      state: "present",
+      ipRule: best.rule.name,
+      service: serviceRefs[0]!,
+      services: serviceRefs,
+    });
+  }
+
+  for (const report of reports.values()) {
+    report.matchedServices = routed.get(report.name)?.size ?? 0;
+    if (report.conflicts.length > 0) events.push(conflictEvent(report));
+  }
+
+  const { changes, nextDeletionAt } = diffConfigs(desired, input.configs, options, events);
+  const plan: Plan = { changes, ipRules: [...reports.values()], events };
+  if (nextDeletionAt !== undefined) plan.nextDeletionAt = nextDeletionAt;
+  return plan;
+}
+
+function serviceEvent(svc: ServiceInfo, reason: string, note: string): PlanEvent {
+  return {
+    regarding: { kind: "Service", namespace: svc.namespace, name: svc.name },
+    type: "Warning",
+    reason,
+    note,
+  };
+}
+
+function conflictEvent(report: IPRuleReport): PlanEvent {
+  const shown = report.conflicts.slice(0, EVENT_SERVICE_LIMIT).map((c) =>
+    `${refKey(c.service)} (LB IP ${c.lbIP}) to IPRule "${c.winner}"`
+  );
+  const more = report.conflicts.length - shown.length;
+  return {
+    regarding: { kind: "IPRule", name: report.name },
+    type: "Warning",
+    reason: "Conflict",
+    note: `IPRule lost ${report.conflicts.length} match(es) to IPRules with a longer prefix, ` +
+      `lower priority or earlier name: ${shown.join("; ")}${more > 0 ? `; and ${more} more` : ""}`,
+  };
+}
+
+/** Turns the desired specs and the existing configs into writes. */
+function diffConfigs(
+  desired: ReadonlyMap<string, IPRuleConfigSpec>,
+  existing: readonly IPRuleConfig[],
+  { now, graceMs }: PlanOptions,
+  events: PlanEvent[],
+): { changes: ConfigChange[]; nextDeletionAt?: number } {
+  const changes: ConfigChange[] = [];
+  let nextDeletionAt: number | undefined;
+  const have = new Map(existing.map((c) => [c.metadata.name, c]));
+  const rv = (c: IPRuleConfig) =>
+    c.metadata.resourceVersion === undefined ? {} : { resourceVersion: c.metadata.resourceVersion };
+
+  for (const [name, spec] of desired) {
+    const current = have.get(name);
+    if (!current) {
+      changes.push({ op: "create", name, config: newConfig(name, spec) });
+    } else if (!isManagedConfig(current)) {
+      const svc = spec.service!;
+      events.push({
+        regarding: { kind: "Service", namespace: svc.namespace, name: svc.name },
+        type: "Warning",
+        reason: "ConfigNotOwned",
+        note: `IPRuleConfig "${name}" exists without label ${MANAGED_BY_LABEL}=${MANAGED_BY}; ` +
+          `left as it is`,
+      });
+    } else if (!specMatches(current.spec, spec)) {
+      changes.push({ op: "update", name, spec, ...rv(current) });
+    }
+  }
+
+  for (const current of existing) {
+    const name = current.metadata.name;
+    if (desired.has(name) || !isManagedConfig(current)) continue;
+    const since = current.spec.absentSince === undefined
+      ? NaN
+      : Date.parse(current.spec.absentSince);
+    if (current.spec.state !== "absent" || Number.isNaN(since)) {
+      const spec = { ...current.spec, state: "absent" as const };
+      spec.absentSince = new Date(now).toISOString();
+      changes.push({ op: "update", name, spec, ...rv(current) });
+      nextDeletionAt = Math.min(nextDeletionAt ?? Infinity, now + graceMs);
+    } else if (now - since >= graceMs) {
+      changes.push({ op: "delete", name, ...rv(current) });
+    } else {
+      nextDeletionAt = Math.min(nextDeletionAt ?? Infinity, since + graceMs);
+    }
+  }
+  changes.sort(byName);
+  return nextDeletionAt === undefined ? { changes } : { changes, nextDeletionAt };
+}
+
+/** A new IPRuleConfig object carrying our managed-by label. */
+function newConfig(name: string, spec: IPRuleConfigSpec): IPRuleConfig {
+  return {
+    apiVersion: API_VERSION,
+    kind: "IPRuleConfig",
+    metadata: { name, labels: { [MANAGED_BY_LABEL]: MANAGED_BY } },
+    spec,
+  };
+}
