@@ -1,0 +1,136 @@
+/**
+ * Flag parsing shared by both executables: `node:util` parseArgs (strict), typed value
+ * checks, and `--help` generated from the same table so it lists every flag.
+ */
+import { parseArgs } from "node:util";
+// @deno-types="@types/ms"
+import ms from "ms";
+
+/** A command-line mistake: reported as one line, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** One flag of an executable. */
+export interface FlagDef {
+  name: string;
+  type: "string" | "boolean";
+  /** Placeholder of the value in --help, e.g. "DURATION". */
+  value?: string;
+  /** Default shown in --help (applied by the caller's typed config). */
+  default?: string;
+  help: string;
+}
+
+/** Parsed flags: string or boolean values by flag name; `undefined` when not given. */
+export type FlagValues = Record<string, string | boolean | undefined>;
+
+/** Parses argv against the flag table; unknown flags and stray arguments are UsageErrors. */
+export function parseFlags(args: readonly string[], defs: readonly FlagDef[]): FlagValues {
+  const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
+  for (const def of defs) options[def.name] = { type: def.type };
+  try {
+    const { values } = parseArgs({
+      args: [...args],
+      options,
+      strict: true,
+      allowPositionals: false,
+    });
+    return values as FlagValues;
+  } catch (err: unknown) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new UsageError(message.split("\n")[0]!.replace(/\.$/, ""));
+  }
+}
+
+/** The --help text: usage line, summary, then every flag with its default. */
+export function helpText(program: string, summary: string, defs: readonly FlagDef[]): string {
+  const help: FlagDef = { name: "help", type: "boolean", help: "Show this help and exit" };
+  const rows = [...defs, help]
+    .map((d) => {
+      const left = `  --${d.name}${d.type === "string" ? `=${d.value ?? "VALUE"}` : ""}`;
+      const right = d.help + (d.default !== undefined ? ` (default: ${d.default})` : "");
+      return [left, right] as const;
+    });
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+  return [
+    `Usage: ${program} [flags]`,
+    "",
+    summary,
+    "",
+    "Flags:",
+    ...rows.map(([left, right]) => left.padEnd(width) + right),
+  ].join("\n");
+}
+
+/** A duration flag such as `10s`, `5m`, `250ms`, in milliseconds (> 0). */
+export function durationFlag(name: string, value: string): number {
+  const parsed = /^\d+(\.\d+)?(ms|s|m|h)$/.test(value) ? ms(value as ms.StringValue) : undefined;
+  if (typeof parsed !== "number" || !(parsed > 0)) {
+    throw new UsageError(
+      `Invalid value for --${name}: "${value}" (expected a duration such as 10s, 5m, 250ms)`,
+    );
+  }
+  return parsed;
+}
+
+/** An integer flag within [min, max]. */
+export function integerFlag(name: string, value: string, min: number, max: number): number {
+  const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(
+      `Invalid value for --${name}: "${value}" (expected an integer from ${min} to ${max})`,
+    );
+  }
+  return n;
+}
+
+/** A flag that takes one of a few words. */
+export function choiceFlag<T extends string>(
+  name: string,
+  value: string,
+  allowed: readonly T[],
+): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(
+      `Invalid value for --${name}: "${value}" (expected one of ${allowed.join(", ")})`,
+    );
+  }
+  return value as T;
+}
+
+/** A listen address `host:port` or `:port` (port 0..65535). */
+export function addressFlag(name: string, value: string): { hostname: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]*):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) {
+    throw new UsageError(
+      `Invalid value for --${name}: "${value}" (expected host:port or :port, e.g. :8080)`,
+    );
+  }
+  const host = match[1]!.replace(/^\[|\]$/g, "");
+  return { hostname: host === "" ? "0.0.0.0" : host, port };
+}
+
+/**
+ * Runs an entry point's main: `--help` prints and exits 0, a UsageError prints one line and
+ * exits 2.
+ */
+export async function runCli(
+  program: string,
+  main: (args: readonly string[]) => Promise<number | void> | number | void,
+): Promise<void> {
+  try {
+    const code = await main(Deno.args);
+    if (typeof code === "number" && code !== 0) Deno.exit(code);
+  } catch (err: unknown) {
+    if (err instanceof UsageError) {
+      console.error(`${program}: ${err.message} (see --help)`);
+      Deno.exit(2);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { addressFlag, durationFlag, helpText, UsageError } from "./cli.ts";
+import { AGENT_FLAGS, DEFAULT_PROTOCOL, parseAgentFlags } from "./agent_flags.ts";
+import { CONTROLLER_FLAGS, DEFAULT_NAMESPACE, parseControllerFlags } from "./controller_flags.ts";
+
+const ctx = { env: {}, isTerminal: false, hostname: "node-1" };
+
+Deno.test("parseAgentFlags() applies the documented defaults", () => {
+  const o = parseAgentFlags([], ctx);
+  assert.equal(o.nodeName, "node-1");
+  assert.equal(o.resyncMs, 10_000);
+  assert.equal(o.protocol, DEFAULT_PROTOCOL);
+  assert.equal(o.logFormat, "json");
+  assert.deepEqual(o.metricsAddr, { hostname: "0.0.0.0", port: 9090 });
+  assert.equal(o.once, false);
+  assert.equal(
+    parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" }, isTerminal: true }).logFormat,
+    "text",
+  );
+  assert.equal(parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" } }).nodeName, "w2");
+});
+
+Deno.test("parseAgentFlags() reads every flag", () => {
+  const o = parseAgentFlags([
+    "--kubeconfig=/k",
+    "--node-name=n1",
+    "--resync=250ms",
+    "--protocol=77",
+    "--once",
+    "--dry-run",
+    "--libmnl=/opt/libmnl.so.0",
+    "--metrics-addr=127.0.0.1:9999",
+    "--log-format=text",
+    "--log-level=debug",
+  ], ctx);
+  assert.deepEqual(o, {
+    help: false,
+    version: false,
+    kubeconfig: "/k",
+    nodeName: "n1",
+    resyncMs: 250,
+    protocol: 77,
+    once: true,
+    dryRun: true,
+    libmnlPath: "/opt/libmnl.so.0",
+    metricsAddr: { hostname: "127.0.0.1", port: 9999 },
+    logFormat: "text",
+    logLevel: "debug",
+  });
+});
+
+Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and value", () => {
+  const cases: [string[], RegExp][] = [
+    [["--resync=abc"], /--resync: "abc"/],
+    [["--resync=0s"], /--resync: "0s"/],
+    [["--protocol=256"], /--protocol: "256"/],
+    [["--protocol=x"], /--protocol: "x"/],
+    [["--log-format=xml"], /--log-format: "xml"/],
+    [["--metrics-addr=9090"], /--metrics-addr: "9090"/],
+    [["--node-name=Bad_Name"], /--node-name: "Bad_Name"/],
+    [["--bogus"], /Unknown option '--bogus'/],
+    [["stray"], /stray/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseAgentFlags(args, ctx), (err: unknown) => {
+      assert.ok(err instanceof UsageError, args.join(" "));
+      assert.match(err.message, message);
+      assert.ok(!err.message.includes("\n"), "one line");
+      return true;
+    });
+  }
+  assert.throws(() => parseControllerFlags(["--grace-period=soon"], ctx), /--grace-period: "soon"/);
+});
+
+Deno.test("parseControllerFlags() applies defaults and reads the namespace from the pod", () => {
+  const o = parseControllerFlags([], ctx);
+  assert.equal(o.namespace, DEFAULT_NAMESPACE);
+  assert.equal(o.gracePeriodMs, 300_000);
+  assert.equal(o.leaderElect, false);
+  assert.equal(
+    parseControllerFlags([], { ...ctx, env: { POD_NAMESPACE: "ops" } }).namespace,
+    "ops",
+  );
+  const set = parseControllerFlags(
+    ["--leader-elect", "--grace-period=2s", "--agent-image=img:1"],
+    ctx,
+  );
+  assert.equal(set.leaderElect, true);
+  assert.equal(set.gracePeriodMs, 2000);
+  assert.equal(set.agentImage, "img:1");
+});
+
+Deno.test("helpText() lists every flag of both executables", () => {
+  for (const defs of [AGENT_FLAGS, CONTROLLER_FLAGS]) {
+    const text = helpText("x", "summary", defs);
+    for (const def of defs) assert.match(text, new RegExp(`--${def.name}\\b`));
+    assert.match(text, /--help/);
+  }
+  for (
+    const name of [
+      "once",
+      "dry-run",
+      "kubeconfig",
+      "node-name",
+      "resync",
+      "protocol",
+      "log-format",
+      "metrics-addr",
+    ]
+  ) {
+    assert.ok(AGENT_FLAGS.some((d) => d.name === name), name);
+  }
+});
+
+Deno.test("durationFlag() and addressFlag() parse their forms", () => {
+  assert.equal(durationFlag("d", "1m"), 60_000);
+  assert.equal(durationFlag("d", "1.5s"), 1500);
+  assert.deepEqual(addressFlag("a", "[::1]:80"), { hostname: "::1", port: 80 });
+  assert.throws(() => addressFlag("a", ":70000"), UsageError);
+});

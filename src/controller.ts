@@ -1,0 +1,20 @@
+/** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
+import { helpText, runCli } from "./cli.ts";
+import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller_flags.ts";
+import { VERSION } from "./version.ts";
+
+const SUMMARY = "Matches LoadBalancer Services against IPRules and writes IPRuleConfigs; " +
+  "deploys the node agents from the Agent CR.";
+
+if (import.meta.main) {
+  await runCli("iprule-controller", (args) => {
+    const options = parseControllerFlags(args, {
+      env: Deno.env.toObject(),
+      isTerminal: Deno.stderr.isTerminal(),
+    });
+    if (options.help) return console.log(helpText("iprule-controller", SUMMARY, CONTROLLER_FLAGS));
+    if (options.version) return console.log(VERSION);
+    console.error("iprule-controller: the reconcilers are not wired yet");
+    return 1;
+  });
+}
