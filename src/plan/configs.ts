@@ -105,6 +105,9 @@ interface Candidate extends Match {
   service: ServiceRef;
   lbIP: string;
   source: ParsedIP;
+  configName: string;
+  /** The spec this candidate asks for when it is alone at its source; built once. */
+  soleSpec?: IPRuleConfigSpec;
 }
 
 /** Longest prefix first, then lower priority, then IPRule name. */
@@ -197,86 +200,179 @@ export function isManagedConfig(config: IPRuleConfig): boolean {
   return config.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY;
 }
 
+/** A Service's match result: candidates for source addresses, lost matches, events. */
+interface ServiceMatch {
+  candidates: Candidate[];
+  conflicts: { loser: string; conflict: Conflict }[];
+  events: PlanEvent[];
+}
+
+/** The usable IPRules, indexed, and why the others are not usable. */
+interface CompiledRules {
+  index: RuleIndex;
+  invalid: Map<string, string>;
+}
+
+/**
+ * Memo of compiled IPRules and per-Service match results across plans, so a reconcile after
+ * one Service changed re-matches only that Service. A plan is identical with or without it:
+ * entries are keyed by object identity (the informer cache keeps unchanged objects) and by the
+ * IPRules' content.
+ */
+export class PlanMemo {
+  #rulesKey = "";
+  #rules: CompiledRules | undefined;
+  #services = new WeakMap<
+    ServiceInfo,
+    { index: RuleIndex; nsLabels: object; match: ServiceMatch }
+  >();
+
+  /** The compiled IPRules, rebuilt only when one of them changed. */
+  rules(ipRules: readonly IPRule[]): CompiledRules {
+    const key = JSON.stringify(
+      ipRules.map((r) => [r.metadata.name, r.metadata.deletionTimestamp, r.spec]),
+    );
+    if (!this.#rules || key !== this.#rulesKey) {
+      this.#rules = compileRules(ipRules);
+      this.#rulesKey = key;
+    }
+    return this.#rules;
+  }
+
+  /** A Service's match result, recomputed only when the Service, IPRules or labels changed. */
+  match(
+    svc: ServiceInfo,
+    index: RuleIndex,
+    nsLabels: Readonly<Record<string, string>>,
+  ): ServiceMatch {
+    const hit = this.#services.get(svc);
+    if (hit && hit.index === index && hit.nsLabels === nsLabels) return hit.match;
+    const match = matchService(svc, index, nsLabels);
+    this.#services.set(svc, { index, nsLabels, match });
+    return match;
+  }
+}
+
+function compileRules(ipRules: readonly IPRule[]): CompiledRules {
+  const index = new RuleIndex();
+  const invalid = new Map<string, string>();
+  for (const rule of ipRules) {
+    if (rule.metadata.deletionTimestamp) continue;
+    const problem = validateIPRule(rule);
+    if (problem) {
+      invalid.set(rule.metadata.name, problem);
+      continue;
+    }
+    const { table, priority, source = "ClusterIP" } = rule.spec;
+    index.add({ name: rule.metadata.name, table, priority, source, rule });
+  }
+  return { index, invalid };
+}
+
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Every (Service, LB IP) pair → the winning IPRule → a candidate for one source address. */
+function matchService(
+  svc: ServiceInfo,
+  index: RuleIndex,
+  nsLabels: Readonly<Record<string, string>>,
+): ServiceMatch {
+  const result: ServiceMatch = { candidates: [], conflicts: [], events: [] };
+  if (svc.type !== "LoadBalancer" || svc.ingressIPs.length === 0) return result;
+  const ref = { namespace: svc.namespace, name: svc.name };
+  const clusterIPs = svc.clusterIPs.map(parseIP);
+  const headless = svc.clusterIPs.length === 0 || svc.clusterIPs.includes("None");
+  for (const lbText of svc.ingressIPs) {
+    const lbIP = parseIP(lbText);
+    if (!lbIP) continue; // the API server validates ingress IPs; nothing to match
+    const matches = index.lookup(lbIP).filter(({ rule }) =>
+      selectorMatches(rule.rule.spec.serviceSelector, svc.labels) &&
+      selectorMatches(rule.rule.spec.namespaceSelector, nsLabels)
+    );
+    const [winner, ...losers] = matches;
+    if (!winner) continue;
+    for (const loser of losers) {
+      result.conflicts.push({
+        loser: loser.rule.name,
+        conflict: { service: ref, lbIP: lbIP.text, winner: winner.rule.name },
+      });
+    }
+    let source: ParsedIP | undefined = lbIP;
+    if (winner.rule.source === "ClusterIP") {
+      if (headless) {
+        result.events.push(serviceEvent(
+          svc,
+          "NoClusterIP",
+          `Service skipped: it has no ClusterIP (clusterIP "None") to route LB IP ` +
+            `"${lbIP.text}" from (IPRule "${winner.rule.name}")`,
+        ));
+        continue;
+      }
+      source = clusterIPs.find((ip) => ip?.family === lbIP.family);
+      if (!source) {
+        result.events.push(serviceEvent(
+          svc,
+          "NoClusterIPOfFamily",
+          `Service skipped for LB IP "${lbIP.text}": no IPv${lbIP.family} ClusterIP in ` +
+            `spec.clusterIPs "${svc.clusterIPs.join(",")}" (IPRule "${winner.rule.name}")`,
+        ));
+        continue;
+      }
+    }
+    result.candidates.push({
+      ...winner,
+      service: ref,
+      lbIP: lbIP.text,
+      source,
+      configName: configName(source),
+    });
+  }
+  return result;
+}
+
 /** Computes the IPRuleConfig changes, IPRule reports and events for one reconcile. */
-export function planConfigs(input: PlanInput, options: PlanOptions): Plan {
+export function planConfigs(
+  input: PlanInput,
+  options: PlanOptions,
+  memo: PlanMemo = new PlanMemo(),
+): Plan {
   const events: PlanEvent[] = [];
   const reports = new Map<string, IPRuleReport>();
-  const index = new RuleIndex();
+  const { index, invalid } = memo.rules(input.ipRules);
 
   for (const rule of [...input.ipRules].sort((a, b) => byName(a.metadata, b.metadata))) {
     const { name, generation } = rule.metadata;
     const report: IPRuleReport = { name, matchedServices: 0, conflicts: [] };
     if (generation !== undefined) report.generation = generation;
     reports.set(name, report);
-    if (rule.metadata.deletionTimestamp) continue;
-    const invalid = validateIPRule(rule);
-    if (invalid) {
-      report.invalid = invalid;
+    const problem = invalid.get(name);
+    if (problem) {
+      report.invalid = problem;
       events.push({
         regarding: { kind: "IPRule", name },
         type: "Warning",
         reason: "InvalidIPRule",
-        note: `IPRule ignored: ${invalid}`,
+        note: `IPRule ignored: ${problem}`,
       });
-      continue;
     }
-    const { table, priority, source = "ClusterIP" } = rule.spec;
-    index.add({ name, table, priority, source, rule });
   }
 
-  // Every (Service, LB IP) pair → the winning IPRule → a candidate for one source address.
   const bySource = new Map<string, Candidate[]>();
+  // Sorted Services make every output list deterministic (cheaper than sorting the outputs).
   const services = [...input.services].sort((a, b) =>
     a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : byName(a, b)
   );
   for (const svc of services) {
-    if (svc.type !== "LoadBalancer" || svc.ingressIPs.length === 0) continue;
-    const ref = { namespace: svc.namespace, name: svc.name };
-    const nsLabels = input.namespaceLabels?.get(svc.namespace) ?? {};
-    const clusterIPs = svc.clusterIPs.map(parseIP);
-    const headless = svc.clusterIPs.length === 0 || svc.clusterIPs.includes("None");
-    for (const lbText of svc.ingressIPs) {
-      const lbIP = parseIP(lbText);
-      if (!lbIP) continue; // the API server validates ingress IPs; nothing to match
-      const matches = index.lookup(lbIP).filter(({ rule }) =>
-        selectorMatches(rule.rule.spec.serviceSelector, svc.labels) &&
-        selectorMatches(rule.rule.spec.namespaceSelector, nsLabels)
-      );
-      const [winner, ...losers] = matches;
-      if (!winner) continue;
-      for (const loser of losers) {
-        reports.get(loser.rule.name)!.conflicts.push({
-          service: ref,
-          lbIP: lbIP.text,
-          winner: winner.rule.name,
-        });
-      }
-      let source: ParsedIP | undefined = lbIP;
-      if (winner.rule.source === "ClusterIP") {
-        if (headless) {
-          events.push(serviceEvent(
-            svc,
-            "NoClusterIP",
-            `Service skipped: it has no ClusterIP ` +
-              `(clusterIP "None") to route LB IP "${lbIP.text}" from (IPRule "${winner.rule.name}")`,
-          ));
-          continue;
-        }
-        source = clusterIPs.find((ip) => ip?.family === lbIP.family);
-        if (!source) {
-          events.push(serviceEvent(
-            svc,
-            "NoClusterIPOfFamily",
-            `Service skipped for LB IP ` +
-              `"${lbIP.text}": no IPv${lbIP.family} ClusterIP in spec.clusterIPs ` +
-              `"${svc.clusterIPs.join(",")}" (IPRule "${winner.rule.name}")`,
-          ));
-          continue;
-        }
-      }
-      const list = bySource.get(source.text) ?? [];
-      list.push({ ...winner, service: ref, lbIP: lbIP.text, source });
-      bySource.set(source.text, list);
+    const nsLabels = input.namespaceLabels?.get(svc.namespace) ?? NO_LABELS;
+    const match = memo.match(svc, index, nsLabels);
+    for (const { loser, conflict } of match.conflicts) {
+      reports.get(loser)!.conflicts.push(conflict);
+    }
+    events.push(...match.events);
+    for (const candidate of match.candidates) {
+      const list = bySource.get(candidate.source.text);
+      if (list) list.push(candidate);
+      else bySource.set(candidate.source.text, [candidate]);
     }
   }
 
@@ -284,34 +380,40 @@ export function planConfigs(input: PlanInput, options: PlanOptions): Plan {
   const desired = new Map<string, IPRuleConfigSpec>();
   const routed = new Map<string, Set<string>>();
   for (const [sourceText, candidates] of bySource) {
-    candidates.sort(compareMatches);
+    if (candidates.length > 1) candidates.sort(compareMatches);
     const best = candidates[0]!;
-    const refs = new Map<string, ServiceRef>();
-    for (const c of candidates) {
-      if (c.rule === best.rule) refs.set(refKey(c.service), c.service);
-      else {
-        reports.get(c.rule.name)!.conflicts.push({
-          service: c.service,
-          lbIP: c.lbIP,
-          winner: best.rule.name,
-        });
+    let serviceRefs = [best.service];
+    if (candidates.length > 1) {
+      const refs = new Map<string, ServiceRef>();
+      for (const c of candidates) {
+        if (c.rule === best.rule) refs.set(refKey(c.service), c.service);
+        else {
+          reports.get(c.rule.name)!.conflicts.push({
+            service: c.service,
+            lbIP: c.lbIP,
+            winner: best.rule.name,
+          });
+        }
       }
+      serviceRefs = [...refs.values()].sort((a, b) =>
+        refKey(a) < refKey(b) ? -1 : refKey(a) > refKey(b) ? 1 : 0
+      );
     }
-    const serviceRefs = [...refs.values()].sort((a, b) =>
-      refKey(a) < refKey(b) ? -1 : refKey(a) > refKey(b) ? 1 : 0
-    );
     const seen = routed.get(best.rule.name) ?? new Set();
-    for (const key of refs.keys()) seen.add(key);
+    for (const ref of serviceRefs) seen.add(refKey(ref));
     routed.set(best.rule.name, seen);
-    desired.set(configName(best.source), {
+    const spec = candidates.length === 1 && best.soleSpec ? best.soleSpec : {
       serviceIP: sourceText,
       table: best.rule.table,
       priority: best.rule.priority,
-      state: "present",
+      state: "present" as const,
       ipRule: best.rule.name,
       service: serviceRefs[0]!,
       services: serviceRefs,
-    });
+    };
+    // Candidates are memoized with their Service, so a lone one's spec is reused next time.
+    if (candidates.length === 1) best.soleSpec = spec;
+    desired.set(best.configName, spec);
   }
 
   for (const report of reports.values()) {

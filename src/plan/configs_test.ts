@@ -8,7 +8,7 @@ import {
   MANAGED_BY_LABEL,
   type ServiceInfo,
 } from "../api/types.ts";
-import { type Plan, planConfigs, type PlanInput } from "./configs.ts";
+import { type Plan, planConfigs, type PlanInput, PlanMemo } from "./configs.ts";
 
 const NOW = Date.parse("2026-01-01T00:00:00Z");
 const GRACE = 5 * 60_000;
@@ -394,4 +394,25 @@ Deno.test("planConfigs() treats a deleted IPRule as gone", () => {
     "update",
     "absent",
   ]]);
+});
+
+Deno.test("planConfigs() gives the same plan with a memo kept across reconciles", () => {
+  const rules = [dc, ipRule("wide", { cidrs: ["192.168.0.0/16"], table: 7 })];
+  const memo = new PlanMemo();
+  const web = lbService("web", ["192.168.1.10", "fd00:10::5"], ["10.96.1.50", "fd00:96::a"]);
+  const db = lbService("db", ["192.168.7.7"], ["10.96.1.51"]);
+  const inputs: PlanInput[] = [
+    { services: [web, db], ipRules: rules, configs: [] },
+    { services: [web, { ...db, ingressIPs: ["192.168.1.9"] }], ipRules: rules, configs: [] },
+    {
+      services: [web, db],
+      ipRules: [ipRule("dc-a", { cidrs: ["192.168.1.0/24"], table: 300 })],
+      configs: [],
+    },
+    { services: [web], ipRules: rules, configs: [] },
+  ];
+  for (const [i, input] of inputs.entries()) {
+    const options = { now: NOW, graceMs: GRACE };
+    assert.deepEqual(planConfigs(input, options, memo), planConfigs(input, options), `input ${i}`);
+  }
 });

@@ -1,0 +1,107 @@
+/**
+ * Planning benchmark: 10,000 LoadBalancer Services (half dual-stack) against 50 IPRules with
+ * overlapping CIDRs, planned from scratch and with one Service changed. Prints medians.
+ * Targets (issue 2): < 200 ms from scratch, < 20 ms for one change.
+ */
+import { API_VERSION, type IPRule, type IPRuleConfig, type ServiceInfo } from "../src/api/types.ts";
+import { planConfigs, PlanMemo } from "../src/plan/configs.ts";
+
+const SERVICES = 10_000;
+const RUNS = Number(Deno.env.get("RUNS") ?? 15);
+
+function ipRules(): IPRule[] {
+  const rules: IPRule[] = [];
+  for (let i = 0; i < 50; i++) {
+    // 10 wide rules (/16, /48) overlapped by 40 narrow ones (/24 and /20, /64): many
+    // LB IPs match two or three IPRules, so the tie-break and conflict paths run.
+    const a = i % 10;
+    const cidrs = i < 10
+      ? [`10.${a}.0.0/16`, `fd00:${a}::/48`]
+      : [`10.${a}.${i}.0/24`, `10.${a}.${(i % 4) * 64}.0/20`, `fd00:${a}:${i}::/64`];
+    rules.push({
+      apiVersion: API_VERSION,
+      kind: "IPRule",
+      metadata: { name: `rule-${String(i).padStart(2, "0")}`, generation: 1 },
+      spec: { cidrs, table: 100 + i, priority: 1000 + (i % 7) },
+    });
+  }
+  return rules;
+}
+
+/** Service i: LB IPs in the CIDRs above (every one matches at least one IPRule). */
+function service(i: number, third = 10 + (i % 40)): ServiceInfo {
+  const dual = i % 2 === 0;
+  const a = third % 10;
+  const host = 1 + (i >> 6) % 250;
+  return {
+    namespace: `ns-${i % 20}`,
+    name: `svc-${i}`,
+    labels: { app: `a${i % 3}` },
+    type: "LoadBalancer",
+    clusterIPs: dual
+      ? [`10.96.${i >> 8}.${i & 255}`, `fd00:96::${i.toString(16)}`]
+      : [`10.96.${i >> 8}.${i & 255}`],
+    ingressIPs: dual
+      ? [`10.${a}.${third}.${host}`, `fd00:${a}:${third}::${host.toString(16)}`]
+      : [`10.${a}.${third}.${host}`],
+    hostnameOnlyIngress: 0,
+  };
+}
+
+function median(samples: number[]): number {
+  const s = [...samples].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function time(fn: () => void): number[] {
+  const samples: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    fn();
+    samples.push(performance.now() - t0);
+  }
+  return samples;
+}
+
+const rules = ipRules();
+const services = Array.from({ length: SERVICES }, (_, i) => service(i));
+const options = { now: Date.now(), graceMs: 300_000 };
+
+const first = planConfigs({ services, ipRules: rules, configs: [] }, options);
+const configs: IPRuleConfig[] = first.changes.flatMap((c) =>
+  c.op === "create"
+    ? [{ ...c.config, metadata: { ...c.config.metadata, resourceVersion: "1" } }]
+    : []
+);
+const changed = services.slice();
+
+const scratch = time(() => planConfigs({ services, ipRules: rules, configs: [] }, options));
+// The controller keeps one memo across reconciles; unchanged Services are not re-matched.
+const memo = new PlanMemo();
+planConfigs({ services, ipRules: rules, configs }, options, memo);
+const steady = time(() => planConfigs({ services, ipRules: rules, configs }, options, memo));
+let flip = false;
+let oneChanges = 0;
+const one = time(() => {
+  // Alternate between the original Service and one whose LB IP moved from a narrow IPRule
+  // to a wide one, so each run sees a fresh change against the same existing configs.
+  flip = !flip;
+  changed[4242] = flip ? service(4242, 200) : service(4242);
+  const plan = planConfigs({ services: changed, ipRules: rules, configs }, options, memo);
+  if (flip) oneChanges = plan.changes.length;
+});
+
+const conflicts = first.ipRules.reduce((n, r) => n + r.conflicts.length, 0);
+console.log(
+  `plan: ${SERVICES} Services (${SERVICES / 2} dual-stack), ${rules.length} IPRules, ` +
+    `${configs.length} configs, ${conflicts} conflicts; median of ${RUNS} runs`,
+);
+console.log(`  from scratch:        ${median(scratch).toFixed(1)} ms  (target < 200 ms)`);
+console.log(
+  `  steady state (no-op): ${median(steady).toFixed(1)} ms  (memo kept across reconciles)`,
+);
+console.log(
+  `  one Service changed:  ${
+    median(one).toFixed(1)
+  } ms  (target < 20 ms; ${oneChanges} config updates)`,
+);
