@@ -378,7 +378,8 @@ export function planConfigs(
 
   // One source address → exactly one config: the best candidate's IPRule wins.
   const desired = new Map<string, IPRuleConfigSpec>();
-  const routed = new Map<string, Set<string>>();
+  // Per IPRule, the Services it routes; ServiceRef objects are one per Service and match.
+  const routed = new Map<string, Set<ServiceRef>>();
   for (const [sourceText, candidates] of bySource) {
     if (candidates.length > 1) candidates.sort(compareMatches);
     const best = candidates[0]!;
@@ -400,7 +401,7 @@ export function planConfigs(
       );
     }
     const seen = routed.get(best.rule.name) ?? new Set();
-    for (const ref of serviceRefs) seen.add(refKey(ref));
+    for (const ref of serviceRefs) seen.add(ref);
     routed.set(best.rule.name, seen);
     const spec = candidates.length === 1 && best.soleSpec ? best.soleSpec : {
       serviceIP: sourceText,
