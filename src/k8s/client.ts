@@ -1,0 +1,280 @@
+/**
+ * The API client: client-node's KubeConfig for configuration and credentials (kubeconfig
+ * files, in-cluster service account with token rotation, exec plugins), and Deno's fetch over
+ * one pooled `Deno.createHttpClient` for requests, so connections are reused and a watch's
+ * streaming body stops on abort.
+ */
+import { KubeConfig } from "@kubernetes/client-node";
+import { apiVersionOf, type Resource, resourcePath } from "./resources.ts";
+
+/** The field manager of every write the operator makes. */
+export const FIELD_MANAGER = "ip-rule-operator";
+
+/** A failed API request: HTTP status and the API's Status reason and message. */
+export class ApiError extends Error {
+  /** HTTP status code, 0 when no response arrived. */
+  readonly status: number;
+  /** The Status object's `reason` (e.g. "NotFound", "Conflict", "Expired"), "" when none. */
+  readonly reason: string;
+  readonly method: string;
+  readonly path: string;
+
+  constructor(method: string, path: string, status: number, reason: string, detail: string) {
+    super(`${method} ${path} failed: ${status ? `${status} ${reason || "error"}: ` : ""}${detail}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.reason = reason;
+    this.method = method;
+    this.path = path;
+  }
+}
+
+/** One watch event, the object kept as plain JSON. */
+export interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: Record<string, unknown>;
+}
+
+/** Query parameters of a request. */
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Options of one request. */
+export interface RequestOptions {
+  query?: Query;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+}
+
+/** Where to find the API server and credentials. */
+export interface ClientOptions {
+  /** Kubeconfig path; default: $KUBECONFIG, ~/.kube/config, then in-cluster. */
+  kubeconfig?: string;
+}
+
+/** A JSON object from the API. */
+export type JsonObject = Record<string, unknown>;
+
+/** A connection to one API server with the credentials of one identity. */
+export class KubeClient {
+  readonly server: string;
+  readonly #config: KubeConfig;
+  readonly #http: Deno.HttpClient;
+  /** Requests made, by verb, for metrics and benchmarks. */
+  readonly requests = new Map<string, number>();
+
+  private constructor(config: KubeConfig, server: string, http: Deno.HttpClient) {
+    this.#config = config;
+    this.server = server.replace(/\/+$/, "");
+    this.#http = http;
+  }
+
+  /** Loads the configuration and opens the pooled HTTP client. */
+  static async connect(options: ClientOptions = {}): Promise<KubeClient> {
+    const config = new KubeConfig();
+    if (options.kubeconfig) config.loadFromFile(options.kubeconfig);
+    else config.loadFromDefault();
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error("No cluster in the kubeconfig's current context");
+    const tls: { ca?: Uint8Array; cert?: Uint8Array; key?: Uint8Array } = {};
+    await config.applyToHTTPSOptions(tls as Record<string, unknown>);
+    const text = (b?: Uint8Array) => (b ? new TextDecoder().decode(b) : undefined);
+    const ca = text(tls.ca);
+    const cert = text(tls.cert);
+    const key = text(tls.key);
+    const http = Deno.createHttpClient({
+      ...(ca ? { caCerts: [ca] } : {}),
+      ...(cert && key ? { cert, key } : {}),
+      poolIdleTimeout: 90_000,
+    });
+    return new KubeClient(config, cluster.server, http);
+  }
+
+  /** Closes the pooled HTTP client. Idempotent. */
+  close(): void {
+    try {
+      this.#http.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async #headers(contentType?: string): Promise<Headers> {
+    // Re-applied per request: the service-account token is rotated on disk.
+    const opts: { headers: Record<string, string> } = { headers: {} };
+    await this.#config.applyToHTTPSOptions(opts as Record<string, unknown>);
+    const headers = new Headers(opts.headers);
+    headers.set("Accept", "application/json");
+    if (contentType) headers.set("Content-Type", contentType);
+    return headers;
+  }
+
+  #url(path: string, query: Query = {}): string {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    return `${this.server}${path}${qs ? `?${qs}` : ""}`;
+  }
+
+  /** Sends one request; the response body is parsed JSON, errors are ApiErrors. */
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<JsonObject> {
+    const response = await this.#send(method, path, options);
+    const text = await response.text();
+    return text ? JSON.parse(text) as JsonObject : {};
+  }
+
+  async #send(method: string, path: string, options: RequestOptions): Promise<Response> {
+    this.requests.set(method, (this.requests.get(method) ?? 0) + 1);
+    let response: Response;
+    try {
+      response = await fetch(this.#url(path, options.query), {
+        method,
+        headers: await this.#headers(
+          options.body === undefined ? undefined : options.contentType ?? "application/json",
+        ),
+        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+        ...(options.signal ? { signal: options.signal } : {}),
+        client: this.#http,
+      });
+    } catch (err: unknown) {
+      if (options.signal?.aborted) throw err;
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new ApiError(method, path, 0, "", detail);
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      let reason = "";
+      let message = text.slice(0, 500);
+      try {
+        const status = JSON.parse(text) as { reason?: string; message?: string };
+        reason = status.reason ?? "";
+        message = status.message ?? message;
+      } catch {
+        // Not a Status object; keep the raw text.
+      }
+      throw new ApiError(method, path, response.status, reason, message);
+    }
+    return response;
+  }
+
+  /** GET one object; undefined when it does not exist. */
+  async get(resource: Resource, name: string, namespace?: string): Promise<JsonObject | undefined> {
+    try {
+      return await this.request("GET", resourcePath(resource, { name, ...ns(namespace) }));
+    } catch (err: unknown) {
+      if (err instanceof ApiError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** POST a new object. */
+  create(resource: Resource, object: JsonObject, namespace?: string): Promise<JsonObject> {
+    const body = { apiVersion: apiVersionOf(resource), kind: resource.kind, ...object };
+    return this.request("POST", resourcePath(resource, ns(namespace)), {
+      body,
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /** PUT an object (optimistic concurrency through its resourceVersion). */
+  replace(
+    resource: Resource,
+    name: string,
+    object: JsonObject,
+    options: { namespace?: string; subresource?: "status" } = {},
+  ): Promise<JsonObject> {
+    return this.request("PUT", resourcePath(resource, { name, ...options }), {
+      body: { apiVersion: apiVersionOf(resource), kind: resource.kind, ...object },
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /** PATCH with a JSON merge patch (never client-node's JSON-patch default). */
+  mergePatch(
+    resource: Resource,
+    name: string,
+    patch: JsonObject,
+    options: { namespace?: string; subresource?: "status" } = {},
+  ): Promise<JsonObject> {
+    return this.request("PATCH", resourcePath(resource, { name, ...options }), {
+      body: patch,
+      contentType: "application/merge-patch+json",
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /** Server-side apply with the operator's field manager, taking ownership of conflicts. */
+  apply(
+    resource: Resource,
+    name: string,
+    object: JsonObject,
+    options: { namespace?: string; subresource?: "status" } = {},
+  ): Promise<JsonObject> {
+    const body = {
+      apiVersion: apiVersionOf(resource),
+      kind: resource.kind,
+      ...object,
+      metadata: { ...(object.metadata as JsonObject | undefined), name, ...ns(options.namespace) },
+    };
+    return this.request("PATCH", resourcePath(resource, { name, ...options }), {
+      body,
+      contentType: "application/apply-patch+yaml",
+      query: { fieldManager: FIELD_MANAGER, force: true },
+    });
+  }
+
+  /** DELETE an object; true when it was deleted, false when it was already gone. */
+  async delete(
+    resource: Resource,
+    name: string,
+    options: { namespace?: string; resourceVersion?: string } = {},
+  ): Promise<boolean> {
+    const body = options.resourceVersion
+      ? { preconditions: { resourceVersion: options.resourceVersion } }
+      : undefined;
+    try {
+      await this.request("DELETE", resourcePath(resource, { name, ...ns(options.namespace) }), {
+        ...(body ? { body } : {}),
+      });
+      return true;
+    } catch (err: unknown) {
+      if (err instanceof ApiError && err.status === 404) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Opens a watch and yields its events until the server ends it or the signal aborts. The
+   * caller handles ERROR events (410 Gone means relist).
+   */
+  async *watch(path: string, query: Query, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    const response = await this.#send("GET", path, { query: { ...query, watch: true }, signal });
+    const body = response.body;
+    if (!body) return;
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        let newline: number;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline).trim();
+          buffer = buffer.slice(newline + 1);
+          if (line) yield JSON.parse(line) as WatchEvent;
+        }
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+  }
+}
+
+function ns(namespace: string | undefined): { namespace?: string } {
+  return namespace === undefined ? {} : { namespace };
+}

@@ -1,0 +1,233 @@
+/**
+ * A hardened list/watch cache of one resource (client-node's informer stops for good on most
+ * errors, so we do not use it): paged list, watch from the list's resourceVersion with
+ * bookmarks and a randomized server timeout, an idle watchdog for silent streams, relist on
+ * 410 Gone, jittered backoff on every error, plain narrowed objects, an AbortSignal, and a
+ * synced signal that consumers wait for before acting.
+ */
+import { ApiError, type JsonObject, type KubeClient, type Query } from "./client.ts";
+import { type Resource, resourcePath } from "./resources.ts";
+import { backoffDelay, type BackoffOptions, DEFAULT_BACKOFF, sleep } from "./backoff.ts";
+
+/** How an informer lists, watches and reports. */
+export interface InformerOptions<T> {
+  resource: Resource;
+  /** Watch one namespace only (namespaced resources). */
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Narrows a raw object; a throw reports the object through `onInvalid` and skips it. */
+  narrow: (raw: unknown) => T;
+  /** Called after the cache changed for one key (obj undefined: deleted). */
+  onChange?: (key: string, obj: T | undefined) => void;
+  /** An object that failed narrowing; it is not (or no longer) in the cache. */
+  onInvalid?: (error: unknown, raw: unknown) => void;
+  /** A failed list or watch, before the backoff delay. */
+  onError?: (error: unknown, delayMs: number) => void;
+  pageSize?: number;
+  /** Server-side watch timeout is drawn from [min, max] seconds. */
+  watchTimeoutSeconds?: [number, number];
+  /** A watch silent for this long (no event, no bookmark) is dropped and reopened. */
+  idleTimeoutMs?: number;
+  backoff?: BackoffOptions;
+}
+
+/** Cache key of an object: `namespace/name`, or `name` for cluster-scoped objects. */
+export function objectKey(raw: unknown): string | undefined {
+  const meta = (raw as { metadata?: { name?: unknown; namespace?: unknown } })?.metadata;
+  if (typeof meta?.name !== "string") return undefined;
+  return typeof meta.namespace === "string" && meta.namespace
+    ? `${meta.namespace}/${meta.name}`
+    : meta.name;
+}
+
+function resourceVersionOf(raw: unknown): string | undefined {
+  const rv = (raw as { metadata?: { resourceVersion?: unknown } })?.metadata?.resourceVersion;
+  return typeof rv === "string" ? rv : undefined;
+}
+
+/** A list/watch cache of one resource. */
+export class Informer<T> {
+  /** Narrowed objects by key; read it only once `synced` is true. */
+  readonly store = new Map<string, T>();
+  readonly #versions = new Map<string, string>();
+  readonly #options: InformerOptions<T>;
+  readonly #client: KubeClient;
+  #synced = false;
+  #syncWaiters: (() => void)[] = [];
+  #healthy = false;
+  /** The last list or watch error, cleared by the next success. */
+  lastError: unknown = undefined;
+
+  constructor(client: KubeClient, options: InformerOptions<T>) {
+    this.#client = client;
+    this.#options = options;
+  }
+
+  /** Whether the first full list has been loaded. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Whether the last list/watch request succeeded (false while retrying). */
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  /** Resolves once synced (or when the signal aborts). */
+  whenSynced(signal?: AbortSignal): Promise<void> {
+    if (this.#synced || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      this.#syncWaiters.push(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  #path(): string {
+    const { resource, namespace } = this.#options;
+    return resourcePath(resource, namespace === undefined ? {} : { namespace });
+  }
+
+  #selectors(): Query {
+    return {
+      labelSelector: this.#options.labelSelector,
+      fieldSelector: this.#options.fieldSelector,
+    };
+  }
+
+  /** Stores one raw object; returns whether the cache changed. */
+  #put(raw: unknown): void {
+    const key = objectKey(raw);
+    if (key === undefined) return;
+    const rv = resourceVersionOf(raw);
+    if (rv !== undefined && this.#versions.get(key) === rv) return;
+    let obj: T;
+    try {
+      obj = this.#options.narrow(raw);
+    } catch (err: unknown) {
+      this.#options.onInvalid?.(err, raw);
+      this.#remove(key);
+      return;
+    }
+    this.store.set(key, obj);
+    if (rv !== undefined) this.#versions.set(key, rv);
+    this.#options.onChange?.(key, obj);
+  }
+
+  #remove(key: string): void {
+    this.#versions.delete(key);
+    if (this.store.delete(key)) this.#options.onChange?.(key, undefined);
+  }
+
+  /** Lists every page; replaces the cache; returns the list's resourceVersion. */
+  async #list(signal: AbortSignal): Promise<string> {
+    const seen = new Set<string>();
+    let cont: string | undefined;
+    let rv = "";
+    do {
+      const page: JsonObject = await this.#client.request("GET", this.#path(), {
+        query: { ...this.#selectors(), limit: this.#options.pageSize ?? 500, continue: cont },
+        signal,
+      });
+      const items = Array.isArray(page.items) ? page.items : [];
+      for (const item of items) {
+        const key = objectKey(item);
+        if (key !== undefined) seen.add(key);
+        this.#put(item);
+      }
+      const meta = (page.metadata ?? {}) as { continue?: string; resourceVersion?: string };
+      cont = meta.continue || undefined;
+      rv = meta.resourceVersion ?? rv;
+    } while (cont);
+    for (const key of [...this.store.keys()]) if (!seen.has(key)) this.#remove(key);
+    for (const key of [...this.#versions.keys()]) if (!seen.has(key)) this.#versions.delete(key);
+    return rv;
+  }
+
+  /** Watches from `rv` until the server closes the stream; returns the last resourceVersion. */
+  async #watch(rv: string, signal: AbortSignal): Promise<string> {
+    const [min, max] = this.#options.watchTimeoutSeconds ?? [240, 480];
+    const timeoutSeconds = Math.floor(min + Math.random() * (max - min + 1));
+    const idleMs = this.#options.idleTimeoutMs ?? (timeoutSeconds + 30) * 1000;
+    const stream = new AbortController();
+    const stop = () => stream.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    let idle = setTimeout(stop, idleMs);
+    try {
+      const events = this.#client.watch(this.#path(), {
+        ...this.#selectors(),
+        resourceVersion: rv,
+        allowWatchBookmarks: true,
+        timeoutSeconds,
+      }, stream.signal);
+      for await (const event of events) {
+        clearTimeout(idle);
+        idle = setTimeout(stop, idleMs);
+        this.#healthy = true;
+        this.lastError = undefined;
+        if (event.type === "ERROR") {
+          const status = event.object as { code?: number; reason?: string; message?: string };
+          throw new ApiError(
+            "WATCH",
+            this.#path(),
+            status.code ?? 500,
+            status.reason ?? "",
+            status.message ?? "watch error",
+          );
+        }
+        rv = resourceVersionOf(event.object) ?? rv;
+        if (event.type === "BOOKMARK") continue;
+        if (event.type === "DELETED") {
+          const key = objectKey(event.object);
+          if (key !== undefined) this.#remove(key);
+        } else {
+          this.#put(event.object);
+        }
+      }
+      if (stream.signal.aborted && !signal.aborted) {
+        throw new Error(`Watch of "${this.#path()}" was silent for ${idleMs} ms`);
+      }
+      return rv;
+    } finally {
+      clearTimeout(idle);
+      signal.removeEventListener("abort", stop);
+    }
+  }
+
+  /** Lists and watches until the signal aborts; never throws for API errors. */
+  async run(signal: AbortSignal): Promise<void> {
+    let rv: string | undefined;
+    let attempt = 0;
+    while (!signal.aborted) {
+      try {
+        if (rv === undefined) {
+          rv = await this.#list(signal);
+          this.#healthy = true;
+          this.lastError = undefined;
+          if (!this.#synced) {
+            this.#synced = true;
+            for (const waiter of this.#syncWaiters.splice(0)) waiter();
+          }
+        }
+        rv = await this.#watch(rv, signal);
+        attempt = 0;
+      } catch (err: unknown) {
+        if (signal.aborted) break;
+        this.#healthy = false;
+        this.lastError = err;
+        if (err instanceof ApiError && err.status === 410) {
+          rv = undefined; // too old: relist at once
+          this.#options.onError?.(err, 0);
+          continue;
+        }
+        const delay = backoffDelay(attempt++, this.#options.backoff ?? DEFAULT_BACKOFF);
+        this.#options.onError?.(err, delay);
+        await sleep(delay, signal);
+      }
+    }
+  }
+}
