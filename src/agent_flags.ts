@@ -127,7 +127,7 @@ export function parseAgentFlags(
     once: v.once === true,
     dryRun: v["dry-run"] === true,
     libmnlPath: str(v, "libmnl") ?? ctx.env.IPRULE_LIBMNL_PATH ?? DEFAULT_LIBMNL_PATH,
-    metricsAddr: addressFlag("metrics-addr", str(v, "metrics-addr") ?? ":9090"),
+    metricsAddr: addressFlag("metrics-addr", str(v, "metrics-addr") ?? ":9472"),
     logFormat: choiceFlag(
       "log-format",
       str(v, "log-format") ?? (ctx.isTerminal ? "text" : "json"),
