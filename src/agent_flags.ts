@@ -65,8 +65,8 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
     name: "metrics-addr",
     type: "string",
     value: "HOST:PORT",
-    default: ":9090",
-    help: "Listen address of /metrics, /healthz and /readyz",
+    default: ":9472",
+    help: "Listen address of /metrics, /healthz and /readyz (host network: pick a free port)",
   },
   {
     name: "log-format",
