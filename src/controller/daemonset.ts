@@ -1,0 +1,114 @@
+/** The agent DaemonSet rendered from the Agent CR (pure). */
+import { type Agent, API_VERSION, MANAGED_BY, MANAGED_BY_LABEL } from "../api/types.ts";
+
+/** Name of the agents' DaemonSet. */
+export const DAEMONSET_NAME = "iprule-agent";
+/** Service account the agents run as (RBAC in deploy/). */
+export const AGENT_SERVICE_ACCOUNT = "ip-rule-operator-agent";
+/** Annotation carrying the hash of the rendered spec: the DaemonSet is written only when it changes. */
+export const SPEC_HASH_ANNOTATION = "ip-rule-operator.brtrm.dev/spec-hash";
+/** Port of the agents' /metrics, /healthz, /readyz on the host network. */
+export const AGENT_METRICS_PORT = 9472;
+const POD_LABELS = { app: DAEMONSET_NAME };
+
+/** What the controller adds to the Agent CR when rendering. */
+export interface RenderOptions {
+  /** Image when `spec.image` is not set. */
+  defaultImage: string;
+}
+
+/** The DaemonSet (apps/v1, as plain JSON) for an Agent, hash annotation included. */
+export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<string, unknown> {
+  const spec = agent.spec;
+  const container: Record<string, unknown> = {
+    name: "agent",
+    image: spec.image ?? options.defaultImage,
+    args: [
+      `--resync=${spec.resyncPeriod ?? "10s"}`,
+      `--log-level=${spec.logLevel ?? "info"}`,
+      "--log-format=json",
+      `--metrics-addr=:${AGENT_METRICS_PORT}`,
+    ],
+    env: [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }],
+    ports: [{ name: "metrics", containerPort: AGENT_METRICS_PORT, protocol: "TCP" }],
+    readinessProbe: {
+      httpGet: { path: "/readyz", port: AGENT_METRICS_PORT },
+      periodSeconds: 5,
+      failureThreshold: 3,
+    },
+    livenessProbe: {
+      httpGet: { path: "/healthz", port: AGENT_METRICS_PORT },
+      periodSeconds: 20,
+      failureThreshold: 3,
+    },
+    resources: spec.resources ?? {
+      requests: { cpu: "10m", memory: "48Mi" },
+      limits: { memory: "128Mi" },
+    },
+    securityContext: {
+      // Root for the netlink socket, but with NET_ADMIN as the only capability.
+      runAsUser: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"], add: ["NET_ADMIN"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+  };
+  const podSpec: Record<string, unknown> = {
+    hostNetwork: true,
+    dnsPolicy: "ClusterFirstWithHostNet",
+    serviceAccountName: AGENT_SERVICE_ACCOUNT,
+    terminationGracePeriodSeconds: 10,
+    nodeSelector: spec.nodeSelector ?? { "kubernetes.io/os": "linux" },
+    containers: [container],
+  };
+  if (spec.tolerations) podSpec.tolerations = spec.tolerations;
+  if (spec.priorityClassName) podSpec.priorityClassName = spec.priorityClassName;
+  const dsSpec = {
+    selector: { matchLabels: POD_LABELS },
+    updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
+    template: { metadata: { labels: POD_LABELS }, spec: podSpec },
+  };
+  return {
+    apiVersion: "apps/v1",
+    kind: "DaemonSet",
+    metadata: {
+      name: DAEMONSET_NAME,
+      namespace: agent.metadata.namespace,
+      labels: { ...POD_LABELS, [MANAGED_BY_LABEL]: MANAGED_BY },
+      annotations: { [SPEC_HASH_ANNOTATION]: hashOf(dsSpec) },
+      ownerReferences: [{
+        apiVersion: API_VERSION,
+        kind: "Agent",
+        name: agent.metadata.name,
+        uid: agent.metadata.uid,
+        controller: true,
+        blockOwnerDeletion: true,
+      }],
+    },
+    spec: dsSpec,
+  };
+}
+
+/** FNV-1a over canonical JSON: a short, stable change detector (not a security hash). */
+export function hashOf(value: unknown): string {
+  const text = canonicalJson(value);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { type Agent, API_VERSION } from "../api/types.ts";
+import { DAEMONSET_NAME, hashOf, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+
+const agent: Agent = {
+  apiVersion: API_VERSION,
+  kind: "Agent",
+  metadata: { name: "agent", namespace: "ip-rule-operator-system", uid: "u-1" },
+  spec: {
+    nodeSelector: { "kubernetes.io/os": "linux", pool: "edge" },
+    tolerations: [{
+      key: "node-role.kubernetes.io/control-plane",
+      operator: "Exists",
+      effect: "NoSchedule",
+    }],
+    priorityClassName: "system-node-critical",
+    resyncPeriod: "30s",
+  },
+};
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () => {
+  const ds: Json = renderDaemonSet(agent, { defaultImage: "img:default" });
+  assert.equal(ds.metadata.name, DAEMONSET_NAME);
+  assert.equal(ds.metadata.namespace, "ip-rule-operator-system");
+  assert.deepEqual(ds.metadata.ownerReferences[0], {
+    apiVersion: API_VERSION,
+    kind: "Agent",
+    name: "agent",
+    uid: "u-1",
+    controller: true,
+    blockOwnerDeletion: true,
+  });
+  const pod = ds.spec.template.spec;
+  assert.equal(pod.hostNetwork, true);
+  assert.deepEqual(pod.nodeSelector, { "kubernetes.io/os": "linux", pool: "edge" });
+  assert.equal(pod.tolerations[0].key, "node-role.kubernetes.io/control-plane");
+  assert.equal(pod.priorityClassName, "system-node-critical");
+  const c = pod.containers[0];
+  assert.equal(c.image, "img:default");
+  assert.ok(c.args.includes("--resync=30s"));
+  assert.deepEqual(c.env[0], {
+    name: "NODE_NAME",
+    valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } },
+  });
+  assert.deepEqual(c.securityContext.capabilities, { drop: ["ALL"], add: ["NET_ADMIN"] });
+  assert.equal(c.readinessProbe.httpGet.path, "/readyz");
+});
+
+Deno.test("renderDaemonSet() takes spec.image over the default and changes the hash only with the spec", () => {
+  const a: Json = renderDaemonSet(agent, { defaultImage: "img:default" });
+  const same: Json = renderDaemonSet(structuredClone(agent), { defaultImage: "img:default" });
+  const b: Json = renderDaemonSet({ ...agent, spec: { ...agent.spec, image: "img:2" } }, {
+    defaultImage: "img:default",
+  });
+  assert.equal(b.spec.template.spec.containers[0].image, "img:2");
+  assert.equal(
+    a.metadata.annotations[SPEC_HASH_ANNOTATION],
+    same.metadata.annotations[SPEC_HASH_ANNOTATION],
+  );
+  assert.notEqual(
+    a.metadata.annotations[SPEC_HASH_ANNOTATION],
+    b.metadata.annotations[SPEC_HASH_ANNOTATION],
+  );
+});
+
+Deno.test("hashOf() ignores key order", () => {
+  assert.equal(hashOf({ a: 1, b: [1, { c: 2, d: 3 }] }), hashOf({ b: [1, { d: 3, c: 2 }], a: 1 }));
+  assert.notEqual(hashOf({ a: 1 }), hashOf({ a: 2 }));
+});
