@@ -1,20 +1,33 @@
 /** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli } from "./cli.ts";
 import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller_flags.ts";
+import { runController } from "./controller/manager.ts";
+import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
 const SUMMARY = "Matches LoadBalancer Services against IPRules and writes IPRuleConfigs; " +
   "deploys the node agents from the Agent CR.";
 
 if (import.meta.main) {
-  await runCli("iprule-controller", (args) => {
+  await runCli("iprule-controller", async (args) => {
     const options = parseControllerFlags(args, {
       env: Deno.env.toObject(),
       isTerminal: Deno.stderr.isTerminal(),
     });
     if (options.help) return console.log(helpText("iprule-controller", SUMMARY, CONTROLLER_FLAGS));
     if (options.version) return console.log(VERSION);
-    console.error("iprule-controller: the reconcilers are not wired yet");
-    return 1;
+    const log = new Logger({ format: options.logFormat, level: options.logLevel })
+      .with({ component: "controller" });
+    const shutdown = new AbortController();
+    const stop = () => {
+      log.info("Shutdown requested");
+      shutdown.abort();
+    };
+    Deno.addSignalListener("SIGTERM", stop);
+    Deno.addSignalListener("SIGINT", stop);
+    await runController(options, log, shutdown.signal);
+    Deno.removeSignalListener("SIGTERM", stop);
+    Deno.removeSignalListener("SIGINT", stop);
+    log.info("Controller stopped", { version: VERSION });
   });
 }

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { type Agent, API_VERSION, type IPRuleNodeState } from "../api/types.ts";
+import { agentStatus, sameAgentStatus } from "./agent_status.ts";
+
+const agent: Agent = {
+  apiVersion: API_VERSION,
+  kind: "Agent",
+  metadata: { name: "agent", namespace: "ops", generation: 4 },
+  spec: { nodeSelector: { pool: "edge" } },
+};
+const nodes = [
+  { name: "n1", labels: { pool: "edge" } },
+  { name: "n2", labels: { pool: "edge" } },
+  { name: "n3", labels: { pool: "core" } },
+];
+function state(name: string, converged: boolean): IPRuleNodeState {
+  return {
+    apiVersion: API_VERSION,
+    kind: "IPRuleNodeState",
+    metadata: { name },
+    status: {
+      conditions: [{
+        type: "Converged",
+        status: converged ? "True" : "False",
+        reason: "x",
+        message: "",
+        lastTransitionTime: "2026-01-01T00:00:00Z",
+      }],
+    },
+  };
+}
+const T = "2026-01-02T00:00:00Z";
+
+Deno.test("agentStatus() is Ready only when every selected node converged", () => {
+  const partly = agentStatus(agent, {
+    nodes,
+    states: new Map([["n1", state("n1", true)], ["n2", state("n2", false)], [
+      "n3",
+      state("n3", false),
+    ]]),
+  }, T);
+  assert.equal(partly.convergedNodes, 1);
+  assert.equal(partly.conditions?.[0]?.status, "False");
+  assert.match(partly.conditions?.[0]?.message ?? "", /1\/2 node\(s\) converged; waiting for n2/);
+  const all = agentStatus(agent, {
+    daemonSet: { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2 },
+    nodes,
+    states: new Map([["n1", state("n1", true)], ["n2", state("n2", true)]]),
+  }, T);
+  assert.equal(all.conditions?.[0]?.status, "True");
+  assert.equal(all.numberReady, 2);
+  assert.equal(all.observedGeneration, 4);
+  assert.ok(sameAgentStatus(
+    all,
+    agentStatus({ ...agent, status: all }, {
+      daemonSet: { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2 },
+      nodes,
+      states: new Map([["n1", state("n1", true)], ["n2", state("n2", true)]]),
+    }, "2026-01-03T00:00:00Z"),
+  ));
+});
+
+Deno.test("agentStatus() says so when no node is selected", () => {
+  const none = agentStatus({ ...agent, spec: { nodeSelector: { pool: "gpu" } } }, {
+    nodes,
+    states: new Map(),
+  }, T);
+  assert.equal(none.conditions?.[0]?.reason, "NoNodes");
+});

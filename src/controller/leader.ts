@@ -1,0 +1,163 @@
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease, as client-go's leaderelection: acquire
+ * when the lease is free or expired (judged by when this replica last saw it change, so clocks
+ * need not agree), renew every retry period, step down when renewals fail for the renew
+ * deadline, release on shutdown so a standby takes over at once.
+ */
+import { ApiError, type KubeClient } from "../k8s/client.ts";
+import { RESOURCES } from "../k8s/resources.ts";
+import { microTime } from "../k8s/time.ts";
+import { sleep } from "../k8s/backoff.ts";
+import type { Logger } from "../log.ts";
+
+/** How a replica competes for the lease. */
+export interface LeaderOptions {
+  namespace: string;
+  leaseName: string;
+  identity: string;
+  leaseDurationMs: number;
+  log: Logger;
+  /** Called with the leader's state on every change. */
+  onChange?: (leading: boolean) => void;
+}
+
+interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+interface LeaseObject {
+  metadata: { resourceVersion?: string };
+  spec?: LeaseSpec;
+}
+
+/** Competes for the lease; runs `lead` while holding it. */
+export class LeaderElector {
+  readonly #client: KubeClient;
+  readonly #o: LeaderOptions;
+  #observed: { record: string; at: number } | undefined;
+
+  constructor(client: KubeClient, options: LeaderOptions) {
+    this.#client = client;
+    this.#o = options;
+  }
+
+  get #retryMs(): number {
+    return Math.max(200, Math.floor(this.#o.leaseDurationMs / 5));
+  }
+
+  get #renewDeadlineMs(): number {
+    return Math.floor(this.#o.leaseDurationMs * 2 / 3);
+  }
+
+  /**
+   * Waits for the lease, then runs `lead` with a signal that aborts when leadership is lost
+   * or `signal` aborts. Resolves when `lead` has returned (leadership lost or shutdown).
+   */
+  async run(signal: AbortSignal, lead: (signal: AbortSignal) => Promise<void>): Promise<void> {
+    while (!signal.aborted && !(await this.#tryAcquireOrRenew())) {
+      await sleep(this.#retryMs, signal);
+    }
+    if (signal.aborted) return;
+    this.#o.log.info("Leader lease acquired", {
+      lease: this.#o.leaseName,
+      identity: this.#o.identity,
+    });
+    this.#o.onChange?.(true);
+    const leading = new AbortController();
+    const stop = () => leading.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    const work = lead(leading.signal);
+    let lastRenew = Date.now();
+    while (!leading.signal.aborted) {
+      await sleep(this.#retryMs, leading.signal);
+      if (leading.signal.aborted) break;
+      if (await this.#tryAcquireOrRenew()) {
+        lastRenew = Date.now();
+      } else if (Date.now() - lastRenew > this.#renewDeadlineMs) {
+        this.#o.log.error("Leader lease lost", { lease: this.#o.leaseName });
+        leading.abort();
+      }
+    }
+    signal.removeEventListener("abort", stop);
+    await work;
+    this.#o.onChange?.(false);
+    if (signal.aborted) await this.#release();
+  }
+
+  async #get(): Promise<LeaseObject | undefined> {
+    return await this.#client.get(RESOURCES.leases, this.#o.leaseName, this.#o.namespace) as
+      | LeaseObject
+      | undefined;
+  }
+
+  async #tryAcquireOrRenew(): Promise<boolean> {
+    const now = Date.now();
+    const spec: LeaseSpec = {
+      holderIdentity: this.#o.identity,
+      leaseDurationSeconds: Math.ceil(this.#o.leaseDurationMs / 1000),
+      acquireTime: microTime(now),
+      renewTime: microTime(now),
+      leaseTransitions: 0,
+    };
+    try {
+      const lease = await this.#get();
+      if (!lease) {
+        await this.#client.create(RESOURCES.leases, {
+          metadata: { name: this.#o.leaseName, namespace: this.#o.namespace },
+          spec,
+        }, this.#o.namespace);
+        return true;
+      }
+      const old = lease.spec ?? {};
+      const record = JSON.stringify(old);
+      if (this.#observed?.record !== record) this.#observed = { record, at: now };
+      const held = old.holderIdentity && old.holderIdentity !== this.#o.identity;
+      const expiresAt = this.#observed.at + (old.leaseDurationSeconds ?? 0) * 1000;
+      if (held && expiresAt > now) return false;
+      if (old.holderIdentity === this.#o.identity) {
+        spec.acquireTime = old.acquireTime ?? spec.acquireTime!;
+        spec.leaseTransitions = old.leaseTransitions ?? 0;
+      } else {
+        spec.leaseTransitions = (old.leaseTransitions ?? 0) + 1;
+      }
+      await this.#client.replace(RESOURCES.leases, this.#o.leaseName, {
+        metadata: {
+          name: this.#o.leaseName,
+          namespace: this.#o.namespace,
+          resourceVersion: lease.metadata.resourceVersion,
+        },
+        spec,
+      }, { namespace: this.#o.namespace });
+      this.#observed = { record: JSON.stringify(spec), at: now };
+      return true;
+    } catch (err: unknown) {
+      if (!(err instanceof ApiError && err.status === 409)) {
+        this.#o.log.warn("Leader lease not renewed", { lease: this.#o.leaseName, err });
+      }
+      return false;
+    }
+  }
+
+  /** Gives the lease up so a standby replica takes over without waiting for expiry. */
+  async #release(): Promise<void> {
+    try {
+      const lease = await this.#get();
+      if (lease?.spec?.holderIdentity !== this.#o.identity) return;
+      await this.#client.replace(RESOURCES.leases, this.#o.leaseName, {
+        metadata: {
+          name: this.#o.leaseName,
+          namespace: this.#o.namespace,
+          resourceVersion: lease.metadata.resourceVersion,
+        },
+        spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1 },
+      }, { namespace: this.#o.namespace });
+      this.#o.log.info("Leader lease released", { lease: this.#o.leaseName });
+    } catch (err: unknown) {
+      this.#o.log.warn("Leader lease not released", { lease: this.#o.leaseName, err });
+    }
+  }
+}

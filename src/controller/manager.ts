@@ -1,0 +1,227 @@
+/**
+ * Wires the controller: informers feeding one work queue, the config and Agent reconcilers,
+ * leader election, the health endpoint. Nothing is reconciled before every cache has synced.
+ */
+import type { IPRuleConfig } from "../api/types.ts";
+import {
+  narrowAgent,
+  narrowIPRule,
+  narrowIPRuleConfig,
+  narrowIPRuleNodeState,
+  narrowService,
+} from "../api/narrow.ts";
+import type { ControllerOptions } from "../controller_flags.ts";
+import { startHealthServer } from "../health_server.ts";
+import { KubeClient } from "../k8s/client.ts";
+import { Informer, type InformerOptions } from "../k8s/informer.ts";
+import { RESOURCES } from "../k8s/resources.ts";
+import type { Logger } from "../log.ts";
+import { AgentReconciler, type DaemonSetInfo } from "./agent_reconciler.ts";
+import type { NodeInfo } from "./agent_status.ts";
+import { ConfigReconciler } from "./config_reconciler.ts";
+import { DAEMONSET_NAME, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+import { EventRecorder } from "./events.ts";
+import { LeaderElector } from "./leader.ts";
+import { ControllerMetrics } from "./metrics.ts";
+import { WorkQueue } from "./workqueue.ts";
+
+/** Queue key of the reconcile of every IPRuleConfig and IPRule status. */
+export const CONFIGS_KEY = "configs";
+/** Queue key of the Agent reconcile. */
+export const AGENT_KEY = "agent";
+/** Name of the leader Lease. */
+export const LEASE_NAME = "ip-rule-operator-controller";
+/** How long an uninstall waits for the nodes to remove their rules. */
+const DRAIN_TIMEOUT_MS = 120_000;
+
+// deno-lint-ignore no-explicit-any
+type Raw = any;
+
+function labelsOf(raw: unknown): Readonly<Record<string, string>> {
+  const labels = (raw as Raw)?.metadata?.labels;
+  return labels && typeof labels === "object" ? labels : {};
+}
+
+function narrowNode(raw: unknown): NodeInfo {
+  const name = (raw as Raw)?.metadata?.name;
+  if (typeof name !== "string") throw new Error("Node without metadata.name");
+  return { name, labels: { ...labelsOf(raw) } };
+}
+
+function narrowDaemonSet(raw: unknown): DaemonSetInfo {
+  const ds = raw as Raw;
+  const status = ds?.status ?? {};
+  return {
+    hash: ds?.metadata?.annotations?.[SPEC_HASH_ANNOTATION],
+    counts: {
+      desiredNumberScheduled: status.desiredNumberScheduled ?? 0,
+      currentNumberScheduled: status.currentNumberScheduled ?? 0,
+      numberReady: status.numberReady ?? 0,
+    },
+  };
+}
+
+/** A random id for one reconcile, for the logs. */
+function reconcileID(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/** Runs the controller until the signal aborts (or leadership is lost). */
+export async function runController(
+  options: ControllerOptions,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const client = await KubeClient.connect(
+    options.kubeconfig === undefined ? {} : { kubeconfig: options.kubeconfig },
+  );
+  const metrics = new ControllerMetrics();
+  let state: "standby" | "syncing" | "ready" = "standby";
+  const health = startHealthServer({
+    ...options.metricsAddr,
+    registry: metrics.registry,
+    readiness: () => ({ ready: state !== "syncing", reason: state }),
+    signal,
+  });
+  log.info("Controller started", { metricsPort: health.port, namespace: options.namespace });
+  const identity = `${Deno.env.get("POD_NAME") ?? Deno.hostname()}_${
+    crypto.randomUUID().slice(0, 8)
+  }`;
+
+  const lead = async (leading: AbortSignal) => {
+    state = "syncing";
+    await reconcileWhileLeading(client, options, log, metrics, leading, () => (state = "ready"));
+  };
+  try {
+    if (options.leaderElect) {
+      await new LeaderElector(client, {
+        namespace: options.namespace,
+        leaseName: LEASE_NAME,
+        identity,
+        leaseDurationMs: options.leaseDurationMs,
+        log,
+        onChange: (leading) => metrics.leader.set(leading ? 1 : 0),
+      }).run(signal, lead);
+      // Leadership lost without a shutdown: exit so that Kubernetes restarts a clean standby.
+      if (!signal.aborted) throw new Error("Leader lease lost");
+    } else {
+      metrics.leader.set(1);
+      await lead(signal);
+    }
+  } finally {
+    client.close();
+    await health.finished;
+  }
+}
+
+async function reconcileWhileLeading(
+  client: KubeClient,
+  options: ControllerOptions,
+  log: Logger,
+  metrics: ControllerMetrics,
+  signal: AbortSignal,
+  onSynced: () => void,
+): Promise<void> {
+  const queue = new WorkQueue();
+  const informer = <T>(
+    name: string,
+    keys: string[],
+    o: Omit<InformerOptions<T>, "onChange" | "onInvalid" | "onError">,
+  ) =>
+    new Informer<T>(client, {
+      ...o,
+      onChange: () => keys.forEach((k) => queue.add(k)),
+      onInvalid: (err) => log.warn("Object skipped", { informer: name, err }),
+      onError: (err, delayMs) => log.warn("List/watch failed", { informer: name, err, delayMs }),
+    });
+  const ns = { namespace: options.namespace };
+  const configs = informer<IPRuleConfig>("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: narrowIPRuleConfig,
+  });
+  const configCaches = {
+    services: informer("services", [CONFIGS_KEY], {
+      resource: RESOURCES.services,
+      narrow: narrowService,
+    }),
+    namespaces: informer("namespaces", [CONFIGS_KEY], {
+      resource: RESOURCES.namespaces,
+      narrow: labelsOf,
+    }),
+    ipRules: informer("iprules", [CONFIGS_KEY], {
+      resource: RESOURCES.ipRules,
+      narrow: narrowIPRule,
+    }),
+    configs,
+  };
+  const agentCaches = {
+    agents: informer("agents", [AGENT_KEY, CONFIGS_KEY], {
+      resource: RESOURCES.agents,
+      ...ns,
+      narrow: narrowAgent,
+    }),
+    daemonSets: informer("daemonsets", [AGENT_KEY], {
+      resource: RESOURCES.daemonSets,
+      ...ns,
+      fieldSelector: `metadata.name=${DAEMONSET_NAME}`,
+      narrow: narrowDaemonSet,
+    }),
+    nodes: informer("nodes", [AGENT_KEY], { resource: RESOURCES.nodes, narrow: narrowNode }),
+    nodeStates: informer("iprulenodestates", [AGENT_KEY], {
+      resource: RESOURCES.ipRuleNodeStates,
+      narrow: narrowIPRuleNodeState,
+    }),
+    configs,
+  };
+  const agents = new AgentReconciler(client, agentCaches, {
+    ...ns,
+    agentImage: options.agentImage,
+    drainTimeoutMs: DRAIN_TIMEOUT_MS,
+    log,
+  });
+  const configReconciler = new ConfigReconciler(client, configCaches, {
+    graceMs: options.gracePeriodMs,
+    log,
+    events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
+    metrics,
+    draining: () => agents.draining(),
+  });
+
+  const all = [...new Set([...Object.values(configCaches), ...Object.values(agentCaches)])];
+  const running = all.map((i) => (i as Informer<unknown>).run(signal));
+  await Promise.all(all.map((i) => (i as Informer<unknown>).whenSynced(signal)));
+  if (signal.aborted) return void await Promise.all(running);
+  log.info("Caches synced", { informers: all.length });
+  onSynced();
+  queue.add(CONFIGS_KEY);
+  queue.add(AGENT_KEY);
+
+  await queue.run(async (key) => {
+    const id = reconcileID();
+    const end = metrics.reconcileSeconds.startTimer({ kind: key });
+    try {
+      if (key === CONFIGS_KEY) {
+        const result = await configReconciler.reconcile(id);
+        if (result.requeueAfterMs !== undefined) queue.addAfter(key, result.requeueAfterMs);
+        let present = 0;
+        for (const c of configs.store.values()) if (c.spec.state === "present") present++;
+        metrics.configs.set({ state: "present" }, present);
+        metrics.configs.set({ state: "absent" }, configs.store.size - present);
+      } else {
+        const delay = await agents.reconcile(id);
+        if (delay !== undefined) queue.addAfter(key, delay);
+      }
+      metrics.reconciles.inc({ kind: key, result: "success" });
+    } catch (err: unknown) {
+      metrics.reconciles.inc({ kind: key, result: "error" });
+      throw err;
+    } finally {
+      end();
+    }
+  }, {
+    workers: 2,
+    signal,
+    onError: (key, err, delayMs) => log.error("Reconcile failed", { key, err, delayMs }),
+  });
+  await Promise.all(running);
+}
