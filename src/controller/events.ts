@@ -20,6 +20,10 @@ function regardingApiVersion(kind: string): string {
   return kind === "Service" ? "v1" : API_VERSION;
 }
 
+function eventSuffix(): string {
+  return Date.now().toString(16) + crypto.randomUUID().slice(0, 4);
+}
+
 /** Writes Events, skipping one identical to the last recorded for the same object and reason. */
 export class EventRecorder {
   readonly #client: KubeClient;
@@ -45,7 +49,8 @@ export class EventRecorder {
       const eventNamespace = namespace ?? CLUSTER_EVENT_NAMESPACE;
       try {
         await this.#client.create(RESOURCES.events, {
-          metadata: { generateName: `${name}.`, namespace: eventNamespace },
+          // As client-go names events: the object's name, a dot, a unique suffix.
+          metadata: { name: `${name}.${eventSuffix()}`, namespace: eventNamespace },
           eventTime: microTime(Date.now()),
           reportingController: REPORTING_CONTROLLER,
           reportingInstance: this.#instance,

@@ -1,0 +1,415 @@
+/**
+ * The controller against a real kube-apiserver + etcd, running as a process with the
+ * controller's own RBAC identity (deploy/rbac.yaml) and the compiled executable's permission
+ * flags. Each step uses its own names and LB ranges; one control plane serves the file.
+ */
+import assert from "node:assert/strict";
+import { startControlPlane } from "../support/controlplane.ts";
+import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
+import { KubeClient } from "../../src/k8s/client.ts";
+import { RESOURCES } from "../../src/k8s/resources.ts";
+
+const NS = "ip-rule-operator-system";
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+async function controller(
+  cp: { kubeconfig: (id: "controller") => string; dir: string },
+  name: string,
+  extra: string[] = [],
+): Promise<ExecutableProcess & { port: number }> {
+  const port = freePort();
+  const proc = await ExecutableProcess.start("controller", [
+    `--kubeconfig=${cp.kubeconfig("controller")}`,
+    `--metrics-addr=127.0.0.1:${port}`,
+    "--grace-period=2s",
+    "--log-format=json",
+    "--log-level=debug",
+    "--agent-image=example.test/agent:1",
+    ...extra,
+  ], { logFile: `${cp.dir}/${name}.log`, env: { POD_NAME: name } });
+  return Object.assign(proc, { port });
+}
+
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(name)) sum += Number(line.split(" ").pop());
+  }
+  return sum;
+}
+
+async function ready(port: number): Promise<boolean> {
+  const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+  await res?.body?.cancel();
+  return res?.status === 200;
+}
+
+Deno.test("controller against a real API server", async (t) => {
+  await using cp = await startControlPlane();
+  await cp.kubectl(["apply", "-f", "deploy/namespace.yaml", "-f", "deploy/rbac.yaml"]);
+  using admin = await KubeClient.connect({ kubeconfig: cp.kubeconfig("admin") });
+
+  const ipRule = (name: string, spec: Json) =>
+    admin.create(RESOURCES.ipRules, { metadata: { name }, spec });
+  const service = async (name: string, dual = false): Promise<Json> =>
+    await admin.create(RESOURCES.services, {
+      metadata: { name, namespace: "default", labels: { app: name } },
+      spec: {
+        type: "LoadBalancer",
+        ports: [{ port: 80 }],
+        ...(dual ? { ipFamilyPolicy: "RequireDualStack", ipFamilies: ["IPv4", "IPv6"] } : {}),
+      },
+    }, "default");
+  const ingress = (name: string, ips: string[]) =>
+    admin.mergePatch(RESOURCES.services, name, {
+      status: { loadBalancer: { ingress: ips.map((ip) => ({ ip })) } },
+    }, { namespace: "default", subresource: "status" });
+  const config = (name: string) => admin.get(RESOURCES.ipRuleConfigs, name) as Promise<Json>;
+  const v4Name = (svc: Json) => `iprc-${svc.spec.clusterIPs[0].replaceAll(".", "-")}`;
+  const configFor = (svc: Json) =>
+    eventually(`config of ${svc.metadata.name}`, () => config(v4Name(svc)));
+
+  let ctl = await controller(cp, "controller-1");
+  try {
+    await eventually("controller ready", () => ready(ctl.port));
+
+    await t.step(
+      "an LB IP in an IPRule's CIDR gets its config with the right name and spec",
+      async () => {
+        await ipRule("dc-a", { cidrs: ["192.168.1.0/24"], table: 100 });
+        const svc = await service("web");
+        await ingress("web", ["192.168.1.10"]);
+        const c = await configFor(svc);
+        assert.equal(c.spec.serviceIP, svc.spec.clusterIPs[0]);
+        assert.equal(c.spec.table, 100);
+        assert.equal(c.spec.priority, 1000);
+        assert.equal(c.spec.state, "present");
+        assert.equal(c.spec.ipRule, "dc-a");
+        assert.deepEqual(c.spec.service, { namespace: "default", name: "web" });
+        assert.equal(c.metadata.labels["app.kubernetes.io/managed-by"], "ip-rule-operator");
+        const rule: Json = await eventually("IPRule status", async () => {
+          const r: Json = await admin.get(RESOURCES.ipRules, "dc-a");
+          return r.status?.matchedServices === 1 && r;
+        });
+        assert.equal(rule.status.observedGeneration, 1);
+        assert.equal(rule.status.conditions.find((c: Json) => c.type === "Ready").status, "True");
+      },
+    );
+
+    await t.step(
+      "dual-stack and IPv6: each LB IP pairs with the ClusterIP of its family",
+      async () => {
+        await ipRule("v6", { cidrs: ["fd00:10::/64", "192.168.6.0/24"], table: 600 });
+        const svc = await service("dual", true);
+        await ingress("dual", ["192.168.6.1", "fd00:10::7"]);
+        const v6 = svc.spec.clusterIPs.find((ip: string) => ip.includes(":"));
+        const groups = (await import("ipaddr.js")).default.parse(v6).toNormalizedString()
+          .split(":").map((g: string) => g.replace(/^0+(?=.)/, ""));
+        const c6: Json = await eventually("IPv6 config", () => config(`iprc-${groups.join("-")}`));
+        assert.equal(c6.spec.serviceIP, v6);
+        assert.equal(c6.spec.table, 600);
+        assert.equal((await configFor(svc)).spec.table, 600);
+      },
+    );
+
+    await t.step(
+      "overlapping IPRules: longest prefix wins, the loser gets Conflict and an Event",
+      async () => {
+        await ipRule("wide", { cidrs: ["10.50.0.0/16"], table: 500 });
+        await ipRule("narrow", { cidrs: ["10.50.1.0/24"], table: 501 });
+        const svc = await service("overlap");
+        await ingress("overlap", ["10.50.1.9"]);
+        await eventually(
+          "narrow wins",
+          async () => (await configFor(svc)).spec.ipRule === "narrow",
+        );
+        const wide: Json = await eventually("Conflict condition", async () => {
+          const r: Json = await admin.get(RESOURCES.ipRules, "wide");
+          return r.status?.conditions?.find((c: Json) => c.type === "Conflict")?.status ===
+              "True" && r;
+        });
+        assert.match(
+          wide.status.conditions.find((c: Json) => c.type === "Conflict").message,
+          /default\/overlap/,
+        );
+        await eventually("Conflict event", async () => {
+          const events: Json = await admin.request(
+            "GET",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+          );
+          return events.items.some((e: Json) =>
+            e.reason === "Conflict" && e.regarding.kind === "IPRule" && e.regarding.name === "wide"
+          );
+        });
+      },
+    );
+
+    await t.step("an LB IP change moves the config to the matching IPRule", async () => {
+      await ipRule("moved-a", { cidrs: ["10.60.1.0/24"], table: 601 });
+      await ipRule("moved-b", { cidrs: ["10.60.2.0/24"], table: 602 });
+      const svc = await service("mover");
+      await ingress("mover", ["10.60.1.5"]);
+      assert.equal((await configFor(svc)).spec.table, 601);
+      await ingress("mover", ["10.60.2.5"]);
+      await eventually("table 602", async () => (await configFor(svc)).spec.table === 602);
+    });
+
+    await t.step(
+      "a Service that stops being a LoadBalancer gets its config marked absent",
+      async () => {
+        await ipRule("typed", { cidrs: ["10.61.0.0/24"], table: 610 });
+        const svc = await service("typed");
+        await ingress("typed", ["10.61.0.5"]);
+        await configFor(svc);
+        await admin.mergePatch(RESOURCES.services, "typed", { spec: { type: "ClusterIP" } }, {
+          namespace: "default",
+        });
+        const c: Json = await eventually("absent", async () => {
+          const c: Json = await configFor(svc);
+          return c.spec.state === "absent" && c;
+        });
+        assert.ok(Date.parse(c.spec.absentSince) > 0);
+      },
+    );
+
+    await t.step(
+      "a deleted Service's config goes absent, then is deleted after the grace period",
+      async () => {
+        await ipRule("gone", { cidrs: ["10.62.0.0/24"], table: 620 });
+        const svc = await service("gone");
+        await ingress("gone", ["10.62.0.5"]);
+        await configFor(svc);
+        await admin.delete(RESOURCES.services, "gone", { namespace: "default" });
+        await eventually(
+          "absent",
+          async () => (await config(v4Name(svc)))?.spec.state === "absent",
+        );
+        await eventually("deleted", async () => (await config(v4Name(svc))) === undefined, 10_000);
+      },
+    );
+
+    await t.step(
+      "an IPRule's table change updates the config in place; its deletion marks it absent",
+      async () => {
+        await ipRule("retable", { cidrs: ["10.63.0.0/24"], table: 630 });
+        const svc = await service("retable");
+        await ingress("retable", ["10.63.0.5"]);
+        const before: Json = await configFor(svc);
+        await admin.mergePatch(RESOURCES.ipRules, "retable", {
+          spec: { table: 631, priority: 900 },
+        });
+        const after: Json = await eventually("table 631", async () => {
+          const c: Json = await configFor(svc);
+          return c.spec.table === 631 && c;
+        });
+        assert.equal(after.spec.priority, 900);
+        assert.equal(after.metadata.uid, before.metadata.uid, "updated in place");
+        await admin.delete(RESOURCES.ipRules, "retable");
+        await eventually("absent", async () => (await configFor(svc)).spec.state === "absent");
+      },
+    );
+
+    await t.step(
+      "an IPRule with an invalid CIDR that bypassed validation is reported; others proceed",
+      async () => {
+        // Loosen the schema as an older CRD would have been, write the bad object, restore it.
+        const crd: Json = await admin.request(
+          "GET",
+          "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/iprules.api.operator.brtrm.dev",
+        );
+        const strict = structuredClone(crd.spec);
+        const loose = structuredClone(crd.spec);
+        loose.versions[0].schema.openAPIV3Schema.properties.spec = {
+          type: "object",
+          "x-kubernetes-preserve-unknown-fields": true,
+        };
+        const putSpec = async (spec: Json) => {
+          const now: Json = await admin.request(
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/iprules.api.operator.brtrm.dev",
+          );
+          await admin.request(
+            "PUT",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/iprules.api.operator.brtrm.dev",
+            {
+              body: { ...now, spec },
+            },
+          );
+        };
+        await putSpec(loose);
+        try {
+          await eventually("loose schema served", async () => {
+            try {
+              await ipRule("bad-cidr", { cidrs: ["10.64.0.300/24"], table: 640 });
+              return true;
+            } catch {
+              return false;
+            }
+          });
+          await eventually("shape-broken IPRule written", async () => {
+            try {
+              await ipRule("bad-shape", { cidrs: "10.65.0.0/24", table: "x" });
+              return true;
+            } catch {
+              return false;
+            }
+          });
+        } finally {
+          await putSpec(strict);
+        }
+        await ipRule("good-after-bad", { cidrs: ["10.66.0.0/24"], table: 660 });
+        const svc = await service("after-bad");
+        await ingress("after-bad", ["10.66.0.5"]);
+        assert.equal((await configFor(svc)).spec.table, 660);
+        const bad: Json = await eventually("Ready False on bad-cidr", async () => {
+          const r: Json = await admin.get(RESOURCES.ipRules, "bad-cidr");
+          return r.status?.conditions?.find((c: Json) => c.type === "Ready")?.status === "False" &&
+            r;
+        });
+        assert.match(bad.status.conditions[0].message, /spec\.cidrs\[0\] "10\.64\.0\.300\/24"/);
+        await eventually(
+          "skip of bad-shape logged",
+          async () => (await ctl.log()).includes('field \\"spec.cidrs\\" must be a list'),
+        );
+      },
+    );
+
+    await t.step("the Agent CR becomes the DaemonSet iprule-agent with a finalizer", async () => {
+      await admin.create(RESOURCES.agents, {
+        metadata: { name: "agent", namespace: NS },
+        spec: {
+          nodeSelector: { "kubernetes.io/os": "linux" },
+          tolerations: [{
+            key: "node-role.kubernetes.io/control-plane",
+            operator: "Exists",
+            effect: "NoSchedule",
+          }],
+          priorityClassName: "system-node-critical",
+        },
+      }, NS);
+      const ds: Json = await eventually(
+        "DaemonSet",
+        () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS),
+      );
+      const pod = ds.spec.template.spec;
+      assert.equal(pod.hostNetwork, true);
+      assert.equal(pod.containers[0].image, "example.test/agent:1");
+      assert.deepEqual(pod.containers[0].securityContext.capabilities, {
+        drop: ["ALL"],
+        add: ["NET_ADMIN"],
+      });
+      assert.equal(pod.containers[0].env[0].valueFrom.fieldRef.fieldPath, "spec.nodeName");
+      assert.equal(pod.tolerations[0].key, "node-role.kubernetes.io/control-plane");
+      assert.equal(ds.metadata.ownerReferences[0].kind, "Agent");
+      const agent: Json = await admin.get(RESOURCES.agents, "agent", NS);
+      assert.ok(agent.metadata.finalizers.includes("api.operator.brtrm.dev/agent-cleanup"));
+      // A spec change updates the DaemonSet; no change, no write.
+      const rv = ds.metadata.resourceVersion;
+      await admin.mergePatch(
+        RESOURCES.agents,
+        "agent",
+        { spec: { image: "example.test/agent:2" } },
+        { namespace: NS },
+      );
+      const updated: Json = await eventually("new image", async () => {
+        const d: Json = await admin.get(RESOURCES.daemonSets, "iprule-agent", NS);
+        return d.spec.template.spec.containers[0].image === "example.test/agent:2" && d;
+      });
+      assert.notEqual(updated.metadata.resourceVersion, rv);
+    });
+
+    await t.step(
+      "deleting the Agent drains every config, deletes the DaemonSet, then lets the Agent go",
+      async () => {
+        await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
+        await eventually(
+          "Agent gone",
+          async () => (await admin.get(RESOURCES.agents, "agent", NS)) === undefined,
+        );
+        assert.equal(await admin.get(RESOURCES.daemonSets, "iprule-agent", NS), undefined);
+        const configs: Json = await admin.request(
+          "GET",
+          "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs",
+        );
+        // Drained configs were marked absent; with the Agent gone they are planned again.
+        assert.ok(configs.items.length > 0);
+        assert.match(await ctl.log(), /Agent drained/);
+      },
+    );
+  } finally {
+    await ctl.stop();
+  }
+
+  await t.step(
+    "a restarted controller rewrites nothing and marks nothing absent while starting",
+    async () => {
+      const before: Json = await admin.request(
+        "GET",
+        "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs",
+      );
+      const versions = new Map(
+        before.items.map((c: Json) => [c.metadata.name, c.metadata.resourceVersion]),
+      );
+      assert.ok(versions.size >= 5);
+      ctl = await controller(cp, "controller-2");
+      try {
+        await eventually("restarted controller ready", () => ready(ctl.port));
+        await eventually(
+          "a reconcile ran",
+          async () =>
+            (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="configs"')) >= 1,
+        );
+        const after: Json = await admin.request(
+          "GET",
+          "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs",
+        );
+        for (const c of after.items) {
+          // Absent configs past their grace may be deleted; nothing may be rewritten.
+          if (versions.has(c.metadata.name)) {
+            assert.equal(
+              c.metadata.resourceVersion,
+              versions.get(c.metadata.name),
+              c.metadata.name,
+            );
+          }
+        }
+        assert.equal(await metric(ctl.port, "iprule_controller_api_writes_total"), 0);
+      } finally {
+        await ctl.stop();
+      }
+    },
+  );
+
+  await t.step("two controllers: only the leader writes, and the standby takes over", async () => {
+    const a = await controller(cp, "leader-a", ["--leader-elect", "--lease-duration=2s"]);
+    const b = await controller(cp, "leader-b", ["--leader-elect", "--lease-duration=2s"]);
+    try {
+      const holder = async () => {
+        const lease: Json = await admin.get(RESOURCES.leases, "ip-rule-operator-controller", NS);
+        return lease?.spec?.holderIdentity || undefined;
+      };
+      const first: string = await eventually("a leader", holder);
+      const [leader, standby] = first.startsWith("leader-a") ? [a, b] : [b, a];
+      await ipRule("elect", { cidrs: ["10.70.0.0/24"], table: 700 });
+      const svc = await service("elect");
+      await ingress("elect", ["10.70.0.5"]);
+      await configFor(svc);
+      await eventually(
+        "leader wrote",
+        async () => (await metric(leader.port, "iprule_controller_api_writes_total")) > 0,
+      );
+      assert.equal(await metric(standby.port, "iprule_controller_api_writes_total"), 0);
+      assert.equal(await metric(standby.port, "iprule_controller_leader"), 0);
+      await leader.stop("SIGKILL");
+      const svc2 = await service("elect-2");
+      await ingress("elect-2", ["10.70.0.6"]);
+      await eventually("standby took over and wrote", () => configFor(svc2), 15_000);
+      assert.equal(await metric(standby.port, "iprule_controller_leader"), 1);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
