@@ -76,6 +76,7 @@ export async function runController(
     options.kubeconfig === undefined ? {} : { kubeconfig: options.kubeconfig },
   );
   const metrics = new ControllerMetrics();
+  metrics.requests = client.requests;
   let state: "standby" | "syncing" | "ready" = "standby";
   const health = startHealthServer({
     ...options.metricsAddr,

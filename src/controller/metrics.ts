@@ -3,6 +3,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Metrics of one controller process. */
 export class ControllerMetrics {
+  /** Request counts by verb, read at each scrape (the API client's counters). */
+  requests: ReadonlyMap<string, number> = new Map();
   readonly registry = new Registry();
   readonly reconciles = new Counter({
     name: "iprule_controller_reconciles_total",
@@ -28,6 +30,17 @@ export class ControllerMetrics {
     labelNames: ["state"] as const,
     registers: [this.registry],
   });
+  /** API requests by verb; set from the client's counters at each scrape. */
+  readonly apiRequests = ((read: () => ReadonlyMap<string, number>) =>
+    new Gauge({
+      name: "iprule_controller_api_requests",
+      help: "API requests made since start, by HTTP verb",
+      labelNames: ["verb"] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [verb, n] of read()) this.set({ verb }, n);
+      },
+    }))(() => this.requests);
   readonly leader = new Gauge({
     name: "iprule_controller_leader",
     help: "1 while this replica holds the leader lease",

@@ -63,6 +63,11 @@ export class ExecutableProcess {
     return proc;
   }
 
+  /** Process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** Exit status, once it exits. */
   get status(): Promise<Deno.CommandStatus> {
     return this.#status;
