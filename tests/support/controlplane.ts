@@ -118,6 +118,11 @@ export interface StartControlPlaneOptions {
   detached?: boolean;
   /** Directory holding the binaries; default {@linkcode CONTROLPLANE_BIN_DIR}. */
   binDir?: string;
+  /**
+   * Address kube-apiserver listens on and advertises (in its serving certificate); default
+   * 127.0.0.1. End-to-end tests pass a bridge address so agents in node namespaces reach it.
+   */
+  bindAddress?: string;
 }
 
 /** Options of {@linkcode ControlPlane.kubectl}. */
@@ -405,7 +410,10 @@ async function startOnce(
       "--log-level=warn",
     ], { dir, detached });
     processes.push(etcd);
-    const server = `https://127.0.0.1:${apiPort}`;
+    const bindAddress = options.bindAddress ?? "127.0.0.1";
+    const server = `https://${
+      bindAddress.includes(":") ? `[${bindAddress}]` : bindAddress
+    }:${apiPort}`;
     // Cannot overlap etcd's start: the API server exits when etcd is not reachable in time.
     await waitFor(etcd, async () => {
       const res = await fetch(`${etcdUrl}/health`).catch(() => null);
@@ -415,8 +423,8 @@ async function startOnce(
 
     const apiserver = spawn("kube-apiserver", `${binDir}/kube-apiserver`, [
       `--etcd-servers=${etcdUrl}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
+      `--bind-address=${bindAddress}`,
+      `--advertise-address=${bindAddress}`,
       `--secure-port=${apiPort}`,
       `--cert-dir=${dir}/pki`,
       "--authorization-mode=RBAC",
