@@ -12,7 +12,7 @@ import { VERSION } from "./version.ts";
 /** Namespace the operator runs in when neither --namespace nor POD_NAMESPACE says. */
 export const DEFAULT_NAMESPACE = "ip-rule-operator-system";
 /** Agent image used when the Agent CR names none. */
-export const DEFAULT_AGENT_IMAGE = `localhost/ip-rule-operator-agent:${VERSION}`;
+export const DEFAULT_AGENT_IMAGE = `ghcr.io/ip-rule-operator/iprule-agent:v${VERSION}`;
 
 /** Every flag of the controller. */
 export const CONTROLLER_FLAGS: readonly FlagDef[] = [
