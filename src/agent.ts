@@ -1,13 +1,15 @@
 /** Agent executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli } from "./cli.ts";
 import { AGENT_FLAGS, parseAgentFlags } from "./agent_flags.ts";
+import { runAgent } from "./agent/runner.ts";
+import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
 const SUMMARY = "Turns the IPRuleConfigs into this node's `ip rule` entries through netlink, " +
   "repairs drift, and reports the node's state in its IPRuleNodeState.";
 
 if (import.meta.main) {
-  await runCli("iprule-agent", (args) => {
+  await runCli("iprule-agent", async (args) => {
     const options = parseAgentFlags(args, {
       env: Deno.env.toObject(),
       isTerminal: Deno.stderr.isTerminal(),
@@ -15,7 +17,20 @@ if (import.meta.main) {
     });
     if (options.help) return console.log(helpText("iprule-agent", SUMMARY, AGENT_FLAGS));
     if (options.version) return console.log(VERSION);
-    console.error("iprule-agent: the reconciler is not wired yet");
-    return 1;
+    const log = new Logger({ format: options.logFormat, level: options.logLevel })
+      .with({ component: "agent" });
+    const shutdown = new AbortController();
+    const stop = () => {
+      log.info("Shutdown requested");
+      shutdown.abort();
+    };
+    Deno.addSignalListener("SIGTERM", stop);
+    Deno.addSignalListener("SIGINT", stop);
+    try {
+      return await runAgent(options, log, shutdown.signal);
+    } finally {
+      Deno.removeSignalListener("SIGTERM", stop);
+      Deno.removeSignalListener("SIGINT", stop);
+    }
   });
 }

@@ -38,6 +38,17 @@ export interface ReconcileResult {
 /** Reconciles every IPRuleConfig and IPRule status at once. */
 export class ConfigReconciler {
   readonly #memo = new PlanMemo();
+  /** resourceVersions of configs this reconciler wrote and whose watch event is still due. */
+  readonly #ownWrites = new Set<string>();
+
+  /**
+   * Whether a config in the cache is exactly what our own write produced: its watch event then
+   * needs no reconcile (the write already reflected the plan). Each version is consumed once.
+   */
+  isOwnWrite(config: IPRuleConfig | undefined): boolean {
+    const rv = config?.metadata.resourceVersion;
+    return rv !== undefined && this.#ownWrites.delete(rv);
+  }
 
   constructor(
     readonly client: KubeClient,
@@ -129,16 +140,27 @@ export class ConfigReconciler {
     return result;
   }
 
+  #remember(written: Record<string, unknown>): void {
+    const rv = (written.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+    if (rv === undefined) return;
+    if (this.#ownWrites.size >= OWN_WRITES_LIMIT) this.#ownWrites.clear();
+    this.#ownWrites.add(rv);
+  }
+
   async #write(change: ConfigChange): Promise<void> {
     const resource = RESOURCES.ipRuleConfigs;
     if (change.op === "create") {
-      await this.client.create(resource, change.config as unknown as Record<string, unknown>);
+      this.#remember(
+        await this.client.create(resource, change.config as unknown as Record<string, unknown>),
+      );
     } else if (change.op === "update") {
       const current = this.caches.configs.store.get(change.name);
-      await this.client.mergePatch(resource, change.name, {
-        metadata: change.resourceVersion ? { resourceVersion: change.resourceVersion } : {},
-        spec: specPatch(current?.spec, change.spec),
-      });
+      this.#remember(
+        await this.client.mergePatch(resource, change.name, {
+          metadata: change.resourceVersion ? { resourceVersion: change.resourceVersion } : {},
+          spec: specPatch(current?.spec, change.spec),
+        }),
+      );
     } else {
       await this.client.delete(
         resource,
@@ -148,6 +170,9 @@ export class ConfigReconciler {
     }
   }
 }
+
+/** Bound on remembered own writes (events lost to a relist would otherwise accumulate). */
+const OWN_WRITES_LIMIT = 100_000;
 
 /** A merge patch turning `from` into `to` (fields `to` lacks are set to null). */
 function specPatch(

@@ -128,18 +128,25 @@ async function reconcileWhileLeading(
     name: string,
     keys: string[],
     o: Omit<InformerOptions<T>, "onChange" | "onInvalid" | "onError">,
+    /** Changes for which this returns false queue nothing. */
+    relevant: (key: string, obj: T | undefined) => boolean = () => true,
   ) =>
     new Informer<T>(client, {
       ...o,
-      onChange: () => keys.forEach((k) => queue.add(k)),
+      onChange: (key, obj) => {
+        if (relevant(key, obj)) keys.forEach((k) => queue.add(k));
+      },
       onInvalid: (err) => log.warn("Object skipped", { informer: name, err }),
       onError: (err, delayMs) => log.warn("List/watch failed", { informer: name, err, delayMs }),
     });
   const ns = { namespace: options.namespace };
+  // Our own config writes and IPRule status writes need no reconcile of their own.
+  let configReconciler: ConfigReconciler | undefined;
   const configs = informer<IPRuleConfig>("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], {
     resource: RESOURCES.ipRuleConfigs,
     narrow: narrowIPRuleConfig,
-  });
+  }, (_key, obj) => !configReconciler?.isOwnWrite(obj));
+  const ruleGenerations = new Map<string, number | undefined>();
   const configCaches = {
     services: informer("services", [CONFIGS_KEY], {
       resource: RESOURCES.services,
@@ -180,7 +187,7 @@ async function reconcileWhileLeading(
     drainTimeoutMs: DRAIN_TIMEOUT_MS,
     log,
   });
-  const configReconciler = new ConfigReconciler(client, configCaches, {
+  configReconciler = new ConfigReconciler(client, configCaches, {
     graceMs: options.gracePeriodMs,
     log,
     events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),

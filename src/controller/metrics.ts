@@ -1,11 +1,15 @@
 /** The controller's Prometheus metrics. */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Metrics of one controller process. */
 export class ControllerMetrics {
   /** Request counts by verb, read at each scrape (the API client's counters). */
   requests: ReadonlyMap<string, number> = new Map();
-  readonly registry = new Registry();
+  readonly registry = ((registry: Registry) => {
+    // Process metrics (RSS, heap, event-loop lag), prefixed like the rest.
+    collectDefaultMetrics({ register: registry, prefix: "iprule_controller_" });
+    return registry;
+  })(new Registry());
   readonly reconciles = new Counter({
     name: "iprule_controller_reconciles_total",
     help: "Reconciles by kind and result",

@@ -1,10 +1,10 @@
 /**
- * The API client: client-node's KubeConfig for configuration and credentials (kubeconfig
- * files, in-cluster service account with token rotation, exec plugins), and Deno's fetch over
- * one pooled `Deno.createHttpClient` for requests, so connections are reused and a watch's
- * streaming body stops on abort.
+ * The API client: client-node's kubeconfig handling for configuration and credentials
+ * (kubeconfig files, in-cluster service account with token rotation, exec plugins; see
+ * kubeconfig.ts), and Deno's fetch over one pooled `Deno.createHttpClient` for requests, so
+ * connections are reused and a watch's streaming body stops on abort.
  */
-import { KubeConfig } from "@kubernetes/client-node";
+import { type KubeAccess, loadKubeAccess } from "./kubeconfig.ts";
 import { apiVersionOf, type Resource, resourcePath } from "./resources.ts";
 
 /** The field manager of every write the operator makes. */
@@ -58,36 +58,29 @@ export type JsonObject = Record<string, unknown>;
 /** A connection to one API server with the credentials of one identity. */
 export class KubeClient {
   readonly server: string;
-  readonly #config: KubeConfig;
+  readonly #access: KubeAccess;
   readonly #http: Deno.HttpClient;
   /** Requests made, by verb, for metrics and benchmarks. */
   readonly requests = new Map<string, number>();
 
-  private constructor(config: KubeConfig, server: string, http: Deno.HttpClient) {
-    this.#config = config;
-    this.server = server.replace(/\/+$/, "");
+  private constructor(access: KubeAccess, http: Deno.HttpClient) {
+    this.#access = access;
+    this.server = access.server.replace(/\/+$/, "");
     this.#http = http;
   }
 
   /** Loads the configuration and opens the pooled HTTP client. */
   static async connect(options: ClientOptions = {}): Promise<KubeClient> {
-    const config = new KubeConfig();
-    if (options.kubeconfig) config.loadFromFile(options.kubeconfig);
-    else config.loadFromDefault();
-    const cluster = config.getCurrentCluster();
-    if (!cluster) throw new Error("No cluster in the kubeconfig's current context");
-    const tls: { ca?: Uint8Array; cert?: Uint8Array; key?: Uint8Array } = {};
-    await config.applyToHTTPSOptions(tls as Record<string, unknown>);
-    const text = (b?: Uint8Array) => (b ? new TextDecoder().decode(b) : undefined);
-    const ca = text(tls.ca);
-    const cert = text(tls.cert);
-    const key = text(tls.key);
+    const access = await loadKubeAccess(
+      options.kubeconfig ? { kubeconfig: options.kubeconfig } : {},
+    );
+    const { ca, cert, key } = access;
     const http = Deno.createHttpClient({
       ...(ca ? { caCerts: [ca] } : {}),
       ...(cert && key ? { cert, key } : {}),
       poolIdleTimeout: 90_000,
     });
-    return new KubeClient(config, cluster.server, http);
+    return new KubeClient(access, http);
   }
 
   /** Closes the pooled HTTP client. Idempotent. */
@@ -105,9 +98,8 @@ export class KubeClient {
 
   async #headers(contentType?: string): Promise<Headers> {
     // Re-applied per request: the service-account token is rotated on disk.
-    const opts: { headers: Record<string, string> } = { headers: {} };
-    await this.#config.applyToHTTPSOptions(opts as Record<string, unknown>);
-    const headers = new Headers(opts.headers);
+    const headers = new Headers();
+    await this.#access.authenticate(headers);
     headers.set("Accept", "application/json");
     if (contentType) headers.set("Content-Type", contentType);
     return headers;

@@ -1,0 +1,260 @@
+/**
+ * The node's IPRuleNodeState: the status a reconcile report becomes (pure), and the writer that
+ * creates the object when missing (owner reference to the Node) and patches its status only
+ * when something other than a timestamp changed, retrying with backoff in the background.
+ */
+import type { FailedRule, IPRuleNodeState, IPRuleNodeStateStatus } from "../api/types.ts";
+import { sameConditions, setCondition } from "../controller/conditions.ts";
+import { backoffDelay, sleep } from "../k8s/backoff.ts";
+import { ApiError, type JsonObject, type KubeClient } from "../k8s/client.ts";
+import { RESOURCES } from "../k8s/resources.ts";
+import { apiTime } from "../k8s/time.ts";
+import type { Logger } from "../log.ts";
+
+/** The condition the controller counts converged nodes by. */
+export const CONVERGED = "Converged";
+/** At most this many failed rules are listed (CRD maxItems). */
+export const MAX_FAILED_RULES = 20;
+const MAX_RULE_TEXT = 256;
+const MAX_ERROR_TEXT = 1024;
+
+/** What a reconcile reports for the node. */
+export interface NodeReport {
+  /** Desired rules, refused configs included. */
+  desired: number;
+  /** Desired rules present in the kernel. */
+  applied: number;
+  /** Rules that failed, with their errors. */
+  failed: readonly FailedRule[];
+  /** Every desired rule present and nothing failed. */
+  converged: boolean;
+}
+
+/** What the status says besides the report. */
+export interface NodeStatusOptions {
+  /** Current time as a metav1.Time. */
+  now: string;
+  /** The agent's version. */
+  version: string;
+  /** The agent's rule protocol number. */
+  protocol: number;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function converged(status: IPRuleNodeStateStatus | undefined): boolean {
+  return status?.conditions?.some((c) => c.type === CONVERGED && c.status === "True") ?? false;
+}
+
+/**
+ * The status after a reconcile. `lastConvergedTime` moves only on a transition into converged
+ * or when the counts change while converged; the condition's transition time only when its
+ * status flips. Failed rules are listed sorted, at most {@link MAX_FAILED_RULES}.
+ */
+export function nodeStatus(
+  previous: IPRuleNodeStateStatus | undefined,
+  report: NodeReport,
+  options: NodeStatusOptions,
+): IPRuleNodeStateStatus {
+  const failedRules = [...report.failed]
+    .sort((a, b) => a.rule.localeCompare(b.rule) || a.error.localeCompare(b.error))
+    .slice(0, MAX_FAILED_RULES)
+    .map((f) => ({
+      rule: truncate(f.rule, MAX_RULE_TEXT),
+      error: truncate(f.error, MAX_ERROR_TEXT),
+    }));
+  const countsChanged = previous?.desiredRules !== report.desired ||
+    previous?.appliedRules !== report.applied;
+  const status: IPRuleNodeStateStatus = {
+    desiredRules: report.desired,
+    appliedRules: report.applied,
+    failedCount: report.failed.length,
+    failedRules,
+    agentVersion: options.version,
+    protocol: options.protocol,
+    conditions: setCondition(previous?.conditions, {
+      type: CONVERGED,
+      status: report.converged ? "True" : "False",
+      reason: report.converged ? "RulesApplied" : "RulesFailed",
+      message: report.converged
+        ? `All ${report.desired} desired rule(s) are in the kernel`
+        : `${report.failed.length} rule(s) failed; ${report.applied} of ${report.desired} desired ` +
+          `rule(s) are in the kernel`,
+    }, options.now),
+  };
+  const lastConvergedTime = report.converged && (!converged(previous) || countsChanged)
+    ? options.now
+    : previous?.lastConvergedTime;
+  if (lastConvergedTime !== undefined) status.lastConvergedTime = lastConvergedTime;
+  return status;
+}
+
+/** Whether two statuses say the same, timestamps aside (a write would change nothing else). */
+export function sameNodeStatus(
+  a: IPRuleNodeStateStatus | undefined,
+  b: IPRuleNodeStateStatus,
+): boolean {
+  if (a === undefined) return false;
+  const failed = (s: IPRuleNodeStateStatus) => JSON.stringify(s.failedRules ?? []);
+  const conditions = (s: IPRuleNodeStateStatus) =>
+    (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: "" }));
+  return a.desiredRules === b.desiredRules && a.appliedRules === b.appliedRules &&
+    a.failedCount === b.failedCount && failed(a) === failed(b) &&
+    a.agentVersion === b.agentVersion && a.protocol === b.protocol &&
+    a.draining === b.draining && (a.lastConvergedTime === undefined) ===
+      (b.lastConvergedTime === undefined) &&
+    sameConditions(conditions(a), conditions(b));
+}
+
+/** Options of a `NodeStateWriter`. */
+export interface NodeStateWriterOptions {
+  nodeName: string;
+  protocol: number;
+  version: string;
+  log: Logger;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** Writes the node's IPRuleNodeState: created when missing, status patched only on change. */
+export class NodeStateWriter {
+  readonly #client: KubeClient;
+  readonly #options: NodeStateWriterOptions;
+  /** The status as the API server last returned it; undefined until read. */
+  #current: IPRuleNodeStateStatus | undefined;
+  #exists = false;
+  #pending: NodeReport | undefined;
+  #wake: (() => void) | undefined;
+  /** Status writes made (create included), for tests and metrics. */
+  writes = 0;
+
+  constructor(client: KubeClient, options: NodeStateWriterOptions) {
+    this.#client = client;
+    this.#options = options;
+  }
+
+  /** Records the latest report; `run` writes it when it changes the status. */
+  update(report: NodeReport): void {
+    this.#pending = report;
+    this.#wake?.();
+  }
+
+  /** Writes pending reports until the signal aborts, retrying failed writes with backoff. */
+  async run(signal: AbortSignal): Promise<void> {
+    let attempt = 0;
+    while (!signal.aborted) {
+      const report = this.#pending;
+      if (report === undefined) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          signal.addEventListener("abort", this.#wake, { once: true });
+        });
+        if (this.#wake) signal.removeEventListener("abort", this.#wake);
+        this.#wake = undefined;
+        continue;
+      }
+      this.#pending = undefined;
+      try {
+        await this.write(report, signal);
+        attempt = 0;
+      } catch (error: unknown) {
+        if (signal.aborted) break;
+        this.#pending ??= report;
+        const delayMs = backoffDelay(attempt++);
+        this.#options.log.warn("IPRuleNodeState write failed", {
+          iprulenodestate: this.#options.nodeName,
+          err: error,
+          delayMs,
+        });
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+
+  /** Writes one report now (creating the object when missing); true when the status changed. */
+  async write(report: NodeReport, signal?: AbortSignal): Promise<boolean> {
+    if (!this.#exists) await this.#ensure();
+    const next = nodeStatus(this.#current, report, {
+      now: apiTime((this.#options.now ?? Date.now)()),
+      version: this.#options.version,
+      protocol: this.#options.protocol,
+    });
+    if (sameNodeStatus(this.#current, next)) return false;
+    if (signal?.aborted) return false;
+    try {
+      const written = await this.#client.mergePatch(
+        RESOURCES.ipRuleNodeStates,
+        this.#options.nodeName,
+        { status: { ...next, failedRules: next.failedRules ?? [] } },
+        { subresource: "status" },
+      );
+      this.#current = (written as { status?: IPRuleNodeStateStatus }).status ?? next;
+    } catch (error: unknown) {
+      if (error instanceof ApiError && error.status === 404) this.#exists = false;
+      throw error;
+    }
+    this.writes++;
+    this.#options.log.debug("IPRuleNodeState status updated", {
+      iprulenodestate: this.#options.nodeName,
+      desired: next.desiredRules,
+      applied: next.appliedRules,
+      failed: next.failedCount,
+    });
+    return true;
+  }
+
+  /** Reads the object, creating it (owned by the Node when readable) when missing. */
+  async #ensure(): Promise<void> {
+    const name = this.#options.nodeName;
+    let object = await this.#client.get(RESOURCES.ipRuleNodeStates, name) as
+      | IPRuleNodeState
+      | undefined;
+    if (object === undefined) {
+      const metadata: JsonObject = { name };
+      const owner = await this.#nodeOwner();
+      if (owner !== undefined) metadata.ownerReferences = [owner];
+      try {
+        object = await this.#client.create(RESOURCES.ipRuleNodeStates, {
+          metadata,
+          spec: { nodeName: name },
+        }) as unknown as IPRuleNodeState;
+        this.writes++;
+        this.#options.log.info("IPRuleNodeState created", {
+          iprulenodestate: name,
+          owner: owner === undefined ? "none" : `Node/${name}`,
+        });
+      } catch (error: unknown) {
+        if (!(error instanceof ApiError && error.status === 409)) throw error;
+        object = await this.#client.get(RESOURCES.ipRuleNodeStates, name) as
+          | IPRuleNodeState
+          | undefined;
+        if (object === undefined) throw error;
+      }
+    }
+    this.#current = object.status;
+    this.#exists = true;
+  }
+
+  /** The owner reference to this node's Node, or undefined when it cannot be read. */
+  async #nodeOwner(): Promise<JsonObject | undefined> {
+    const name = this.#options.nodeName;
+    try {
+      const node = await this.#client.get(RESOURCES.nodes, name);
+      const uid = (node?.metadata as { uid?: unknown } | undefined)?.uid;
+      if (typeof uid === "string") {
+        return { apiVersion: "v1", kind: "Node", name, uid };
+      }
+      this.#options.log.warn("Node not found; IPRuleNodeState created without owner", {
+        node: name,
+      });
+    } catch (error: unknown) {
+      this.#options.log.warn("Node unreadable; IPRuleNodeState created without owner", {
+        node: name,
+        err: error,
+      });
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import type { IPRuleNodeStateStatus } from "../api/types.ts";
+import { MAX_FAILED_RULES, type NodeReport, nodeStatus, sameNodeStatus } from "./node_state.ts";
+
+const T1 = "2026-01-01T00:00:00Z";
+const T2 = "2026-01-01T00:00:10Z";
+const T3 = "2026-01-01T00:00:20Z";
+const OPTIONS = { version: "1.2.3", protocol: 201 };
+
+function report(extra: Partial<NodeReport> = {}): NodeReport {
+  return { desired: 3, applied: 3, failed: [], converged: true, ...extra };
+}
+
+const failing = report({
+  applied: 2,
+  converged: false,
+  failed: [{ rule: "from 10.0.0.1 lookup 100 priority 1000", error: "Invalid" }],
+});
+
+Deno.test("nodeStatus() reports counts, version, protocol and a Converged condition", () => {
+  const status = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
+  assert.deepEqual(status, {
+    desiredRules: 3,
+    appliedRules: 3,
+    failedCount: 0,
+    failedRules: [],
+    agentVersion: "1.2.3",
+    protocol: 201,
+    lastConvergedTime: T1,
+    conditions: [{
+      type: "Converged",
+      status: "True",
+      reason: "RulesApplied",
+      message: "All 3 desired rule(s) are in the kernel",
+      lastTransitionTime: T1,
+    }],
+  });
+});
+
+Deno.test("nodeStatus() keeps lastConvergedTime while nothing changes", () => {
+  const first = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
+  const again = nodeStatus(first, report(), { now: T2, ...OPTIONS });
+  assert.equal(again.lastConvergedTime, T1);
+  assert.equal(again.conditions?.[0]?.lastTransitionTime, T1);
+  assert.equal(sameNodeStatus(first, again), true);
+});
+
+Deno.test("nodeStatus() moves lastConvergedTime when the counts change", () => {
+  const first = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
+  const more = nodeStatus(first, report({ desired: 4, applied: 4 }), { now: T2, ...OPTIONS });
+  assert.equal(more.lastConvergedTime, T2);
+  assert.equal(more.conditions?.[0]?.lastTransitionTime, T1);
+  assert.equal(sameNodeStatus(first, more), false);
+});
+
+Deno.test("nodeStatus() moves lastConvergedTime only on a transition into converged", () => {
+  const ok = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
+  const bad = nodeStatus(ok, failing, { now: T2, ...OPTIONS });
+  assert.equal(bad.lastConvergedTime, T1);
+  assert.equal(bad.failedCount, 1);
+  assert.deepEqual(bad.failedRules, failing.failed);
+  assert.deepEqual(
+    bad.conditions?.map((c) => [c.status, c.reason, c.lastTransitionTime]),
+    [["False", "RulesFailed", T2]],
+  );
+  const stillBad = nodeStatus(bad, failing, { now: T3, ...OPTIONS });
+  assert.equal(sameNodeStatus(bad, stillBad), true);
+  const fixed = nodeStatus(stillBad, report(), { now: T3, ...OPTIONS });
+  assert.equal(fixed.lastConvergedTime, T3);
+  assert.equal(sameNodeStatus(stillBad, fixed), false);
+});
+
+Deno.test("nodeStatus() lists at most 20 failed rules, sorted, and counts them all", () => {
+  const failed = Array.from({ length: 30 }, (_, i) => ({
+    rule: `from 10.0.0.${30 - i} lookup 100 priority 1000`,
+    error: "x".repeat(2000),
+  }));
+  const status = nodeStatus(undefined, report({ failed, converged: false }), {
+    now: T1,
+    ...OPTIONS,
+  });
+  assert.equal(status.failedCount, 30);
+  assert.equal(status.failedRules?.length, MAX_FAILED_RULES);
+  assert.equal(status.failedRules?.[0]?.rule, "from 10.0.0.1 lookup 100 priority 1000");
+  assert.equal(status.failedRules?.[0]?.error.length, 1024);
+  assert.equal(status.lastConvergedTime, undefined);
+});
+
+Deno.test("sameNodeStatus() sees a changed error text, version or protocol", () => {
+  const base = nodeStatus(undefined, failing, { now: T1, ...OPTIONS });
+  const other = (s: Partial<IPRuleNodeStateStatus>) => ({ ...base, ...s });
+  assert.equal(sameNodeStatus(base, other({ agentVersion: "2" })), false);
+  assert.equal(sameNodeStatus(base, other({ protocol: 99 })), false);
+  assert.equal(
+    sameNodeStatus(
+      base,
+      other({ failedRules: [{ rule: failing.failed[0]!.rule, error: "Other" }] }),
+    ),
+    false,
+  );
+  assert.equal(sameNodeStatus(undefined, base), false);
+});

@@ -1,0 +1,222 @@
+/**
+ * Pure planning of the node's rules: desired rules from the IPRuleConfigs, the kernel's rules
+ * as dumped, and the operations that turn one into the other. No I/O: plain data in and out.
+ *
+ * Ownership: a rule carrying the agent's protocol number is the agent's; every other rule is
+ * foreign and never deleted. A foreign rule identical to a desired one (same family, source,
+ * prefix length, table and priority, no other selector) satisfies it: no duplicate is added.
+ */
+import {
+  type Family,
+  formatRule,
+  type KernelRule,
+  type Rule,
+  type RuleSpec,
+} from "../../ffi/mod.ts";
+import type { ConfigState } from "../api/types.ts";
+import { parseIP } from "../ip.ts";
+
+/** What the agent keeps of an IPRuleConfig. */
+export interface ConfigRule {
+  /** The IPRuleConfig's name. */
+  name: string;
+  serviceIP: string;
+  table: number;
+  priority: number;
+  state: ConfigState;
+}
+
+/** A present IPRuleConfig the agent cannot turn into a rule, with the reason. */
+export interface InvalidConfig {
+  /** The IPRuleConfig's name. */
+  config: string;
+  /** The rule it asks for, as `ip rule` arguments. */
+  rule: string;
+  /** Why it was refused. */
+  error: string;
+}
+
+/** The rules the present IPRuleConfigs ask for, each once, and the configs that were refused. */
+export interface DesiredRules {
+  /** Distinct desired rules, with the agent's protocol. */
+  rules: Rule[];
+  /** Present configs that yield no valid rule. */
+  invalid: InvalidConfig[];
+}
+
+/** What a reconcile must do to the kernel. */
+export interface RulePlan {
+  /** Desired rules missing from the kernel, to add with the agent's protocol. */
+  add: Rule[];
+  /** Rules with the agent's protocol that are not desired (or are duplicates), to delete. */
+  delete: KernelRule[];
+  /** Desired rules already present: the agent's own, or an identical foreign rule. */
+  satisfied: number;
+}
+
+/** Lowest priority a config may ask for: 0 is the kernel's `lookup local` rule. */
+export const MIN_PRIORITY = 1;
+/** Highest priority a config may ask for: 32766 and 32767 are the main and default rules. */
+export const MAX_PRIORITY = 32765;
+/** Highest routing table id. */
+export const MAX_TABLE = 4294967295;
+/** The kernel's default (253), main (254) and local (255) tables: never a config's target. */
+const RESERVED_TABLES: ReadonlySet<number> = new Set([253, 254, 255]);
+
+/** Identity of a rule for planning: family, source prefix, table and priority. */
+export function ruleKey(rule: Rule): string {
+  return `${rule.family} ${rule.src}/${rule.srcLen} ${rule.table} ${rule.priority}`;
+}
+
+/**
+ * Why a source address can be no Service's address, or undefined when it can: unspecified,
+ * loopback, multicast and broadcast sources would capture the node's own traffic (DHCP, neighbor
+ * discovery, local connections) into another table.
+ */
+function specialAddress(family: Family, bytes: readonly number[]): string | undefined {
+  const first = bytes[0]!;
+  if (family === 4) {
+    if (first === 0) return "an unspecified (0.0.0.0/8) address";
+    if (first === 127) return "a loopback address";
+    if (first >= 224 && first <= 239) return "a multicast address";
+    if (bytes.every((b) => b === 255)) return "the broadcast address";
+    return undefined;
+  }
+  if (first === 0xff) return "a multicast address";
+  const last = bytes[15]!;
+  if (bytes.slice(0, 15).every((b) => b === 0) && (last === 0 || last === 1)) {
+    return last === 0 ? "the unspecified address" : "the loopback address";
+  }
+  return undefined;
+}
+
+function configRuleText(config: ConfigRule): string {
+  return `from ${config.serviceIP} lookup ${config.table} priority ${config.priority}`;
+}
+
+/** Why a config's table or priority is refused, or undefined when both are valid. */
+function invalidNumbers(config: ConfigRule): string | undefined {
+  const { table, priority } = config;
+  if (!Number.isInteger(table) || table < 1 || table > MAX_TABLE) {
+    return `Invalid table "${table}": expected 1 to ${MAX_TABLE}`;
+  }
+  if (RESERVED_TABLES.has(table)) {
+    return `Invalid table "${table}": 253, 254 and 255 are the kernel's default, main and local tables`;
+  }
+  if (!Number.isInteger(priority) || priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
+    return `Invalid priority "${priority}": expected ${MIN_PRIORITY} to ${MAX_PRIORITY}`;
+  }
+  return undefined;
+}
+
+/**
+ * The rules the present configs ask for (`from serviceIP lookup table priority priority`), each
+ * once, with the agent's protocol; configs with an invalid address, table or priority are
+ * returned apart with the reason. Absent configs ask for nothing.
+ */
+export function desiredRules(
+  configs: Iterable<ConfigRule>,
+  options: { protocol: number },
+): DesiredRules {
+  const rules = new Map<string, Rule>();
+  const invalid: InvalidConfig[] = [];
+  for (const config of configs) {
+    if (config.state !== "present") continue;
+    const ip = parseIP(config.serviceIP);
+    let error: string | undefined;
+    if (ip === undefined) {
+      error = `Invalid serviceIP "${config.serviceIP}": expected an IPv4 or IPv6 address`;
+    } else {
+      const special = specialAddress(ip.family, ip.bytes);
+      error = special === undefined
+        ? invalidNumbers(config)
+        : `Invalid serviceIP "${config.serviceIP}": ${special} is no Service's address`;
+    }
+    if (ip === undefined || error !== undefined) {
+      invalid.push({ config: config.name, rule: configRuleText(config), error: error! });
+      continue;
+    }
+    const rule: Rule = {
+      family: ip.family,
+      src: ip.text,
+      srcLen: ip.family === 4 ? 32 : 128,
+      table: config.table,
+      priority: config.priority,
+      protocol: options.protocol,
+    };
+    const key = ruleKey(rule);
+    if (!rules.has(key)) rules.set(key, rule);
+  }
+  return { rules: [...rules.values()], invalid };
+}
+
+/**
+ * The operations that make the kernel hold every desired rule once and no other rule with the
+ * agent's protocol. Foreign rules (any other protocol) are never deleted; an identical plain
+ * foreign rule satisfies a desired rule. Of several identical own rules, one is kept.
+ */
+export function planRules(
+  desired: readonly Rule[],
+  kernel: readonly KernelRule[],
+  options: { protocol: number },
+): RulePlan {
+  const wanted = new Map<string, Rule>();
+  for (const rule of desired) wanted.set(ruleKey(rule), rule);
+  const present = new Set<string>();
+  const remove: KernelRule[] = [];
+  // Own rules first, so that an own rule is kept even when a foreign copy precedes it.
+  for (const rule of kernel) {
+    if (rule.protocol !== options.protocol) continue;
+    const key = ruleKey(rule);
+    if (rule.plain && wanted.has(key) && !present.has(key)) present.add(key);
+    else remove.push(rule);
+  }
+  for (const rule of kernel) {
+    if (rule.protocol === options.protocol || !rule.plain) continue;
+    const key = ruleKey(rule);
+    if (wanted.has(key)) present.add(key);
+  }
+  const add: Rule[] = [];
+  for (const [key, rule] of wanted) if (!present.has(key)) add.push(rule);
+  return { add, delete: remove, satisfied: present.size };
+}
+
+/**
+ * Whether a rule change seen in the kernel may need a repair: a rule with the agent's protocol,
+ * or a plain rule identical to a desired one (e.g. a foreign rule that satisfied it, deleted).
+ */
+export function changeMatters(
+  rule: KernelRule,
+  desiredKeys: { has(key: string): boolean },
+  options: { protocol: number },
+): boolean {
+  return rule.protocol === options.protocol || (rule.plain && desiredKeys.has(ruleKey(rule)));
+}
+
+/** The `ip rule` command of one operation, e.g. `ip -6 rule del from fd00::1 lookup 100 priority 1000 proto 201`. */
+export function ipRuleCommand(op: "add" | "del", rule: RuleSpec): string {
+  const args = formatRule(rule).replace(/ protocol (\d+)$/, " proto $1");
+  return `ip${rule.family === 6 ? " -6" : ""} rule ${op} ${args}`;
+}
+
+/** The plan as `ip rule` commands: deletes first, then adds, each sorted by family, priority, source. */
+export function planCommands(plan: RulePlan): string[] {
+  const order = (a: RuleSpec, b: RuleSpec) =>
+    a.family - b.family || a.priority - b.priority || a.src.localeCompare(b.src) ||
+    a.table - b.table;
+  return [
+    ...[...plan.delete].sort(order).map((rule) => ipRuleCommand("del", rule)),
+    ...[...plan.add].sort(order).map((rule) => ipRuleCommand("add", rule)),
+  ];
+}
+
+/** What the agent keeps of a narrowed IPRuleConfig. */
+export function configRuleOf(
+  config: {
+    metadata: { name: string };
+    spec: { serviceIP: string; table: number; priority: number; state: ConfigState };
+  },
+): ConfigRule {
+  const { serviceIP, table, priority, state } = config.spec;
+  return { name: config.metadata.name, serviceIP, table, priority, state };
+}

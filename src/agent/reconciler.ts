@@ -1,0 +1,172 @@
+/**
+ * One reconcile of the node's rules: dump the kernel's IPv4 and IPv6 rules, plan against the
+ * desired rules, apply the difference in one batch of adds and one of deletes. A rule that fails
+ * is reported and the rest still apply; EPERM (no NET_ADMIN) is fatal.
+ */
+import {
+  formatRule,
+  type KernelRule,
+  NetlinkError,
+  type RuleResult,
+  type RuleSpec,
+} from "../../ffi/mod.ts";
+import type { FailedRule } from "../api/types.ts";
+import type { Logger } from "../log.ts";
+import { type DesiredRules, ipRuleCommand, planRules, type RulePlan } from "./plan.ts";
+
+/** The kernel's rule list as the reconciler uses it; `RuleSocket` is one. */
+export interface RuleTable {
+  /** Every rule of both families (`ip rule show` + `ip -6 rule show`). */
+  listRules(): Promise<KernelRule[]>;
+  /** Adds rules; one result per rule, in order. */
+  addRules(rules: readonly RuleSpec[]): Promise<RuleResult[]>;
+  /** Deletes rules; one result per rule, in order. */
+  deleteRules(rules: readonly RuleSpec[]): Promise<RuleResult[]>;
+}
+
+/** What one reconcile found and did. */
+export interface ReconcileResult {
+  /** The plan computed from the dump. */
+  plan: RulePlan;
+  /** Desired rules, refused configs included. */
+  desired: number;
+  /** Desired rules present in the kernel after the reconcile. */
+  applied: number;
+  /** Rules that could not be added or deleted, and refused configs, with their errors. */
+  failed: FailedRule[];
+  /** Rules added. */
+  added: number;
+  /** Rules deleted (or found already gone). */
+  deleted: number;
+  /** Every desired rule present, no other own rule left, nothing failed. */
+  converged: boolean;
+}
+
+/** Options of a `RuleReconciler`. */
+export interface RuleReconcilerOptions {
+  /** The agent's rule protocol number. */
+  protocol: number;
+  /** Plan only: never add or delete. */
+  dryRun?: boolean;
+}
+
+/** Per-rule log lines up to this many changes in one reconcile; beyond, only the summary. */
+const RULE_LOG_LIMIT = 20;
+
+/** NET_ADMIN is missing: the agent cannot change rules at all. */
+export class PermissionError extends Error {
+  override name = "PermissionError";
+  constructor(cause: NetlinkError) {
+    super(cause.message, { cause });
+  }
+}
+
+/**
+ * A rule no reconcile ever wants (broadcast source, highest table and priority): deleting it
+ * probes for NET_ADMIN without changing anything.
+ */
+function probeRule(protocol: number): RuleSpec {
+  return {
+    family: 4,
+    src: "255.255.255.255",
+    srcLen: 32,
+    table: 4294967295,
+    priority: 4294967295,
+    protocol,
+  };
+}
+
+/**
+ * Checks that rules can be changed, before any change: the delete of a rule that cannot exist
+ * answers ENOENT with NET_ADMIN and EPERM without. Throws PermissionError on EPERM.
+ */
+export async function checkPermission(table: RuleTable, protocol: number): Promise<void> {
+  const [result] = await table.deleteRules([probeRule(protocol)]);
+  if (result?.error?.code === "EPERM") throw new PermissionError(result.error);
+}
+
+/** Converges the kernel's rules to the desired rules, one reconcile per call. */
+export class RuleReconciler {
+  readonly #table: RuleTable;
+  readonly #options: RuleReconcilerOptions;
+  /** Failures of the previous reconcile, so a rule that keeps failing is logged once. */
+  #failing = new Map<string, string>();
+
+  constructor(table: RuleTable, options: RuleReconcilerOptions) {
+    this.#table = table;
+    this.#options = options;
+  }
+
+  /** Dumps, plans and (unless dry-run) applies; throws PermissionError on EPERM. */
+  async reconcile(desired: DesiredRules, log: Logger): Promise<ReconcileResult> {
+    const kernel = await this.#table.listRules();
+    const plan = planRules(desired.rules, kernel, { protocol: this.#options.protocol });
+    const failed: FailedRule[] = desired.invalid.map((c) => ({
+      rule: c.rule,
+      error: `IPRuleConfig "${c.config}": ${c.error}`,
+    }));
+    const total = desired.rules.length + desired.invalid.length;
+    if (this.#options.dryRun) {
+      return {
+        plan,
+        desired: total,
+        applied: plan.satisfied,
+        failed,
+        added: 0,
+        deleted: 0,
+        converged: plan.add.length === 0 && plan.delete.length === 0 && failed.length === 0,
+      };
+    }
+    const verbose = plan.add.length + plan.delete.length <= RULE_LOG_LIMIT;
+    // Adds first: a rule that moves to another table or priority never leaves a gap.
+    const adds = plan.add.length > 0 ? await this.#table.addRules(plan.add) : [];
+    let added = 0;
+    for (const { rule, error } of adds) {
+      if (error === undefined || error.code === "EEXIST") {
+        added++;
+        if (verbose) log.info("Rule added", { rule: ipRuleCommand("add", rule) });
+        else log.debug("Rule added", { rule: ipRuleCommand("add", rule) });
+      } else {
+        failed.push(this.#failure(rule, error));
+      }
+    }
+    const deletes = plan.delete.length > 0 ? await this.#table.deleteRules(plan.delete) : [];
+    let deleted = 0;
+    for (const { rule, error } of deletes) {
+      if (error === undefined || error.code === "ENOENT") {
+        deleted++;
+        if (verbose) log.info("Rule deleted", { rule: ipRuleCommand("del", rule) });
+        else log.debug("Rule deleted", { rule: ipRuleCommand("del", rule) });
+      } else {
+        failed.push(this.#failure(rule, error));
+      }
+    }
+    this.#logFailures(failed, log);
+    return {
+      plan,
+      desired: total,
+      applied: plan.satisfied + added,
+      failed,
+      added,
+      deleted,
+      converged: failed.length === 0,
+    };
+  }
+
+  #failure(rule: RuleSpec, error: NetlinkError): FailedRule {
+    if (error.code === "EPERM") throw new PermissionError(error);
+    return { rule: formatRule(rule), error: error.message };
+  }
+
+  /** Logs failures that are new or changed since the previous reconcile. */
+  #logFailures(failed: readonly FailedRule[], log: Logger): void {
+    const now = new Map(failed.map((f) => [f.rule, f.error]));
+    for (const [rule, error] of now) {
+      if (this.#failing.get(rule) !== error) log.warn("Rule failed", { rule, error });
+    }
+    for (const rule of this.#failing.keys()) {
+      if (!now.has(rule)) log.info("Rule no longer failing", { rule });
+    }
+    this.#failing = now;
+  }
+}
