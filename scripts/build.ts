@@ -16,7 +16,7 @@ for (const name of names) {
   }
   const output = `${root}dist/iprule-${name}`;
   const result = await new Deno.Command(Deno.execPath(), {
-    args: ["compile", "--quiet", ...exe.permissions, "--output", output, `${root}${exe.entry}`],
+    args: ["compile", "--quiet", ...exe.flags, "--output", output, `${root}${exe.entry}`],
     stdout: "inherit",
     stderr: "piped",
   }).output();

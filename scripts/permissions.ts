@@ -35,10 +35,21 @@ export const AGENT_PERMISSIONS: readonly string[] = [
   `--allow-ffi=${LIBMNL_PATH}`,
 ];
 
-/** Entry points and flags by executable name. */
+/**
+ * V8 flags of the controller. A heap ceiling makes the garbage collector work before the heap
+ * balloons: with 10k Services the live heap is ~55 MiB, and without the ceiling peak RSS reached
+ * 353 MiB (bench:controller); with 160 MiB it stayed at 231 MiB and update latency p99 fell from
+ * 235 to 139 ms. 192 MiB leaves room for ~3x that cluster; raise it for larger ones.
+ */
+export const CONTROLLER_V8_FLAGS: readonly string[] = ["--v8-flags=--max-old-space-size=192"];
+
+/** Entry points and the flags `deno compile` / `deno run` get, by executable name. */
 export const EXECUTABLES = {
-  controller: { entry: "src/controller.ts", permissions: CONTROLLER_PERMISSIONS },
-  agent: { entry: "src/agent.ts", permissions: AGENT_PERMISSIONS },
+  controller: {
+    entry: "src/controller.ts",
+    flags: [...CONTROLLER_PERMISSIONS, ...CONTROLLER_V8_FLAGS],
+  },
+  agent: { entry: "src/agent.ts", flags: AGENT_PERMISSIONS },
 } as const;
 
 /** Name of an executable. */

@@ -9,11 +9,11 @@ if (!name || !(name in EXECUTABLES)) {
   console.error(`Usage: run.ts <${Object.keys(EXECUTABLES).join("|")}> [-- flags...]`);
   Deno.exit(2);
 }
-const { entry, permissions } = EXECUTABLES[name as Executable];
+const { entry, flags } = EXECUTABLES[name as Executable];
 const root = new URL("..", import.meta.url).pathname;
 const args = rest[0] === "--" ? rest.slice(1) : rest;
 const child = new Deno.Command(Deno.execPath(), {
-  args: ["run", "--quiet", ...permissions, `${root}${entry}`, ...args],
+  args: ["run", "--quiet", ...flags, `${root}${entry}`, ...args],
   stdin: "inherit",
   stdout: "inherit",
   stderr: "inherit",

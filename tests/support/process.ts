@@ -24,7 +24,7 @@ export class ExecutableProcess {
   }
 
   /**
-   * Starts `deno run <permissions> <entry> <args>`; `prefix` runs it under another command
+   * Starts `deno run <flags> <entry> <args>`; `prefix` runs it under another command
    * (e.g. `ip netns exec <ns>`).
    */
   static async start(
@@ -32,13 +32,13 @@ export class ExecutableProcess {
     args: readonly string[],
     options: { logFile: string; prefix?: readonly string[]; env?: Record<string, string> },
   ): Promise<ExecutableProcess> {
-    const { entry, permissions } = EXECUTABLES[executable];
+    const { entry, flags } = EXECUTABLES[executable];
     const command = [
       ...(options.prefix ?? []),
       Deno.execPath(),
       "run",
       "--quiet",
-      ...permissions,
+      ...flags,
       `${ROOT}${entry}`,
       ...args,
     ];
