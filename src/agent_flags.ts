@@ -1,15 +1,18 @@
 /** The agent's flags: table, defaults and typed options (pure; the entry point wires). */
 import {
   addressFlag,
-  choiceFlag,
+  COMMON_FLAGS,
+  type CommonOptions,
+  commonOptions,
   durationFlag,
+  type FlagContext,
   type FlagDef,
-  type FlagValues,
   integerFlag,
+  KUBECONFIG_FLAG,
   parseFlags,
+  stringFlag as str,
   UsageError,
 } from "./cli.ts";
-import type { FlagContext, LogFormat, LogLevel } from "./controller_flags.ts";
 
 /**
  * Netlink rule protocol (FRA_PROTOCOL) marking the rules the agent owns. 201 is unassigned in
@@ -21,12 +24,7 @@ export const DEFAULT_LIBMNL_PATH = "/usr/lib/x86_64-linux-gnu/libmnl.so.0";
 
 /** Every flag of the agent. */
 export const AGENT_FLAGS: readonly FlagDef[] = [
-  {
-    name: "kubeconfig",
-    type: "string",
-    value: "PATH",
-    help: "Kubeconfig to use (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
-  },
+  KUBECONFIG_FLAG,
   {
     name: "node-name",
     type: "string",
@@ -68,28 +66,11 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
     default: ":9472",
     help: "Listen address of /metrics, /healthz and /readyz (host network: pick a free port)",
   },
-  {
-    name: "log-format",
-    type: "string",
-    value: "json|text",
-    default: "json, text on a terminal",
-    help: "Log line format",
-  },
-  {
-    name: "log-level",
-    type: "string",
-    value: "LEVEL",
-    default: "info",
-    help: "debug, info, warn or error",
-  },
-  { name: "version", type: "boolean", help: "Print the version and exit" },
+  ...COMMON_FLAGS,
 ];
 
 /** The agent's typed options. */
-export interface AgentOptions {
-  help: boolean;
-  version: boolean;
-  kubeconfig?: string;
+export interface AgentOptions extends CommonOptions {
   nodeName: string;
   resyncMs: number;
   protocol: number;
@@ -97,13 +78,6 @@ export interface AgentOptions {
   dryRun: boolean;
   libmnlPath: string;
   metricsAddr: { hostname: string; port: number };
-  logFormat: LogFormat;
-  logLevel: LogLevel;
-}
-
-function str(values: FlagValues, name: string): string | undefined {
-  const v = values[name];
-  return typeof v === "string" ? v : undefined;
 }
 
 /** Parses the agent's argv into typed options; mistakes throw a UsageError. */
@@ -118,9 +92,8 @@ export function parseAgentFlags(
       `Invalid value for --node-name: "${nodeName}" (expected a DNS-1123 node name)`,
     );
   }
-  const options: AgentOptions = {
-    help: v.help === true,
-    version: v.version === true,
+  return {
+    ...commonOptions(v, ctx),
     nodeName,
     resyncMs: durationFlag("resync", str(v, "resync") ?? "10s"),
     protocol: integerFlag("protocol", str(v, "protocol") ?? String(DEFAULT_PROTOCOL), 1, 255),
@@ -128,26 +101,5 @@ export function parseAgentFlags(
     dryRun: v["dry-run"] === true,
     libmnlPath: str(v, "libmnl") ?? ctx.env.IPRULE_LIBMNL_PATH ?? DEFAULT_LIBMNL_PATH,
     metricsAddr: addressFlag("metrics-addr", str(v, "metrics-addr") ?? ":9472"),
-    logFormat: choiceFlag(
-      "log-format",
-      str(v, "log-format") ?? (ctx.isTerminal ? "text" : "json"),
-      [
-        "json",
-        "text",
-      ],
-    ),
-    logLevel: choiceFlag(
-      "log-level",
-      str(v, "log-level") ?? "info",
-      [
-        "debug",
-        "info",
-        "warn",
-        "error",
-      ] as const,
-    ),
   };
-  const kubeconfig = str(v, "kubeconfig");
-  if (kubeconfig !== undefined) options.kubeconfig = kubeconfig;
-  return options;
 }

@@ -115,6 +115,77 @@ export function addressFlag(name: string, value: string): { hostname: string; po
   return { hostname: host === "" ? "0.0.0.0" : host, port };
 }
 
+/** Log line formats. */
+export type LogFormat = "json" | "text";
+/** Log levels. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+/** What flag defaults come from: environment and terminal. */
+export interface FlagContext {
+  env: Readonly<Record<string, string | undefined>>;
+  isTerminal: boolean;
+}
+
+/** --kubeconfig, shared by both executables. */
+export const KUBECONFIG_FLAG: FlagDef = {
+  name: "kubeconfig",
+  type: "string",
+  value: "PATH",
+  help: "Kubeconfig to use (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
+};
+
+/** --log-format, --log-level and --version, shared by both executables. */
+export const COMMON_FLAGS: readonly FlagDef[] = [
+  {
+    name: "log-format",
+    type: "string",
+    value: "json|text",
+    default: "json, text on a terminal",
+    help: "Log line format",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    value: "LEVEL",
+    default: "info",
+    help: "debug, info, warn or error",
+  },
+  { name: "version", type: "boolean", help: "Print the version and exit" },
+];
+
+/** A string flag's value, undefined when not given. */
+export function stringFlag(values: FlagValues, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+/** The typed values of the shared flags. */
+export interface CommonOptions {
+  help: boolean;
+  version: boolean;
+  kubeconfig?: string;
+  logFormat: LogFormat;
+  logLevel: LogLevel;
+}
+
+/** Reads the shared flags (see {@link KUBECONFIG_FLAG}, {@link COMMON_FLAGS}). */
+export function commonOptions(values: FlagValues, ctx: FlagContext): CommonOptions {
+  const options: CommonOptions = {
+    help: values.help === true,
+    version: values.version === true,
+    logFormat: choiceFlag(
+      "log-format",
+      stringFlag(values, "log-format") ?? (ctx.isTerminal ? "text" : "json"),
+      ["json", "text"],
+    ),
+    logLevel: choiceFlag("log-level", stringFlag(values, "log-level") ?? "info", LOG_LEVELS),
+  };
+  const kubeconfig = stringFlag(values, "kubeconfig");
+  if (kubeconfig !== undefined) options.kubeconfig = kubeconfig;
+  return options;
+}
+
 /**
  * Runs an entry point's main: `--help` prints and exits 0, a UsageError prints one line and
  * exits 2.

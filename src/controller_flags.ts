@@ -1,11 +1,15 @@
 /** The controller's flags: table, defaults and typed options (pure; the entry point wires). */
 import {
   addressFlag,
-  choiceFlag,
+  COMMON_FLAGS,
+  type CommonOptions,
+  commonOptions,
   durationFlag,
+  type FlagContext,
   type FlagDef,
-  type FlagValues,
+  KUBECONFIG_FLAG,
   parseFlags,
+  stringFlag as str,
 } from "./cli.ts";
 import { VERSION } from "./version.ts";
 
@@ -16,12 +20,7 @@ export const DEFAULT_AGENT_IMAGE = `ghcr.io/ip-rule-operator/iprule-agent:v${VER
 
 /** Every flag of the controller. */
 export const CONTROLLER_FLAGS: readonly FlagDef[] = [
-  {
-    name: "kubeconfig",
-    type: "string",
-    value: "PATH",
-    help: "Kubeconfig to use (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
-  },
+  KUBECONFIG_FLAG,
   {
     name: "namespace",
     type: "string",
@@ -62,78 +61,29 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     default: ":8080",
     help: "Listen address of /metrics, /healthz and /readyz",
   },
-  {
-    name: "log-format",
-    type: "string",
-    value: "json|text",
-    default: "json, text on a terminal",
-    help: "Log line format",
-  },
-  {
-    name: "log-level",
-    type: "string",
-    value: "LEVEL",
-    default: "info",
-    help: "debug, info, warn or error",
-  },
-  { name: "version", type: "boolean", help: "Print the version and exit" },
+  ...COMMON_FLAGS,
 ];
 
-/** Log line formats. */
-export type LogFormat = "json" | "text";
-/** Log levels. */
-export type LogLevel = "debug" | "info" | "warn" | "error";
-const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-
 /** The controller's typed options. */
-export interface ControllerOptions {
-  help: boolean;
-  version: boolean;
-  kubeconfig?: string;
+export interface ControllerOptions extends CommonOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
   metricsAddr: { hostname: string; port: number };
-  logFormat: LogFormat;
-  logLevel: LogLevel;
-}
-
-/** What the flags default from: environment and terminal. */
-export interface FlagContext {
-  env: Readonly<Record<string, string | undefined>>;
-  isTerminal: boolean;
-}
-
-function str(values: FlagValues, name: string): string | undefined {
-  const v = values[name];
-  return typeof v === "string" ? v : undefined;
 }
 
 /** Parses the controller's argv into typed options; mistakes throw a UsageError. */
 export function parseControllerFlags(args: readonly string[], ctx: FlagContext): ControllerOptions {
   const v = parseFlags(args, CONTROLLER_FLAGS);
-  const options: ControllerOptions = {
-    help: v.help === true,
-    version: v.version === true,
+  return {
+    ...commonOptions(v, ctx),
     namespace: str(v, "namespace") ?? ctx.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),
     metricsAddr: addressFlag("metrics-addr", str(v, "metrics-addr") ?? ":8080"),
-    logFormat: choiceFlag(
-      "log-format",
-      str(v, "log-format") ?? (ctx.isTerminal ? "text" : "json"),
-      [
-        "json",
-        "text",
-      ],
-    ),
-    logLevel: choiceFlag("log-level", str(v, "log-level") ?? "info", LOG_LEVELS),
   };
-  const kubeconfig = str(v, "kubeconfig");
-  if (kubeconfig !== undefined) options.kubeconfig = kubeconfig;
-  return options;
 }
