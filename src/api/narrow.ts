@@ -253,6 +253,17 @@ export function narrowIPRuleNodeState(raw: unknown): IPRuleNodeState {
     kind: "IPRuleNodeState",
     metadata: readMeta(r, obj),
   };
+  const spec = r.optRecord(obj.spec, "spec");
+  if (spec) {
+    state.spec = {};
+    const nodeName = r.optString(spec.nodeName, "spec.nodeName");
+    if (nodeName !== undefined) state.spec.nodeName = nodeName;
+    const drain = spec.drain;
+    if (typeof drain === "boolean") state.spec.drain = drain;
+    else if (drain !== undefined && drain !== null) {
+      r.fail("spec.drain", drain, "must be a boolean");
+    }
+  }
   const status = r.optRecord(obj.status, "status");
   if (status) {
     r.optInteger(status.desiredRules, "status.desiredRules");

@@ -135,7 +135,7 @@ export interface IPRuleNodeState {
   apiVersion: typeof API_VERSION;
   kind: "IPRuleNodeState";
   metadata: ObjectMeta;
-  spec?: { nodeName?: string };
+  spec?: { nodeName?: string; drain?: boolean };
   status?: IPRuleNodeStateStatus;
 }
 

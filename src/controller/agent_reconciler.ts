@@ -16,6 +16,7 @@ import {
   type DaemonSetCounts,
   type NodeInfo,
   sameAgentStatus,
+  selectedNodes,
 } from "./agent_status.ts";
 import { setCondition } from "./conditions.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
@@ -100,6 +101,8 @@ export class AgentReconciler {
       log.info(current ? "DaemonSet updated" : "DaemonSet created", { daemonSet: DAEMONSET_NAME });
     }
 
+    await this.#markDrains(agent, log);
+
     const status = agentStatus(agent, {
       ...(current ? { daemonSet: current.counts } : {}),
       nodes: [...this.caches.nodes.store.values()],
@@ -112,6 +115,29 @@ export class AgentReconciler {
       });
     }
     return undefined;
+  }
+
+  /**
+   * Sets `spec.drain` on the IPRuleNodeState of every node outside the Agent's selection (and
+   * clears it for selected ones): that node's agent removes its rules when the DaemonSet stops
+   * it, instead of keeping them as it does on a restart.
+   */
+  async #markDrains(agent: Agent, log: Logger): Promise<void> {
+    const selected = new Set(
+      selectedNodes(agent, [...this.caches.nodes.store.values()]).map((n) => n.name),
+    );
+    for (const state of this.caches.nodeStates.store.values()) {
+      const name = state.metadata.name;
+      const drain = !selected.has(name);
+      if ((state.spec?.drain ?? false) === drain) continue;
+      await this.client.mergePatch(RESOURCES.ipRuleNodeStates, name, { spec: { drain } });
+      log.info(
+        drain ? "Node left the Agent's selection; drain set" : "Node selected; drain cleared",
+        {
+          node: name,
+        },
+      );
+    }
   }
 
   #statesByNode(): Map<string, IPRuleNodeState> {

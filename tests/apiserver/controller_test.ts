@@ -321,6 +321,29 @@ Deno.test("controller against a real API server", async (t) => {
     });
 
     await t.step(
+      "a node outside the Agent's node selector gets drain set on its IPRuleNodeState",
+      async () => {
+        for (const [name, os] of [["sel-in", "linux"], ["sel-out", "windows"]]) {
+          await admin.create(RESOURCES.nodes, {
+            metadata: { name, labels: { "kubernetes.io/os": os! } },
+          });
+          await admin.create(RESOURCES.ipRuleNodeStates, { metadata: { name } });
+        }
+        const drainOf = async (name: string) =>
+          ((await admin.get(RESOURCES.ipRuleNodeStates, name)) as Json)?.spec?.drain;
+        await eventually("sel-out drained", async () => (await drainOf("sel-out")) === true);
+        assert.notEqual(await drainOf("sel-in"), true);
+        await admin.mergePatch(RESOURCES.nodes, "sel-out", {
+          metadata: { labels: { "kubernetes.io/os": "linux" } },
+        });
+        await eventually(
+          "sel-out selected again",
+          async () => (await drainOf("sel-out")) === false,
+        );
+      },
+    );
+
+    await t.step(
       "deleting the Agent drains every config, deletes the DaemonSet, then lets the Agent go",
       async () => {
         await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
