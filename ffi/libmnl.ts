@@ -32,6 +32,9 @@ export const LIBMNL_SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   // libc: int *__errno_location(void);  (the calling thread's errno)
   __errno_location: { parameters: [], result: "pointer" },
+  // libc: void *memcpy(void *dest, const void *src, size_t n);  (reads errno: a pointer view
+  // needs unscoped --allow-ffi, the agent only has --allow-ffi=<libmnl path>)
+  memcpy: { parameters: ["buffer", "pointer", "usize"], result: "void" },
   // libc: int poll(struct pollfd *fds, nfds_t nfds, int timeout);
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // The same call on a worker thread: waits for rule events without blocking the event loop.

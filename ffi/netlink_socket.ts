@@ -223,8 +223,16 @@ export class NetlinkSocket {
   }
 }
 
-/** The calling thread's errno (looked up per call: each thread has its own). */
+const errnoCopy = new Int32Array(1);
+const errnoBytes = new Uint8Array(errnoCopy.buffer);
+
+/**
+ * The calling thread's errno (looked up per call: each thread has its own), copied out with
+ * memcpy: `Deno.UnsafePointerView` needs unscoped --allow-ffi, which the agent does not have.
+ */
 function readErrno(lib: Libmnl): number {
   const pointer = lib.symbols.__errno_location();
-  return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
+  if (pointer === null) return 0;
+  lib.symbols.memcpy(errnoBytes, pointer, 4n);
+  return errnoCopy[0]!;
 }

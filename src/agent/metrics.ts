@@ -64,11 +64,17 @@ export class AgentMetrics {
     labelNames: ["type", "origin"] as const,
     registers: [this.registry],
   });
-  readonly ready = new Gauge({
-    name: "iprule_agent_ready",
-    help: "1 while the cache is synced, the API reachable and the last reconcile converged",
-    registers: [this.registry],
-  });
+  /** The agent's readiness, read at each scrape. */
+  readiness: () => { ready: boolean } = () => ({ ready: false });
+  readonly ready = ((read: () => { ready: boolean }) =>
+    new Gauge({
+      name: "iprule_agent_ready",
+      help: "1 while the cache is synced, the API reachable and the last reconcile converged",
+      registers: [this.registry],
+      collect() {
+        this.set(read().ready ? 1 : 0);
+      },
+    }))(() => this.readiness());
   /** API requests by verb; set from the client's counters at each scrape. */
   readonly apiRequests = ((read: () => ReadonlyMap<string, number>) =>
     new Gauge({

@@ -38,8 +38,8 @@ export interface InvalidConfig {
 
 /** The rules the present IPRuleConfigs ask for, each once, and the configs that were refused. */
 export interface DesiredRules {
-  /** Distinct desired rules, with the agent's protocol. */
-  rules: Rule[];
+  /** Distinct desired rules, with the agent's protocol, indexed by source. */
+  rules: RuleSet;
   /** Present configs that yield no valid rule. */
   invalid: InvalidConfig[];
 }
@@ -63,9 +63,99 @@ export const MAX_TABLE = 4294967295;
 /** The kernel's default (253), main (254) and local (255) tables: never a config's target. */
 const RESERVED_TABLES: ReadonlySet<number> = new Set([253, 254, 255]);
 
-/** Identity of a rule for planning: family, source prefix, table and priority. */
-export function ruleKey(rule: Rule): string {
-  return `${rule.family} ${rule.src}/${rule.srcLen} ${rule.table} ${rule.priority}`;
+/** Whether two rules are the same for planning: family, source prefix, table and priority. */
+export function sameRule(a: Rule, b: Rule): boolean {
+  return a.src === b.src && a.table === b.table && a.priority === b.priority &&
+    a.srcLen === b.srcLen && a.family === b.family;
+}
+
+/**
+ * Distinct rules indexed by source address, each with a count of how many configs ask for it:
+ * finding a kernel rule among 10k desired ones is one map lookup by its source, with no key
+ * string built per rule, and one config's change updates the set in place.
+ */
+export class RuleSet {
+  /** Position in #rules of the rule(s) of each source. */
+  readonly #bySrc = new Map<string, number | number[]>();
+  readonly #rules: Rule[] = [];
+  readonly #counts: number[] = [];
+
+  /** The rules, each once (a repeated rule is counted). */
+  constructor(rules: Iterable<Rule> = []) {
+    for (const rule of rules) this.add(rule);
+  }
+
+  /** Number of distinct rules. */
+  get size(): number {
+    return this.#rules.length;
+  }
+
+  /** The distinct rules; positions change when a rule is removed. */
+  values(): readonly Rule[] {
+    return this.#rules;
+  }
+
+  /** Counts a rule in; returns whether it is new (no identical rule was there). */
+  add(rule: Rule): boolean {
+    const found = this.indexOf(rule);
+    if (found >= 0) {
+      this.#counts[found]!++;
+      return false;
+    }
+    const at = this.#rules.length;
+    this.#rules.push(rule);
+    this.#counts.push(1);
+    this.#link(rule.src, at);
+    return true;
+  }
+
+  /** Counts a rule out; returns whether it left the set (no config asks for it any more). */
+  remove(rule: Rule): boolean {
+    const at = this.indexOf(rule);
+    if (at < 0 || --this.#counts[at]! > 0) return false;
+    this.#unlink(rule.src, at);
+    const last = this.#rules.length - 1;
+    if (at !== last) {
+      const moved = this.#rules[last]!;
+      this.#unlink(moved.src, last);
+      this.#rules[at] = moved;
+      this.#counts[at] = this.#counts[last]!;
+      this.#link(moved.src, at);
+    }
+    this.#rules.pop();
+    this.#counts.pop();
+    return true;
+  }
+
+  /** Position of the rule identical to `rule` in `values()`, or -1. */
+  indexOf(rule: Rule): number {
+    const entry = this.#bySrc.get(rule.src);
+    if (entry === undefined) return -1;
+    if (typeof entry === "number") return sameRule(this.#rules[entry]!, rule) ? entry : -1;
+    return entry.find((i) => sameRule(this.#rules[i]!, rule)) ?? -1;
+  }
+
+  /** The rule identical to `rule`, or undefined. */
+  find(rule: Rule): Rule | undefined {
+    const at = this.indexOf(rule);
+    return at < 0 ? undefined : this.#rules[at];
+  }
+
+  #link(src: string, at: number): void {
+    const entry = this.#bySrc.get(src);
+    if (entry === undefined) this.#bySrc.set(src, at);
+    else if (typeof entry === "number") this.#bySrc.set(src, [entry, at]);
+    else entry.push(at);
+  }
+
+  #unlink(src: string, at: number): void {
+    const entry = this.#bySrc.get(src);
+    if (entry === at) this.#bySrc.delete(src);
+    else if (Array.isArray(entry)) {
+      const rest = entry.filter((i) => i !== at);
+      this.#bySrc.set(src, rest.length === 1 ? rest[0]! : rest);
+    }
+  }
 }
 
 /**
@@ -109,6 +199,34 @@ function invalidNumbers(config: ConfigRule): string | undefined {
   return undefined;
 }
 
+/** The rule a present config asks for, or why it cannot have one. */
+export function configRule(
+  config: ConfigRule,
+  options: { protocol: number },
+): Rule | InvalidConfig {
+  const ip = parseIP(config.serviceIP);
+  let error: string | undefined;
+  if (ip === undefined) {
+    error = `Invalid serviceIP "${config.serviceIP}": expected an IPv4 or IPv6 address`;
+  } else {
+    const special = specialAddress(ip.family, ip.bytes);
+    error = special === undefined
+      ? invalidNumbers(config)
+      : `Invalid serviceIP "${config.serviceIP}": ${special} is no Service's address`;
+  }
+  if (ip === undefined || error !== undefined) {
+    return { config: config.name, rule: configRuleText(config), error: error! };
+  }
+  return {
+    family: ip.family,
+    src: ip.text,
+    srcLen: ip.family === 4 ? 32 : 128,
+    table: config.table,
+    priority: config.priority,
+    protocol: options.protocol,
+  };
+}
+
 /**
  * The rules the present configs ask for (`from serviceIP lookup table priority priority`), each
  * once, with the agent's protocol; configs with an invalid address, table or priority are
@@ -118,36 +236,59 @@ export function desiredRules(
   configs: Iterable<ConfigRule>,
   options: { protocol: number },
 ): DesiredRules {
-  const rules = new Map<string, Rule>();
-  const invalid: InvalidConfig[] = [];
-  for (const config of configs) {
-    if (config.state !== "present") continue;
-    const ip = parseIP(config.serviceIP);
-    let error: string | undefined;
-    if (ip === undefined) {
-      error = `Invalid serviceIP "${config.serviceIP}": expected an IPv4 or IPv6 address`;
-    } else {
-      const special = specialAddress(ip.family, ip.bytes);
-      error = special === undefined
-        ? invalidNumbers(config)
-        : `Invalid serviceIP "${config.serviceIP}": ${special} is no Service's address`;
-    }
-    if (ip === undefined || error !== undefined) {
-      invalid.push({ config: config.name, rule: configRuleText(config), error: error! });
-      continue;
-    }
-    const rule: Rule = {
-      family: ip.family,
-      src: ip.text,
-      srcLen: ip.family === 4 ? 32 : 128,
-      table: config.table,
-      priority: config.priority,
-      protocol: options.protocol,
-    };
-    const key = ruleKey(rule);
-    if (!rules.has(key)) rules.set(key, rule);
+  const state = new DesiredState(options);
+  let i = 0;
+  for (const config of configs) state.update(String(i++), config);
+  return state.snapshot();
+}
+
+/**
+ * The desired rules kept up to date one config at a time, as an informer reports changes: the
+ * rule set is changed in place, so a config event costs one parse, not a rebuild of 10k rules.
+ */
+export class DesiredState {
+  readonly #protocol: number;
+  readonly #byKey = new Map<string, Rule | InvalidConfig>();
+  readonly #invalid = new Map<string, InvalidConfig>();
+  /** The desired rules; changed in place by `update`. */
+  readonly rules = new RuleSet();
+  /** Incremented by every change of the desired rules or of the refused configs. */
+  version = 0;
+
+  constructor(options: { protocol: number }) {
+    this.#protocol = options.protocol;
   }
-  return { rules: [...rules.values()], invalid };
+
+  /** Applies the change of the config at `key` (undefined: deleted). */
+  update(key: string, config: ConfigRule | undefined): void {
+    const before = this.#byKey.get(key);
+    const after = config?.state === "present"
+      ? configRule(config, { protocol: this.#protocol })
+      : undefined;
+    if (before === undefined && after === undefined) return;
+    if (before !== undefined) {
+      if ("error" in before) this.#invalid.delete(key);
+      else this.rules.remove(before);
+    }
+    if (after === undefined) {
+      this.#byKey.delete(key);
+    } else {
+      this.#byKey.set(key, after);
+      if ("error" in after) this.#invalid.set(key, after);
+      else this.rules.add(after);
+    }
+    this.version++;
+  }
+
+  /** The refused configs. */
+  invalid(): InvalidConfig[] {
+    return [...this.#invalid.values()];
+  }
+
+  /** The desired rules (live set) and the refused configs (copied) as one value. */
+  snapshot(): DesiredRules {
+    return { rules: this.rules, invalid: this.invalid() };
+  }
 }
 
 /**
@@ -156,29 +297,39 @@ export function desiredRules(
  * foreign rule satisfies a desired rule. Of several identical own rules, one is kept.
  */
 export function planRules(
-  desired: readonly Rule[],
+  desired: RuleSet | readonly Rule[],
   kernel: readonly KernelRule[],
   options: { protocol: number },
 ): RulePlan {
-  const wanted = new Map<string, Rule>();
-  for (const rule of desired) wanted.set(ruleKey(rule), rule);
-  const present = new Set<string>();
+  const wanted = desired instanceof RuleSet ? desired : new RuleSet(desired);
+  const present = new Uint8Array(wanted.size);
+  let satisfied = 0;
   const remove: KernelRule[] = [];
   // Own rules first, so that an own rule is kept even when a foreign copy precedes it.
   for (const rule of kernel) {
     if (rule.protocol !== options.protocol) continue;
-    const key = ruleKey(rule);
-    if (rule.plain && wanted.has(key) && !present.has(key)) present.add(key);
-    else remove.push(rule);
+    const at = rule.plain ? wanted.indexOf(rule) : -1;
+    if (at >= 0 && present[at] === 0) {
+      present[at] = 1;
+      satisfied++;
+    } else {
+      remove.push(rule);
+    }
   }
   for (const rule of kernel) {
     if (rule.protocol === options.protocol || !rule.plain) continue;
-    const key = ruleKey(rule);
-    if (wanted.has(key)) present.add(key);
+    const at = wanted.indexOf(rule);
+    if (at >= 0 && present[at] === 0) {
+      present[at] = 1;
+      satisfied++;
+    }
   }
   const add: Rule[] = [];
-  for (const [key, rule] of wanted) if (!present.has(key)) add.push(rule);
-  return { add, delete: remove, satisfied: present.size };
+  if (satisfied < wanted.size) {
+    const rules = wanted.values();
+    for (let i = 0; i < rules.length; i++) if (present[i] === 0) add.push(rules[i]!);
+  }
+  return { add, delete: remove, satisfied };
 }
 
 /**
@@ -187,10 +338,10 @@ export function planRules(
  */
 export function changeMatters(
   rule: KernelRule,
-  desiredKeys: { has(key: string): boolean },
+  desired: RuleSet,
   options: { protocol: number },
 ): boolean {
-  return rule.protocol === options.protocol || (rule.plain && desiredKeys.has(ruleKey(rule)));
+  return rule.protocol === options.protocol || (rule.plain && desired.find(rule) !== undefined);
 }
 
 /** The `ip rule` command of one operation, e.g. `ip -6 rule del from fd00::1 lookup 100 priority 1000 proto 201`. */

@@ -4,10 +4,11 @@ import {
   changeMatters,
   type ConfigRule,
   desiredRules,
+  DesiredState,
   ipRuleCommand,
   planCommands,
   planRules,
-  ruleKey,
+  RuleSet,
 } from "./plan.ts";
 
 const PROTO = 201;
@@ -58,14 +59,17 @@ const DEFAULTS: KernelRule[] = [
   kernel("::", { srcLen: 0, table: 254, priority: 32766, protocol: 2 }),
 ];
 
-const keys = (rules: readonly Rule[]) => rules.map(ruleKey).sort();
+const keys = (rules: RuleSet | readonly Rule[]) =>
+  (rules instanceof RuleSet ? rules.values() : rules).map((r) =>
+    `${r.family} ${r.src}/${r.srcLen} ${r.table} ${r.priority}`
+  ).sort();
 
 Deno.test("desiredRules() turns present configs into rules with the agent's protocol", () => {
   const { rules, invalid } = desiredRules([
     config("a", "10.96.1.50"),
     config("b", "fd00::1", { table: 200, priority: 900 }),
   ], { protocol: PROTO });
-  assert.deepEqual(rules, [
+  assert.deepEqual(rules.values(), [
     rule("10.96.1.50"),
     rule("fd00::1", { table: 200, priority: 900 }),
   ]);
@@ -82,7 +86,7 @@ Deno.test("desiredRules() skips absent configs", () => {
 
 Deno.test("desiredRules() writes IPv6 sources in canonical form", () => {
   const { rules } = desiredRules([config("a", "FD00:0:0:0:0:0:0:0001")], { protocol: PROTO });
-  assert.equal(rules[0]?.src, "fd00::1");
+  assert.equal(rules.values()[0]?.src, "fd00::1");
 });
 
 Deno.test("desiredRules() lists a rule asked for by two configs once", () => {
@@ -90,7 +94,7 @@ Deno.test("desiredRules() lists a rule asked for by two configs once", () => {
     config("a", "fd00::1"),
     config("b", "fd00:0::1"),
   ], { protocol: PROTO });
-  assert.equal(rules.length, 1);
+  assert.equal(rules.size, 1);
 });
 
 Deno.test("desiredRules() refuses configs no kernel rule should be made of", async (t) => {
@@ -122,6 +126,54 @@ Deno.test("desiredRules() refuses configs no kernel rule should be made of", asy
       assert.match(invalid[0]!.error, error);
     });
   }
+});
+
+Deno.test("DesiredState follows config changes one at a time", () => {
+  const state = new DesiredState({ protocol: PROTO });
+  state.update("a", config("a", "10.96.1.50"));
+  state.update("b", config("b", "10.96.1.50"));
+  state.update("c", config("c", "10.96.1.51"));
+  state.update("d", config("d", "0.0.0.0"));
+  assert.deepEqual(keys(state.rules), keys([rule("10.96.1.50"), rule("10.96.1.51")]));
+  assert.equal(state.invalid().length, 1);
+  // The rule asked for by two configs stays until neither asks for it.
+  state.update("a", undefined);
+  assert.deepEqual(keys(state.rules), keys([rule("10.96.1.50"), rule("10.96.1.51")]));
+  state.update("b", config("b", "10.96.1.50", { state: "absent" }));
+  assert.deepEqual(keys(state.rules), keys([rule("10.96.1.51")]));
+  state.update("c", config("c", "10.96.1.51", { table: 7 }));
+  assert.deepEqual(keys(state.rules), keys([rule("10.96.1.51", { table: 7 })]));
+  state.update("d", config("d", "10.96.1.52"));
+  assert.deepEqual(state.invalid(), []);
+  assert.equal(state.rules.find(rule("10.96.1.52"))?.src, "10.96.1.52");
+  const version = state.version;
+  state.update("x", undefined);
+  assert.equal(state.version, version);
+});
+
+Deno.test("RuleSet.remove() keeps the index right when it moves a rule", () => {
+  const set = new RuleSet();
+  const rules = Array.from({ length: 6 }, (_, i) => rule(`10.0.0.${i % 3}`, { table: i }));
+  for (const r of rules) set.add(r);
+  assert.equal(set.remove(rules[0]!), true);
+  assert.equal(set.remove(rules[4]!), true);
+  assert.equal(set.remove(rules[4]!), false);
+  for (const [i, r] of rules.entries()) {
+    const at = set.indexOf(r);
+    if (i === 0 || i === 4) assert.equal(at, -1);
+    else assert.equal(set.values()[at], r);
+  }
+  assert.equal(set.size, 4);
+});
+
+Deno.test("RuleSet keeps each rule once and finds it by value", () => {
+  const set = new RuleSet([rule("10.0.0.1"), rule("10.0.0.1", { table: 7 }), rule("10.0.0.1")]);
+  assert.equal(set.size, 2);
+  assert.equal(set.find(kernel("10.0.0.1", { protocol: 0 }))?.table, 100);
+  assert.equal(set.find(kernel("10.0.0.1", { table: 7 }))?.table, 7);
+  assert.equal(set.find(kernel("10.0.0.1", { table: 8 })), undefined);
+  assert.equal(set.find(kernel("10.0.0.1", { srcLen: 24 })), undefined);
+  assert.equal(set.find(kernel("10.0.0.2")), undefined);
 });
 
 Deno.test("planRules() adds a desired rule that is missing", () => {
@@ -234,7 +286,7 @@ Deno.test("planRules() with no desired rule deletes every owned rule and nothing
 });
 
 Deno.test("changeMatters() picks own rules and rules identical to a desired one", () => {
-  const desired = new Set([ruleKey(rule("10.96.1.50"))]);
+  const desired = new RuleSet([rule("10.96.1.50")]);
   const o = { protocol: PROTO };
   assert.equal(changeMatters(kernel("10.1.1.1"), desired, o), true);
   assert.equal(changeMatters(kernel("10.96.1.50", { protocol: 0 }), desired, o), true);

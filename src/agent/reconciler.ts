@@ -7,6 +7,7 @@ import {
   formatRule,
   type KernelRule,
   NetlinkError,
+  type Rule,
   type RuleResult,
   type RuleSpec,
 } from "../../ffi/mod.ts";
@@ -56,8 +57,8 @@ const RULE_LOG_LIMIT = 20;
 /** NET_ADMIN is missing: the agent cannot change rules at all. */
 export class PermissionError extends Error {
   override name = "PermissionError";
-  constructor(cause: NetlinkError) {
-    super(cause.message, { cause });
+  constructor(cause: NetlinkError, message = cause.message) {
+    super(message, { cause });
   }
 }
 
@@ -82,7 +83,13 @@ function probeRule(protocol: number): RuleSpec {
  */
 export async function checkPermission(table: RuleTable, protocol: number): Promise<void> {
   const [result] = await table.deleteRules([probeRule(protocol)]);
-  if (result?.error?.code === "EPERM") throw new PermissionError(result.error);
+  if (result?.error?.code === "EPERM") {
+    throw new PermissionError(
+      result.error,
+      "Cannot change rules: operation not permitted (EPERM); the process needs the NET_ADMIN " +
+        "capability in this network namespace",
+    );
+  }
 }
 
 /** Converges the kernel's rules to the desired rules, one reconcile per call. */
@@ -105,7 +112,7 @@ export class RuleReconciler {
       rule: c.rule,
       error: `IPRuleConfig "${c.config}": ${c.error}`,
     }));
-    const total = desired.rules.length + desired.invalid.length;
+    const total = desired.rules.size + desired.invalid.length;
     if (this.#options.dryRun) {
       return {
         plan,
@@ -151,6 +158,30 @@ export class RuleReconciler {
       deleted,
       converged: failed.length === 0,
     };
+  }
+
+  /**
+   * Puts back desired rules someone else deleted, without a dump (the kernel event named them):
+   * the repair of drift takes one add instead of a full reconcile. Returns how many were added
+   * and whether any failed (the caller then runs a full reconcile, which reports the failure).
+   */
+  async restore(rules: readonly Rule[], log: Logger): Promise<{ added: number; failed: boolean }> {
+    if (this.#options.dryRun || rules.length === 0) return { added: 0, failed: false };
+    let added = 0;
+    let failed = false;
+    const verbose = rules.length <= RULE_LOG_LIMIT;
+    for (const { rule, error } of await this.#table.addRules(rules)) {
+      if (error === undefined) {
+        added++;
+        if (verbose) log.info("Rule restored", { rule: ipRuleCommand("add", rule) });
+        else log.debug("Rule restored", { rule: ipRuleCommand("add", rule) });
+      } else if (error.code === "EPERM") {
+        throw new PermissionError(error);
+      } else if (error.code !== "EEXIST") {
+        failed = true;
+      }
+    }
+    return { added, failed };
   }
 
   #failure(rule: RuleSpec, error: NetlinkError): FailedRule {

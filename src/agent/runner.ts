@@ -4,7 +4,13 @@
  * Nothing touches the kernel before the informer's first full list; API errors leave the
  * kernel as it is; stopping (SIGTERM) never removes a rule.
  */
-import { type KernelRule, LibmnlLoadError, RuleSocket, RuleSubscription } from "../../ffi/mod.ts";
+import {
+  LibmnlLoadError,
+  type Rule,
+  type RuleChange,
+  RuleSocket,
+  RuleSubscription,
+} from "../../ffi/mod.ts";
 import { narrowIPRuleConfig } from "../api/narrow.ts";
 import type { AgentOptions } from "../agent_flags.ts";
 import { startHealthServer } from "../health_server.ts";
@@ -21,10 +27,8 @@ import {
   changeMatters,
   type ConfigRule,
   configRuleOf,
-  type DesiredRules,
-  desiredRules,
+  DesiredState,
   planCommands,
-  ruleKey,
 } from "./plan.ts";
 import {
   checkPermission,
@@ -65,15 +69,24 @@ export async function runAgent(
   const oneShot = options.once || options.dryRun;
 
   for (const warning of hostWarnings(readHost(Deno.env.get(HOST_ROOT_ENV) || "/"))) {
-    log.warn("Host may delete the agent's rules", { reason: warning });
+    log.warn("Host setting found that deletes the agent's rules", { reason: warning });
   }
   let socket: RuleSocket;
   try {
     socket = RuleSocket.open({ libraryPath: options.libmnlPath });
   } catch (error: unknown) {
-    if (!(error instanceof LibmnlLoadError)) throw error;
-    log.error("libmnl not loaded", { err: error, path: error.path });
-    return 1;
+    if (error instanceof LibmnlLoadError) {
+      log.error("libmnl not loaded", { err: error, path: error.path });
+      return 1;
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      log.error("libmnl not loaded: this executable may load it only from its built-in path", {
+        err: error,
+        path: options.libmnlPath,
+      });
+      return 1;
+    }
+    throw error;
   }
   using _socket = socket;
   try {
@@ -114,16 +127,28 @@ export async function runAgent(
   });
   const reconciler = new RuleReconciler(socket, { protocol, dryRun: options.dryRun });
 
-  let desired: DesiredRules | undefined;
-  let desiredKeys: ReadonlySet<string> = new Set();
+  const desired = new DesiredState({ protocol });
+  /** `desired.version` at the last full reconcile: a change since is no drift. */
+  let reconciledVersion = -1;
+  /** Desired rules someone else deleted, to put back without a dump. */
+  const repairs = new Set<Rule>();
+  /** Whether the next kernel-triggered run must be a full reconcile (not only repairs). */
+  let fullNeeded = true;
+  let lastFull = 0;
   let last: ReconcileResult | undefined;
   let fatal: unknown;
+  const failFatal = (error: unknown, rlog: Logger) => {
+    if (!(error instanceof PermissionError)) return;
+    fatal = error;
+    rlog.error("Rules not changed: permission denied", { err: error, hint: NET_ADMIN_HINT });
+    stop.abort();
+  };
 
   const informer: Informer<ConfigRule> = new Informer<ConfigRule>(client, {
     resource: RESOURCES.ipRuleConfigs,
     narrow: (raw) => configRuleOf(narrowIPRuleConfig(raw)),
-    onChange: () => {
-      desired = undefined;
+    onChange: (key, config) => {
+      desired.update(key, config);
       if (!oneShot) scheduler.request("watch");
     },
     onInvalid: (err, raw) =>
@@ -141,22 +166,15 @@ export async function runAgent(
   /** Dumps, plans and applies once; reports to metrics, logs and the node state. */
   const reconcile = async (trigger: Trigger): Promise<ReconcileResult> => {
     const rlog = log.with({ reconcileID: reconcileID(), trigger });
-    const desiredChanged = desired === undefined;
-    if (desired === undefined) {
-      desired = desiredRules(informer.store.values(), { protocol });
-      desiredKeys = new Set(desired.rules.map(ruleKey));
-    }
+    const desiredChanged = desired.version !== reconciledVersion;
+    reconciledVersion = desired.version;
     const started = performance.now();
     let result: ReconcileResult;
     try {
-      result = await reconciler.reconcile(desired, rlog);
+      result = await reconciler.reconcile(desired.snapshot(), rlog);
     } catch (error: unknown) {
       metrics.reconciles.inc({ trigger, result: "error" });
-      if (error instanceof PermissionError) {
-        fatal = error;
-        rlog.error("Rules not changed: permission denied", { err: error, hint: NET_ADMIN_HINT });
-        stop.abort();
-      }
+      failFatal(error, rlog);
       throw error;
     }
     const durationMs = performance.now() - started;
@@ -183,7 +201,6 @@ export async function runAgent(
       rlog.debug("Rules reconciled", fields);
     }
     last = result;
-    metrics.ready.set(readiness().ready ? 1 : 0);
     return result;
   };
 
@@ -208,7 +225,46 @@ export async function runAgent(
     return { ready: true, reason: `converged, ${last.applied} rule(s) applied` };
   };
 
+  /** Puts back the rules of `repairs` with one batch add. */
+  const restore = async (): Promise<void> => {
+    const rules = [...repairs];
+    repairs.clear();
+    const rlog = log.with({ reconcileID: reconcileID(), trigger: "kernel" });
+    const started = performance.now();
+    let outcome: { added: number; failed: boolean };
+    try {
+      outcome = await reconciler.restore(rules, rlog);
+    } catch (error: unknown) {
+      metrics.reconciles.inc({ trigger: "kernel", result: "error" });
+      failFatal(error, rlog);
+      throw error;
+    }
+    metrics.reconciles.inc({ trigger: "kernel", result: outcome.failed ? "failed" : "repaired" });
+    if (outcome.added) {
+      metrics.ruleChanges.inc({ op: "add" }, outcome.added);
+      metrics.driftRepairs.inc(outcome.added);
+    }
+    rlog.info("Drift repaired", {
+      restored: outcome.added,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+    });
+    if (outcome.failed) {
+      fullNeeded = true;
+      scheduler.request("kernel");
+    }
+  };
+
   const scheduler = new ReconcileScheduler(async (trigger) => {
+    if (
+      trigger === "kernel" && !fullNeeded && repairs.size > 0 &&
+      desired.version === reconciledVersion && performance.now() - lastFull < options.resyncMs
+    ) {
+      return await restore();
+    }
+    // The dump below sees every change made before it; later ones ask for another run.
+    fullNeeded = false;
+    repairs.clear();
+    lastFull = performance.now();
     const result = await reconcile(trigger);
     if (!options.dryRun) {
       writer.update({
@@ -233,8 +289,24 @@ export async function runAgent(
     ...(options.once ? { once: true } : {}),
     ...(options.dryRun ? { dryRun: true } : {}),
   });
+  let health: { port: number; finished: Promise<void> } | undefined;
+  if (!oneShot) {
+    try {
+      health = startHealthServer({
+        ...options.metricsAddr,
+        registry: metrics.registry,
+        readiness,
+        signal: stopping,
+      });
+    } catch (error: unknown) {
+      log.error("Health endpoint not started", { err: error, addr: options.metricsAddr });
+      return 1;
+    }
+    metrics.readiness = readiness;
+    log.info("Health endpoint listening", { port: health.port });
+  }
   const informerRun = informer.run(stopping);
-  if (oneShot) {
+  if (oneShot || health === undefined) {
     try {
       await informer.whenSynced(stopping);
       if (stopping.aborted) return signal.aborted ? 0 : 1;
@@ -245,16 +317,22 @@ export async function runAgent(
     }
   }
 
-  const health = startHealthServer({
-    ...options.metricsAddr,
-    registry: metrics.registry,
-    readiness,
-    signal: stopping,
+  const events = watchKernel(options, socket, stopping, log, metrics, (change) => {
+    const deleted = change.type === "deleted" && change.rule.plain
+      ? desired.rules.find(change.rule)
+      : undefined;
+    if (deleted !== undefined) {
+      repairs.add(deleted);
+    } else if (changeMatters(change.rule, desired.rules, { protocol })) {
+      fullNeeded = true;
+    } else {
+      return;
+    }
+    scheduler.request("kernel");
+  }, () => {
+    fullNeeded = true;
+    scheduler.request("kernel");
   });
-  log.info("Health endpoint listening", { port: health.port });
-  const events = watchKernel(options, socket, stopping, log, metrics, (rule) => {
-    if (changeMatters(rule, desiredKeys, { protocol })) scheduler.request("kernel");
-  }, () => scheduler.request("kernel"));
   const writing = writer.run(stopping);
   await informer.whenSynced(stopping);
   if (!stopping.aborted) {
@@ -319,7 +397,7 @@ async function watchKernel(
   signal: AbortSignal,
   log: Logger,
   metrics: AgentMetrics,
-  onChange: (rule: KernelRule) => void,
+  onChange: (change: RuleChange) => void,
   onLost: () => void,
 ): Promise<void> {
   let attempt = 0;
@@ -340,7 +418,7 @@ async function watchKernel(
         }
         const own = event.portId === socket.portId;
         metrics.kernelEvents.inc({ type: event.type, origin: own ? "self" : "other" });
-        if (!own) onChange(event.rule);
+        if (!own) onChange(event);
       }
     } catch (error: unknown) {
       if (signal.aborted) break;

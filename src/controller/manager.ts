@@ -141,11 +141,11 @@ async function reconcileWhileLeading(
     });
   const ns = { namespace: options.namespace };
   // Our own config writes and IPRule status writes need no reconcile of their own.
-  let configReconciler: ConfigReconciler | undefined;
+  const own: { configs?: ConfigReconciler } = {};
   const configs = informer<IPRuleConfig>("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], {
     resource: RESOURCES.ipRuleConfigs,
     narrow: narrowIPRuleConfig,
-  }, (_key, obj) => !configReconciler?.isOwnWrite(obj));
+  }, (_key, obj) => !own.configs?.isOwnWrite(obj));
   const ruleGenerations = new Map<string, number | undefined>();
   const configCaches = {
     services: informer("services", [CONFIGS_KEY], {
@@ -159,6 +159,13 @@ async function reconcileWhileLeading(
     ipRules: informer("iprules", [CONFIGS_KEY], {
       resource: RESOURCES.ipRules,
       narrow: narrowIPRule,
+    }, (key, rule) => {
+      // Status writes do not change the generation: only spec changes and deletions matter.
+      const generation = rule?.metadata.deletionTimestamp ? -1 : rule?.metadata.generation;
+      const seen = ruleGenerations.has(key) && ruleGenerations.get(key) === generation;
+      if (rule) ruleGenerations.set(key, generation);
+      else ruleGenerations.delete(key);
+      return !(rule && seen);
     }),
     configs,
   };
@@ -187,13 +194,14 @@ async function reconcileWhileLeading(
     drainTimeoutMs: DRAIN_TIMEOUT_MS,
     log,
   });
-  configReconciler = new ConfigReconciler(client, configCaches, {
+  const configReconciler = new ConfigReconciler(client, configCaches, {
     graceMs: options.gracePeriodMs,
     log,
     events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
     metrics,
     draining: () => agents.draining(),
   });
+  own.configs = configReconciler;
 
   const all = [...new Set([...Object.values(configCaches), ...Object.values(agentCaches)])];
   const running = all.map((i) => (i as Informer<unknown>).run(signal));

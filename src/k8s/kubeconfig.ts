@@ -15,7 +15,6 @@ import {
 } from "@kubernetes/client-node/dist/config_types.js";
 import { ExecAuth } from "@kubernetes/client-node/dist/exec_auth.js";
 import { FileAuth } from "@kubernetes/client-node/dist/file_auth.js";
-import { parse } from "yaml";
 
 /** Where the service account's token, CA and namespace are mounted in a pod. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -74,7 +73,9 @@ function absolute(dir: string, file: string): string {
   return file.startsWith("/") ? file : `${dir}/${file}`;
 }
 
-function loadFile(path: string): Loaded {
+async function loadFile(path: string): Promise<Loaded> {
+  // Loaded only for a kubeconfig file: in a pod (service account) the YAML parser is not needed.
+  const { parse } = await import("yaml");
   const doc = (parse(Deno.readTextFileSync(path)) ?? {}) as Record<string, unknown>;
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
   const clusters = newClusters(doc.clusters);
@@ -143,12 +144,14 @@ function inCluster(): Loaded {
 }
 
 /** The kubeconfig as client-node's `loadFromDefault` finds it, or the given file. */
-function load(options: KubeAccessOptions): Loaded {
-  if (options.kubeconfig) return loadFile(options.kubeconfig);
+async function load(options: KubeAccessOptions): Promise<Loaded> {
+  if (options.kubeconfig) return await loadFile(options.kubeconfig);
   const env = Deno.env.get("KUBECONFIG");
-  if (env) return merge(env.split(":").filter((f) => f !== "").map(loadFile));
+  if (env) {
+    return merge(await Promise.all(env.split(":").filter((f) => f !== "").map(loadFile)));
+  }
   const home = Deno.env.get("HOME");
-  if (home && exists(`${home}/.kube/config`)) return loadFile(`${home}/.kube/config`);
+  if (home && exists(`${home}/.kube/config`)) return await loadFile(`${home}/.kube/config`);
   if (exists(`${SERVICE_ACCOUNT_DIR}/token`)) return inCluster();
   throw new Error("No kubeconfig found: pass --kubeconfig, set KUBECONFIG or run in a pod");
 }
@@ -158,7 +161,7 @@ function load(options: KubeAccessOptions): Loaded {
  * $KUBECONFIG, ~/.kube/config, then the in-cluster service account (client-node's order).
  */
 export async function loadKubeAccess(options: KubeAccessOptions = {}): Promise<KubeAccess> {
-  const config = load(options);
+  const config = await load(options);
   const context = config.contexts.find((c) => c.name === config.current);
   const cluster = config.clusters.find((c) => c.name === context?.cluster);
   if (!context || !cluster) throw new Error("No cluster in the kubeconfig's current context");

@@ -1,0 +1,354 @@
+/**
+ * A small cluster for end-to-end tests: a Linux bridge in the root namespace, N "nodes" (each a
+ * fresh network namespace joined to the bridge by a veth pair), and a real control plane whose
+ * kube-apiserver listens on the bridge address, so agents inside the node namespaces reach it.
+ * The operator's namespace and RBAC (deploy/) are applied and a Node object exists per node.
+ *
+ * One topology per test file (`await using topo = await startTopology({ nodes: 2 })`); teardown
+ * stops a restarted API server, the control plane, the namespaces and the bridge, also when the
+ * test or the setup fails; SIGINT/SIGTERM (e.g. `timeout`) and process exit remove the
+ * namespaces and the bridge too. Needs root and the control-plane binaries; without them it throws an
+ * error naming what is missing (tests fail, never skip).
+ *
+ * @module
+ */
+import { type ControlPlane, isRunning, startControlPlane } from "./controlplane.ts";
+import { Netns, requireRoot } from "./netns.ts";
+import { ExecutableProcess } from "./process.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/** Port of every agent's /metrics, /healthz and /readyz on its node address. */
+export const AGENT_PORT = 9472;
+const START_TIMEOUT_MS = 60_000;
+
+/** One node: its Kubernetes name, network namespace and address on the bridge. */
+export interface TopologyNode {
+  /** Name of the Node object, passed to the agent as --node-name. */
+  name: string;
+  /** The node's network namespace. */
+  ns: Netns;
+  /** The node's IPv4 address on the bridge. */
+  address: string;
+}
+
+/** Options of {@linkcode startTopology}. */
+export interface TopologyOptions {
+  /** Number of node namespaces; default 1. */
+  nodes?: number;
+  /** Node names are `<prefix>-<i>`; default "node". */
+  namePrefix?: string;
+}
+
+/** Options of {@linkcode Topology.startAgent}. */
+export interface StartAgentOptions {
+  /** Log file name in the control plane's dir; default `agent-<node>.log`. */
+  logName?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Leave out the default flags (kubeconfig, node name, metrics address, log format). */
+  bare?: boolean;
+}
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const decoder = new TextDecoder();
+  if (!out.success) {
+    throw new Error(
+      `Command "${cmd} ${args.join(" ")}" failed with "${out.code}": ${
+        decoder.decode(out.stderr).trim()
+      }`,
+    );
+  }
+  return decoder.decode(out.stdout);
+}
+
+/** A free 198.18.X.0/24 (RFC 2544 benchmarking space) no interface here uses yet. */
+async function freeSubnet(): Promise<string> {
+  const used = await run("ip", ["-4", "-o", "addr", "show"]);
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const n = Math.floor(Math.random() * 512);
+    const prefix = `198.${18 + (n >> 8)}.${n & 255}`;
+    if (!used.includes(` ${prefix}.`)) return prefix;
+  }
+  throw new Error("No free 198.18.0.0/15 subnet for the test bridge");
+}
+
+/** Namespaces and bridges of live topologies, removed on SIGINT/SIGTERM and at exit. */
+const live = new Map<string, string[]>();
+
+/** Deletes the live topologies' namespaces and bridges synchronously (signal and exit paths). */
+function removeLive(): void {
+  for (const [bridge, namespaces] of live) {
+    for (const ns of namespaces) {
+      new Deno.Command("ip", { args: ["netns", "del", ns], stderr: "null" }).outputSync();
+    }
+    new Deno.Command("ip", { args: ["link", "del", bridge], stderr: "null" }).outputSync();
+  }
+  live.clear();
+}
+
+function onSignal(): void {
+  removeLive();
+  // Exiting dispatches "unload": the control plane helper kills its processes there.
+  Deno.exit(130);
+}
+
+function track(bridge: string, namespaces: string[]): void {
+  if (live.size === 0) {
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    globalThis.addEventListener("unload", removeLive);
+  }
+  live.set(bridge, namespaces);
+}
+
+function untrack(bridge: string): void {
+  if (!live.delete(bridge) || live.size > 0) return;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  globalThis.removeEventListener("unload", removeLive);
+}
+
+/** A bridge, its node namespaces and a control plane bound to the bridge. */
+export class Topology implements AsyncDisposable {
+  /** The control plane (admin, controller and agent kubeconfigs). */
+  readonly cp: ControlPlane;
+  /** The nodes, in order. */
+  readonly nodes: readonly TopologyNode[];
+  /** Bridge interface name in the root namespace. */
+  readonly bridge: string;
+  /** The bridge's address, where kube-apiserver listens. */
+  readonly gateway: string;
+  #apiserverArgs: string[] | undefined;
+  #apiserver: Deno.ChildProcess | undefined;
+  #stopped = false;
+
+  /** Wraps the started parts; use {@linkcode startTopology}. */
+  constructor(init: { cp: ControlPlane; nodes: TopologyNode[]; bridge: string; gateway: string }) {
+    this.cp = init.cp;
+    this.nodes = init.nodes;
+    this.bridge = init.bridge;
+    this.gateway = init.gateway;
+  }
+
+  /** The node at `index`; throws when there is none. */
+  node(index: number): TopologyNode {
+    const node = this.nodes[index];
+    if (node === undefined) throw new RangeError(`No node "${index}" in the topology`);
+    return node;
+  }
+
+  /**
+   * Starts the agent inside `node`'s namespace with the compiled agent's permission flags, the
+   * agent's RBAC identity, `--node-name`, `--metrics-addr=<address>:9472` and JSON logs, plus
+   * `args`.
+   */
+  startAgent(
+    node: TopologyNode,
+    args: readonly string[] = [],
+    options: StartAgentOptions = {},
+  ): Promise<ExecutableProcess> {
+    const defaults = options.bare ? [] : [
+      `--kubeconfig=${this.cp.kubeconfig("agent")}`,
+      `--node-name=${node.name}`,
+      `--metrics-addr=${node.address}:${AGENT_PORT}`,
+      "--log-format=json",
+    ];
+    return ExecutableProcess.start("agent", [...defaults, ...args], {
+      logFile: `${this.cp.dir}/${options.logName ?? `agent-${node.name}.log`}`,
+      prefix: node.ns.exec([]),
+      ...(options.env ? { env: options.env } : {}),
+    });
+  }
+
+  /** Process id of the running kube-apiserver. */
+  apiserverPid(): number {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const args = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+        if (
+          args[0]?.endsWith("/kube-apiserver") && args.includes(`--cert-dir=${this.cp.dir}/pki`)
+        ) {
+          return Number(entry.name);
+        }
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    throw new Error(`No kube-apiserver of "${this.cp.dir}" runs`);
+  }
+
+  /** Kills kube-apiserver (etcd keeps running) and waits until it is gone. */
+  async stopApiServer(): Promise<void> {
+    const pid = this.apiserverPid();
+    this.#apiserverArgs = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").filter((a) =>
+      a !== ""
+    );
+    if (this.#apiserver) {
+      this.#apiserver.kill("SIGKILL");
+      await this.#apiserver.status;
+      this.#apiserver = undefined;
+    } else {
+      Deno.kill(pid, "SIGKILL");
+    }
+    const deadline = Date.now() + 10_000;
+    while (isRunning(pid)) {
+      if (Date.now() > deadline) throw new Error(`kube-apiserver "${pid}" did not exit`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Starts kube-apiserver again with the same flags (same port, certificates and etcd). */
+  async startApiServer(): Promise<void> {
+    const args = this.#apiserverArgs;
+    if (args === undefined) throw new Error("startApiServer() needs a stopApiServer() first");
+    this.#apiserver = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        'log=$1; shift; exec "$@" >>"$log" 2>&1',
+        "sh",
+        this.cp.logFile("kube-apiserver"),
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        ...args,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      cwd: this.cp.dir,
+    }).spawn();
+    const client = Deno.createHttpClient({ caCerts: [this.cp.caCert] });
+    try {
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      for (;;) {
+        const res = await fetch(`${this.cp.server}/readyz`, {
+          client,
+          headers: { authorization: `Bearer ${this.cp.token("admin")}` },
+        }).catch(() => undefined);
+        await res?.body?.cancel();
+        if (res?.status === 200) return;
+        if (Date.now() > deadline) throw new Error("kube-apiserver did not become ready again");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Stops everything: a restarted API server, the control plane, the nodes, the bridge. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const errors: unknown[] = [];
+    if (this.#apiserver) {
+      try {
+        this.#apiserver.kill("SIGKILL");
+      } catch {
+        // Exited.
+      }
+      await this.#apiserver.status;
+    }
+    await this.cp.stop().catch((e) => errors.push(e));
+    await teardown(this.nodes.map((n) => n.ns), this.bridge, errors);
+    untrack(this.bridge);
+    if (errors.length > 0) {
+      throw new AggregateError(errors, "Topology teardown failed");
+    }
+  }
+
+  /** Same as {@linkcode Topology.stop}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}
+
+async function teardown(namespaces: Netns[], bridge: string, errors: unknown[]): Promise<void> {
+  for (const ns of namespaces) await ns.delete().catch((e) => errors.push(e));
+  if (bridge === "") return;
+  const out = await new Deno.Command("ip", { args: ["link", "del", bridge], stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stderr);
+  if (!out.success && !/Cannot find device/.test(text)) {
+    errors.push(new Error(`Cannot delete bridge "${bridge}": ${text.trim()}`));
+  }
+}
+
+/**
+ * Creates the bridge and `nodes` namespaces, starts the control plane on the bridge address,
+ * applies deploy/namespace.yaml and deploy/rbac.yaml and creates one Node object per node.
+ */
+export async function startTopology(options: TopologyOptions = {}): Promise<Topology> {
+  requireRoot();
+  const count = options.nodes ?? 1;
+  const prefix = options.namePrefix ?? "node";
+  const id = crypto.randomUUID().slice(0, 6);
+  const bridge = `iprbr-${id}`;
+  const subnet = await freeSubnet();
+  const gateway = `${subnet}.1`;
+  const nodes: TopologyNode[] = [];
+  const namespaces: string[] = [];
+  // Tracked before anything exists, so that an interrupted setup is removed too.
+  track(bridge, namespaces);
+  let bridgeMade = false;
+  try {
+    await run("ip", ["link", "add", bridge, "type", "bridge"]);
+    bridgeMade = true;
+    await run("ip", ["addr", "add", `${gateway}/24`, "dev", bridge]);
+    await run("ip", ["link", "set", bridge, "up"]);
+    for (let i = 0; i < count; i++) {
+      const ns = await Netns.create();
+      namespaces.push(ns.name);
+      const address = `${subnet}.${11 + i}`;
+      nodes.push({ name: `${prefix}-${i}`, ns, address });
+      const veth = `iprv${id}-${i}`;
+      await run("ip", [
+        "link",
+        "add",
+        veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns.name,
+      ]);
+      await run("ip", ["link", "set", veth, "master", bridge, "up"]);
+      await ns.ip(["addr", "add", `${address}/24`, "dev", "eth0"]);
+      await ns.ip(["link", "set", "eth0", "up"]);
+      await ns.ip(["link", "set", "lo", "up"]);
+    }
+  } catch (error: unknown) {
+    await teardown(nodes.map((n) => n.ns), bridgeMade ? bridge : "", []);
+    untrack(bridge);
+    throw error;
+  }
+  let cp: ControlPlane | undefined;
+  try {
+    cp = await startControlPlane({ bindAddress: gateway });
+    await cp.kubectl([
+      "apply",
+      "-f",
+      `${ROOT}/deploy/namespace.yaml`,
+      "-f",
+      `${ROOT}/deploy/rbac.yaml`,
+    ]);
+    const nodeObjects = nodes.map((n) => ({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: n.name, labels: { "kubernetes.io/os": "linux" } },
+    }));
+    await cp.kubectl(["apply", "-f", "-"], {
+      stdin: JSON.stringify({ apiVersion: "v1", kind: "List", items: nodeObjects }),
+    });
+    return new Topology({ cp, nodes, bridge, gateway });
+  } catch (error: unknown) {
+    await cp?.stop().catch(() => {});
+    await teardown(nodes.map((n) => n.ns), bridge, []);
+    untrack(bridge);
+    throw error;
+  }
+}
