@@ -2,7 +2,8 @@
  * Wires the agent: host checks, the netlink socket and rule subscription, the IPRuleConfig
  * informer, the reconcile scheduler, the IPRuleNodeState writer and the health endpoint.
  * Nothing touches the kernel before the informer's first full list; API errors leave the
- * kernel as it is; stopping (SIGTERM) never removes a rule.
+ * kernel as it is; stopping (SIGTERM) never removes a rule, unless the controller marked this
+ * node drained (it left the Agent's node selection).
  */
 import {
   LibmnlLoadError,
@@ -345,8 +346,32 @@ export async function runAgent(
   });
   await scheduler.stop();
   await Promise.all([informerRun, events, writing, health.finished]);
+  if (fatal === undefined && await drainRequested(client, options.nodeName, log)) {
+    // The node left the Agent's selection (the controller set spec.drain): the DaemonSet is
+    // stopping this agent for good, so its rules go with it. On any other stop they stay.
+    const result = await reconciler.reconcile(new DesiredState({ protocol }).snapshot(), log);
+    log.info("Agent stopped; node left the Agent's selection, its rules removed", {
+      deleted: result.deleted,
+      failed: result.failed.length,
+    });
+    return result.failed.length === 0 ? 0 : 1;
+  }
   log.info("Agent stopped; kernel rules left in place", { version: VERSION });
   return fatal === undefined ? 0 : 1;
+}
+
+/** Whether the controller marked this node's IPRuleNodeState `spec.drain` (one GET at stop). */
+async function drainRequested(client: KubeClient, nodeName: string, log: Logger): Promise<boolean> {
+  try {
+    const state = await client.get(RESOURCES.ipRuleNodeStates, nodeName) as
+      | { spec?: { drain?: unknown } }
+      | undefined;
+    return state?.spec?.drain === true;
+  } catch (error: unknown) {
+    // Unknown: keep the rules (fail static).
+    log.warn("Drain flag not read; rules left in place", { err: error });
+    return false;
+  }
 }
 
 /** --once and --dry-run: one reconcile, then the node state (once) or the plan (dry-run). */

@@ -64,6 +64,11 @@ export class AgentReconciler {
     return this.caches.agents.store.get(`${this.options.namespace}/${AGENT_NAME}`);
   }
 
+  /** Whether an Agent exists (agents may run). */
+  exists(): boolean {
+    return this.#agent() !== undefined;
+  }
+
   /** Whether the Agent is being deleted: every config must then be planned absent. */
   draining(): boolean {
     return this.#agent()?.metadata.deletionTimestamp !== undefined;
@@ -150,7 +155,8 @@ export class AgentReconciler {
       c.spec.state === "present"
     );
     const busy = [...this.caches.nodeStates.store.values()]
-      .filter((s) => (s.status?.appliedRules ?? 0) > 0)
+      // desiredRules 0 shows the agent saw every config absent; appliedRules 0 that it acted.
+      .filter((s) => (s.status?.desiredRules ?? 0) > 0 || (s.status?.appliedRules ?? 0) > 0)
       .map((s) => s.metadata.name);
     const elapsed = Date.now() - started;
     if ((present.length > 0 || busy.length > 0) && elapsed < this.options.drainTimeoutMs) {

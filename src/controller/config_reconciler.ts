@@ -60,6 +60,8 @@ export class ConfigReconciler {
       metrics: ControllerMetrics;
       /** While true (the Agent is being deleted), every config is planned absent. */
       draining: () => boolean;
+      /** While true (no Agent exists), absent configs stay absent. */
+      holdAbsent: () => boolean;
     },
   ) {}
 
@@ -82,7 +84,7 @@ export class ConfigReconciler {
         configs: [...this.caches.configs.store.values()],
         namespaceLabels: this.caches.namespaces.store,
       },
-      { now, graceMs: this.options.graceMs },
+      { now, graceMs: this.options.graceMs, holdAbsent: this.options.holdAbsent() },
       this.#memo,
     );
 

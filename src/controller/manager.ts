@@ -200,6 +200,7 @@ async function reconcileWhileLeading(
     events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
     metrics,
     draining: () => agents.draining(),
+    holdAbsent: () => !agents.exists(),
   });
   own.configs = configReconciler;
 

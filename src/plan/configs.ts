@@ -33,6 +33,11 @@ export interface PlanOptions {
   now: number;
   /** How long an absent config is kept before it is deleted, ms. */
   graceMs: number;
+  /**
+   * Keep absent configs absent (no Agent exists, e.g. after an uninstall drained the nodes:
+   * agents still terminating must not see their rules come back). New configs are created.
+   */
+  holdAbsent?: boolean;
 }
 
 /** One write to the API. */
@@ -455,7 +460,7 @@ function conflictEvent(report: IPRuleReport): PlanEvent {
 function diffConfigs(
   desired: ReadonlyMap<string, IPRuleConfigSpec>,
   existing: readonly IPRuleConfig[],
-  { now, graceMs }: PlanOptions,
+  { now, graceMs, holdAbsent = false }: PlanOptions,
   events: PlanEvent[],
 ): { changes: ConfigChange[]; nextDeletionAt?: number } {
   const changes: ConfigChange[] = [];
@@ -477,6 +482,8 @@ function diffConfigs(
         note: `IPRuleConfig "${name}" exists without label ${MANAGED_BY_LABEL}=${MANAGED_BY}; ` +
           `left as it is`,
       });
+    } else if (holdAbsent && current.spec.state === "absent") {
+      continue;
     } else if (!specMatches(current.spec, spec)) {
       changes.push({ op: "update", name, spec, ...rv(current) });
     }

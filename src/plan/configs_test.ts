@@ -416,3 +416,24 @@ Deno.test("planConfigs() gives the same plan with a memo kept across reconciles"
     assert.deepEqual(planConfigs(input, options, memo), planConfigs(input, options), `input ${i}`);
   }
 });
+
+Deno.test("planConfigs() with holdAbsent keeps absent configs absent but still creates new ones", () => {
+  const absent = {
+    ...present("10.96.1.50", "dc-a"),
+    state: "absent" as const,
+    absentSince: "2025-12-31T23:59:00.000Z",
+  };
+  const p = planConfigs({
+    services: [
+      lbService("web", ["192.168.1.10"]),
+      lbService("db", ["192.168.1.11"], ["10.96.1.51"]),
+    ],
+    ipRules: [dc],
+    configs: [config("iprc-10-96-1-50", absent)],
+  }, { now: NOW, graceMs: GRACE, holdAbsent: true });
+  assert.deepEqual(summary(p), [[
+    "create",
+    "iprc-10-96-1-51",
+    present("10.96.1.51", "dc-a", "db"),
+  ]]);
+});

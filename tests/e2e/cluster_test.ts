@@ -190,8 +190,16 @@ Deno.test("end to end: controller and three agents on a real control plane", asy
         async () => (await admin.get(RESOURCES.agents, "agent", NS)) === undefined,
         60_000,
       );
+      // The DaemonSet is gone: its pods stop (SIGTERM), keeping what they have — nothing.
+      for (const agent of agents.values()) await agent.stop("SIGTERM");
       for (const node of topo.nodes) assert.deepEqual(await ourRules(node), [], node.name);
       assert.equal(await admin.get(RESOURCES.daemonSets, "iprule-agent", NS), undefined);
+      const configs: Json = await admin.request(
+        "GET",
+        "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs",
+      );
+      assert.ok(configs.items.length > 0);
+      for (const c of configs.items) assert.equal(c.spec.state, "absent", c.metadata.name);
     });
   } finally {
     for (const agent of agents.values()) await agent.stop().catch(() => {});
