@@ -4,7 +4,7 @@
  * when something other than a timestamp changed, retrying with backoff in the background.
  */
 import type { FailedRule, IPRuleNodeState, IPRuleNodeStateStatus } from "../api/types.ts";
-import { sameConditions, setCondition } from "../controller/conditions.ts";
+import { sameConditions, setCondition } from "../api/conditions.ts";
 import { backoffDelay, sleep } from "../k8s/backoff.ts";
 import { ApiError, type JsonObject, type KubeClient } from "../k8s/client.ts";
 import { RESOURCES } from "../k8s/resources.ts";

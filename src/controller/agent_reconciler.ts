@@ -18,7 +18,7 @@ import {
   sameAgentStatus,
   selectedNodes,
 } from "./agent_status.ts";
-import { setCondition } from "./conditions.ts";
+import { setCondition } from "../api/conditions.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
 
 /** Finalizer that makes an Agent's deletion remove every node's rules first. */

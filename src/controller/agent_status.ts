@@ -1,7 +1,7 @@
 /** Agent status from its DaemonSet and the nodes' IPRuleNodeStates (pure). */
 import type { Agent, AgentStatus, IPRuleNodeState } from "../api/types.ts";
 import { selectorMatches } from "../plan/selector.ts";
-import { sameConditions, setCondition } from "./conditions.ts";
+import { sameConditions, setCondition } from "../api/conditions.ts";
 
 /** What the controller knows of a Node. */
 export interface NodeInfo {

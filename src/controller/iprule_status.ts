@@ -1,7 +1,7 @@
 /** IPRule status from the planner's report (pure). */
 import type { IPRule, IPRuleStatus } from "../api/types.ts";
 import type { IPRuleReport } from "../plan/configs.ts";
-import { sameConditions, setCondition } from "./conditions.ts";
+import { sameConditions, setCondition } from "../api/conditions.ts";
 
 /** Most conflicting Services named in a Conflict condition message. */
 const MESSAGE_SERVICE_LIMIT = 5;

@@ -243,8 +243,14 @@ export class KubeClient {
    * Opens a watch and yields its events until the server ends it or the signal aborts. The
    * caller handles ERROR events (410 Gone means relist).
    */
-  async *watch(path: string, query: Query, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+  async *watch(
+    path: string,
+    query: Query,
+    signal: AbortSignal,
+    onOpen?: () => void,
+  ): AsyncGenerator<WatchEvent> {
     const response = await this.#send("GET", path, { query: { ...query, watch: true }, signal });
+    onOpen?.();
     const body = response.body;
     if (!body) return;
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();

@@ -158,12 +158,21 @@ export class Informer<T> {
     signal.addEventListener("abort", stop, { once: true });
     let idle = setTimeout(stop, idleMs);
     try {
-      const events = this.#client.watch(this.#path(), {
-        ...this.#selectors(),
-        resourceVersion: rv,
-        allowWatchBookmarks: true,
-        timeoutSeconds,
-      }, stream.signal);
+      const events = this.#client.watch(
+        this.#path(),
+        {
+          ...this.#selectors(),
+          resourceVersion: rv,
+          allowWatchBookmarks: true,
+          timeoutSeconds,
+        },
+        stream.signal,
+        () => {
+          // Open again after an outage: healthy now, not at the next event or bookmark.
+          this.#healthy = true;
+          this.lastError = undefined;
+        },
+      );
       for await (const event of events) {
         clearTimeout(idle);
         idle = setTimeout(stop, idleMs);

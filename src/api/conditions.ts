@@ -1,5 +1,5 @@
 /** Status conditions: set one keeping lastTransitionTime unless the status flips (pure). */
-import type { Condition } from "../api/types.ts";
+import type { Condition } from "./types.ts";
 
 /** A condition without its transition time, as a reconcile computes it. */
 export type DesiredCondition = Omit<Condition, "lastTransitionTime">;
