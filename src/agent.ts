@@ -1,5 +1,5 @@
 /** Agent executable: parses flags, wires the parts, connects SIGTERM, starts. */
-import { helpText, runCli } from "./cli.ts";
+import { helpText, runCli, untilSignal } from "./cli.ts";
 import { AGENT_FLAGS, parseAgentFlags } from "./agent_flags.ts";
 import { runAgent } from "./agent/runner.ts";
 import { Logger } from "./log.ts";
@@ -19,18 +19,6 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "agent" });
-    const shutdown = new AbortController();
-    const stop = () => {
-      log.info("Shutdown requested");
-      shutdown.abort();
-    };
-    Deno.addSignalListener("SIGTERM", stop);
-    Deno.addSignalListener("SIGINT", stop);
-    try {
-      return await runAgent(options, log, shutdown.signal);
-    } finally {
-      Deno.removeSignalListener("SIGTERM", stop);
-      Deno.removeSignalListener("SIGINT", stop);
-    }
+    return await untilSignal(log, (signal) => runAgent(options, log, signal));
   });
 }

@@ -187,6 +187,29 @@ export function commonOptions(values: FlagValues, ctx: FlagContext): CommonOptio
 }
 
 /**
+ * Runs `fn` with a signal that aborts on SIGTERM or SIGINT (logged), and removes the signal
+ * listeners afterwards: the one shutdown path of both executables.
+ */
+export async function untilSignal<T>(
+  log: { info: (msg: string) => void },
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const shutdown = new AbortController();
+  const stop = () => {
+    log.info("Shutdown requested");
+    shutdown.abort();
+  };
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  try {
+    return await fn(shutdown.signal);
+  } finally {
+    Deno.removeSignalListener("SIGTERM", stop);
+    Deno.removeSignalListener("SIGINT", stop);
+  }
+}
+
+/**
  * Runs an entry point's main: `--help` prints and exits 0, a UsageError prints one line and
  * exits 2.
  */

@@ -1,5 +1,5 @@
 /** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
-import { helpText, runCli } from "./cli.ts";
+import { helpText, runCli, untilSignal } from "./cli.ts";
 import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller_flags.ts";
 import { runController } from "./controller/manager.ts";
 import { Logger } from "./log.ts";
@@ -18,16 +18,7 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "controller" });
-    const shutdown = new AbortController();
-    const stop = () => {
-      log.info("Shutdown requested");
-      shutdown.abort();
-    };
-    Deno.addSignalListener("SIGTERM", stop);
-    Deno.addSignalListener("SIGINT", stop);
-    await runController(options, log, shutdown.signal);
-    Deno.removeSignalListener("SIGTERM", stop);
-    Deno.removeSignalListener("SIGINT", stop);
+    await untilSignal(log, (signal) => runController(options, log, signal));
     log.info("Controller stopped", { version: VERSION });
   });
 }
