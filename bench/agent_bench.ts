@@ -105,7 +105,11 @@ const create = async (i: number, name = `bench-${i}`): Promise<void> => {
 };
 const agents: ExecutableProcess[] = [];
 const start = async (node: TopologyNode, args: string[], name: string) => {
-  const agent = await topo.startAgent(node, ["--log-level=warn", ...args], { logName: name });
+  const v8 = Deno.env.get("AGENT_V8"); // for trying V8 flags without a rebuild
+  const agent = await topo.startAgent(node, ["--log-level=warn", ...args], {
+    logName: name,
+    ...(v8 ? { env: { DENO_V8_FLAGS: v8 } } : {}),
+  });
   agents.push(agent);
   return agent;
 };
