@@ -76,6 +76,7 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
   const o = parseControllerFlags([], ctx);
   assert.equal(o.namespace, DEFAULT_NAMESPACE);
   assert.equal(o.gracePeriodMs, 300_000);
+  assert.equal(o.drainTimeoutMs, 120_000);
   assert.equal(o.leaderElect, false);
   assert.equal(
     parseControllerFlags([], { ...ctx, env: { POD_NAMESPACE: "ops" } }).namespace,

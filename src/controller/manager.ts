@@ -31,8 +31,6 @@ export const CONFIGS_KEY = "configs";
 export const AGENT_KEY = "agent";
 /** Name of the leader Lease. */
 export const LEASE_NAME = "ip-rule-operator-controller";
-/** How long an uninstall waits for the nodes to remove their rules. */
-const DRAIN_TIMEOUT_MS = 120_000;
 
 // deno-lint-ignore no-explicit-any
 type Raw = any;
@@ -191,7 +189,7 @@ async function reconcileWhileLeading(
   const agents = new AgentReconciler(client, agentCaches, {
     ...ns,
     agentImage: options.agentImage,
-    drainTimeoutMs: DRAIN_TIMEOUT_MS,
+    drainTimeoutMs: options.drainTimeoutMs,
     log,
   });
   const configReconciler = new ConfigReconciler(client, configCaches, {
