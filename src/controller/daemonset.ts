@@ -10,6 +10,17 @@ export const SPEC_HASH_ANNOTATION = "ip-rule-operator.brtrm.dev/spec-hash";
 /** Port of the agents' /metrics, /healthz, /readyz on the host network. */
 export const AGENT_METRICS_PORT = 9472;
 const POD_LABELS = { app: DAEMONSET_NAME };
+/** Where the host paths the agent checks at start are mounted (IPRULE_HOST_ROOT). */
+const HOST_ROOT = "/host";
+/**
+ * Host paths telling whether systemd-networkd or NetworkManager may flush foreign rules. /etc and
+ * /run themselves (read-only, type Directory): a hostPath to a missing subdirectory would be
+ * created on the host, and a created /run/NetworkManager would read as "NetworkManager runs".
+ */
+const HOST_PATHS = [
+  { name: "host-etc", path: "/etc" },
+  { name: "host-run", path: "/run" },
+];
 
 /** What the controller adds to the Agent CR when rendering. */
 export interface RenderOptions {
@@ -29,7 +40,16 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       "--log-format=json",
       `--metrics-addr=:${AGENT_METRICS_PORT}`,
     ],
-    env: [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }],
+    env: [
+      { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+      { name: "IPRULE_HOST_ROOT", value: HOST_ROOT },
+    ],
+    // The host's network managers' settings, read-only, for the agent's start-up checks.
+    volumeMounts: HOST_PATHS.map(({ name, path }) => ({
+      name,
+      mountPath: `${HOST_ROOT}${path}`,
+      readOnly: true,
+    })),
     ports: [{ name: "metrics", containerPort: AGENT_METRICS_PORT, protocol: "TCP" }],
     readinessProbe: {
       httpGet: { path: "/readyz", port: AGENT_METRICS_PORT },
@@ -62,6 +82,10 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     terminationGracePeriodSeconds: 10,
     nodeSelector: spec.nodeSelector ?? { "kubernetes.io/os": "linux" },
     containers: [container],
+    volumes: HOST_PATHS.map(({ name, path }) => ({
+      name,
+      hostPath: { path, type: "Directory" },
+    })),
   };
   if (spec.tolerations) podSpec.tolerations = spec.tolerations;
   if (spec.priorityClassName) podSpec.priorityClassName = spec.priorityClassName;
