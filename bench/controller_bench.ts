@@ -85,6 +85,7 @@ const ctl = await ExecutableProcess.start("controller", [
   "--log-level=warn",
 ], {
   logFile: `${cp.dir}/controller.log`,
+  // CTL_V8 tries other V8 flags (DENO_V8_FLAGS) without changing scripts/permissions.ts.
   env: Deno.env.get("CTL_V8") ? { DENO_V8_FLAGS: Deno.env.get("CTL_V8")! } : {},
 });
 let peakRss = 0;
