@@ -10,6 +10,7 @@ import {
   planRules,
   RuleSet,
 } from "./plan.ts";
+import { kernelRule } from "./test_rules.ts";
 
 const PROTO = 201;
 
@@ -31,23 +32,7 @@ function rule(src: string, extra: Partial<Rule> = {}): Rule {
 }
 
 function kernel(src: string, extra: Partial<KernelRule> = {}): KernelRule {
-  const base = rule(src);
-  return {
-    ...base,
-    action: 1,
-    dst: base.family === 4 ? "0.0.0.0" : "::",
-    dstLen: 0,
-    tos: 0,
-    flags: 0,
-    iif: "",
-    oif: "",
-    fwmark: 0,
-    fwmask: 0,
-    goto: 0,
-    extra: new Uint8Array(),
-    plain: true,
-    ...extra,
-  };
+  return kernelRule(rule(src), extra);
 }
 
 /** The kernel's own rules of a fresh namespace. */

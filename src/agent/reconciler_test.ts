@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type KernelRule, NetlinkError, type RuleResult, type RuleSpec } from "../../ffi/mod.ts";
 import { Logger } from "../log.ts";
 import { desiredRules } from "./plan.ts";
+import { kernelRule } from "./test_rules.ts";
 import { checkPermission, PermissionError, RuleReconciler, type RuleTable } from "./reconciler.ts";
 
 const PROTO = 201;
@@ -40,24 +41,6 @@ class MemoryTable implements RuleTable {
       return { rule };
     }));
   }
-}
-
-function kernelRule(rule: RuleSpec): KernelRule {
-  return {
-    action: 1,
-    dst: "0.0.0.0",
-    dstLen: 0,
-    tos: 0,
-    flags: 0,
-    iif: "",
-    oif: "",
-    fwmark: 0,
-    fwmask: 0,
-    goto: 0,
-    extra: new Uint8Array(),
-    plain: true,
-    ...rule,
-  };
 }
 
 const quiet = new Logger({ sink: () => {} });
