@@ -30,10 +30,12 @@ export {
 export {
   type AddRulesOptions,
   type ListRulesOptions,
+  type RuleList,
   type RuleResult,
   RuleSocket,
   type RuleSocketOptions,
 } from "./rule_socket.ts";
+export { RuleListImage } from "./rule_dump.ts";
 export {
   type RuleChange,
   type RuleEvent,

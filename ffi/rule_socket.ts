@@ -11,10 +11,8 @@ import {
   NETLINK_EXT_ACK,
   NLM_F_ACK,
   NLM_F_CREATE,
-  NLM_F_DUMP_INTR,
   NLM_F_EXCL,
   NLM_F_REQUEST,
-  NLMSG_DONE,
   NLMSG_ERROR,
   RTM_DELRULE,
   RTM_NEWRULE,
@@ -24,9 +22,9 @@ import {
 import { InvalidRuleError, NetlinkError, type NetlinkOp } from "./errors.ts";
 import { NetlinkSocket } from "./netlink_socket.ts";
 import type { KernelRule, RuleSpec } from "./rule.ts";
+import { DumpBuffer, RuleListImage } from "./rule_dump.ts";
 import {
   decodeAck,
-  decodeRuleMessage,
   encodeDumpRequest,
   type MessageHeader,
   readMessages,
@@ -52,6 +50,14 @@ export interface AddRulesOptions {
 export interface ListRulesOptions {
   /** Only this family; default both. */
   family?: Family;
+}
+
+/** Both families' rules as one dump found them, with the image to compare a later dump with. */
+export interface RuleList {
+  /** Every rule, in kernel order. */
+  rules: KernelRule[];
+  /** The dump's bytes, for `listRulesIfChanged`. */
+  image: RuleListImage;
 }
 
 /** The outcome of one rule of a batch: `error` is set when the kernel (or validation) refused it. */
@@ -83,6 +89,7 @@ export class RuleSocket implements Disposable {
   #batchSize: number;
   #recvBuffer = new Uint8Array(RECV_BUFFER_BYTES);
   #recvView = new DataView(this.#recvBuffer.buffer);
+  #dump = new DumpBuffer();
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(socket: NetlinkSocket, batchSize: number) {
@@ -147,13 +154,21 @@ export class RuleSocket implements Disposable {
   /** Every rule of both families, or of one (`ip rule show` and `ip -6 rule show`), in kernel order. */
   listRules(options: ListRulesOptions = {}): Promise<KernelRule[]> {
     return this.#exclusive(() => {
-      for (let attempt = 0; attempt < DUMP_ATTEMPTS; attempt++) {
-        const rules = this.#dumpOnce(options.family);
-        if (rules !== undefined) return rules;
-      }
-      throw new NetlinkError("dump", EINTR, {
-        detail: "the rule list kept changing during the dump",
-      });
+      this.#dumpRules(options.family);
+      return this.#dump.decode(options.family);
+    });
+  }
+
+  /**
+   * Dumps both families' rules; undefined when they are byte for byte the rules `since` was
+   * taken of (nothing decoded, nothing allocated: an idle resync of 10k rules costs the dump
+   * and one compare), else the rules decoded and their image.
+   */
+  listRulesIfChanged(since?: RuleListImage): Promise<RuleList | undefined> {
+    return this.#exclusive(() => {
+      this.#dumpRules(undefined);
+      if (since !== undefined && this.#dump.sameAs(since)) return undefined;
+      return { rules: this.#dump.decode(), image: this.#dump.image() };
     });
   }
 
@@ -314,16 +329,26 @@ export class RuleSocket implements Disposable {
     });
   }
 
-  /** One dump; undefined when the kernel flagged it as interrupted (the list changed meanwhile). */
-  #dumpOnce(family: Family | undefined): KernelRule[] | undefined {
+  /** Dumps into #dump, again while the kernel flags the dump as interrupted. */
+  #dumpRules(family: Family | undefined): void {
+    for (let attempt = 0; attempt < DUMP_ATTEMPTS; attempt++) {
+      if (this.#dumpOnce(family)) return;
+    }
+    throw new NetlinkError("dump", EINTR, {
+      detail: "the rule list kept changing during the dump",
+    });
+  }
+
+  /** One dump into #dump; false when the kernel flagged it as interrupted (the list changed meanwhile). */
+  #dumpOnce(family: Family | undefined): boolean {
     const seq = this.#nextSeq();
     const request = encodeDumpRequest(family === undefined ? { seq } : { seq, family });
     const n = this.#socket.send(request);
     if (n < 0) throw new NetlinkError("dump", -n, { seq });
-    const rules: KernelRule[] = [];
+    this.#dump.reset();
     let interrupted = false;
     for (;;) {
-      const got = this.#socket.recv(this.#recvBuffer);
+      const got = this.#socket.recv(this.#dump.space());
       if (got === -EINTR) continue;
       if (got === -EAGAIN) {
         if (this.#socket.waitSync(REPLY_TIMEOUT_MS)) continue;
@@ -333,25 +358,16 @@ export class RuleSocket implements Disposable {
         });
       }
       if (got < 0) throw new NetlinkError("dump", -got, { seq });
-      for (const m of readMessages(this.#recvBuffer, got)) {
-        if (m.seq !== seq) continue; // a stale reply of an earlier request
-        if ((m.flags & NLM_F_DUMP_INTR) !== 0) interrupted = true;
-        if (m.type === RTM_NEWRULE) {
-          const rule = decodeRuleMessage(this.#recvBuffer, m, this.#recvView);
-          if (rule !== undefined && (family === undefined || rule.family === family)) {
-            rules.push(rule);
-          }
-        } else if (m.type === NLMSG_DONE || m.type === NLMSG_ERROR) {
-          const ack = decodeAck(this.#recvBuffer, m, this.#recvView);
-          if (ack.errno !== 0) {
-            throw new NetlinkError("dump", ack.errno, {
-              seq,
-              ...(ack.extack ? { extack: ack.extack } : {}),
-            });
-          }
-          return interrupted ? undefined : rules;
-        }
+      const { end, interrupted: flagged } = this.#dump.accept(got, seq);
+      if (flagged) interrupted = true;
+      if (end === undefined) continue;
+      if (end.errno !== 0) {
+        throw new NetlinkError("dump", end.errno, {
+          seq,
+          ...(end.extack ? { extack: end.extack } : {}),
+        });
       }
+      return !interrupted;
     }
   }
 }

@@ -194,6 +194,53 @@ Deno.test("deleteRules() of a dumped rule matches its other selectors too", asyn
   assert.deepEqual(left.map((k) => [k.src, k.iif, k.plain]), [[r.src, "", true]]);
 });
 
+Deno.test("listRulesIfChanged() finds an unchanged list unchanged, and any change of it, from any socket", async () => {
+  await using ns = await Netns.create();
+  using socket = ns.enter(() => RuleSocket.open());
+  using other = ns.enter(() => RuleSocket.open());
+  const ours = [...v4Rules(1500), ...v6Rules(500)]; // a dump of several datagrams
+  assert.deepEqual(errorCodes(await socket.addRules(ours)), ours.map(() => undefined));
+
+  const first = await socket.listRulesIfChanged();
+  assert.ok(first);
+  assert.deepEqual(first.rules, await socket.listRules());
+  assert.deepEqual(
+    first.rules.filter((r) => r.family === 4).map(ruleRow),
+    await ipRuleRows(ns, 4),
+  );
+  // Unchanged, though every dump has its own sequence number: nothing decoded.
+  assert.equal(await socket.listRulesIfChanged(first.image), undefined);
+  assert.equal(await other.listRulesIfChanged(first.image), undefined);
+
+  const one = ours[700]!;
+  const changes: [string, () => Promise<unknown>][] = [
+    ["our rule deleted", () => other.deleteRules([one])],
+    ["our rule back", () => other.addRules([one])],
+    [
+      "foreign rule added",
+      () => ns.ip(["rule", "add", "from", one.src, "lookup", "7", "priority", "5"]),
+    ],
+    [
+      "foreign rule deleted",
+      () => ns.ip(["rule", "del", "from", one.src, "lookup", "7", "priority", "5"]),
+    ],
+    ["IPv6 rule re-tabled", async () => {
+      const v6 = ours[1800]!;
+      await other.deleteRules([v6]);
+      await other.addRules([{ ...v6, table: v6.table + 1 }]);
+    }],
+  ];
+  let image = first.image;
+  for (const [change, apply] of changes) {
+    await apply();
+    const after = await socket.listRulesIfChanged(image);
+    assert.ok(after, `${change}: reported unchanged`);
+    assert.deepEqual(after.rules, await socket.listRules(), change);
+    assert.equal(await socket.listRulesIfChanged(after.image), undefined, `${change}: twice`);
+    image = after.image;
+  }
+});
+
 Deno.test("RuleSocket.close() is idempotent and later calls fail", async () => {
   await using ns = await Netns.create();
   const socket = ns.enter(() => RuleSocket.open());
