@@ -42,6 +42,8 @@ export interface DesiredRules {
   rules: RuleSet;
   /** Present configs that yield no valid rule. */
   invalid: InvalidConfig[];
+  /** The version of `rules` and `invalid` (see `DesiredState.version`). */
+  version: number;
 }
 
 /** What a reconcile must do to the kernel. */
@@ -287,7 +289,7 @@ export class DesiredState {
 
   /** The desired rules (live set) and the refused configs (copied) as one value. */
   snapshot(): DesiredRules {
-    return { rules: this.rules, invalid: this.invalid() };
+    return { rules: this.rules, invalid: this.invalid(), version: this.version };
   }
 }
 

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
-import { type KernelRule, NetlinkError, type RuleResult, type RuleSpec } from "../../ffi/mod.ts";
+import {
+  type KernelRule,
+  NetlinkError,
+  type RuleList,
+  RuleListImage,
+  type RuleResult,
+  type RuleSpec,
+} from "../../ffi/mod.ts";
 import { Logger } from "../log.ts";
-import { desiredRules } from "./plan.ts";
+import { desiredRules, DesiredState } from "./plan.ts";
 import { kernelRule } from "./test_rules.ts";
 import { checkPermission, PermissionError, RuleReconciler, type RuleTable } from "./reconciler.ts";
 
@@ -15,8 +22,22 @@ class MemoryTable implements RuleTable {
   /** Sources whose add fails with this errno. */
   refuse = new Map<string, number>();
 
-  listRules(): Promise<KernelRule[]> {
-    return Promise.resolve(this.rules.map((r) => ({ ...r })));
+  /** Dumps found unchanged. */
+  unchanged = 0;
+
+  listRulesIfChanged(since?: RuleListImage): Promise<RuleList | undefined> {
+    // The image of the list: its JSON, padded to whole words.
+    const json = new TextEncoder().encode(JSON.stringify(this.rules));
+    const bytes = new Uint8Array((json.length + 3) & ~3);
+    bytes.set(json);
+    if (since?.sameAs(new Int32Array(bytes.buffer))) {
+      this.unchanged++;
+      return Promise.resolve(undefined);
+    }
+    return Promise.resolve({
+      rules: this.rules.map((r) => ({ ...r })),
+      image: new RuleListImage(bytes),
+    });
   }
 
   addRules(rules: readonly RuleSpec[]): Promise<RuleResult[]> {
@@ -126,12 +147,77 @@ Deno.test("RuleReconciler throws PermissionError on EPERM", async () => {
   );
 });
 
+Deno.test("RuleReconciler: while kernel and desired rules stay the same, a reconcile only compares the dump", async () => {
+  const table = new MemoryTable();
+  const reconciler = new RuleReconciler(table, { protocol: PROTO });
+  const state = desired("10.0.0.1", "10.0.0.2");
+  const first = await reconciler.reconcile(state, quiet);
+  assert.equal(first.added, 2);
+  // Rules were added: the list changed, so the next reconcile plans again (and finds nothing).
+  const second = await reconciler.reconcile(state, quiet);
+  assert.deepEqual([second.added, second.deleted, second.applied, table.unchanged], [0, 0, 2, 0]);
+  const third = await reconciler.reconcile(state, quiet);
+  assert.equal(third, second);
+  assert.equal(table.unchanged, 1);
+
+  // Someone deletes a rule: the list differs, the rule is put back.
+  table.rules.shift();
+  const repaired = await reconciler.reconcile(state, quiet);
+  assert.deepEqual([repaired.added, repaired.applied, table.unchanged], [1, 2, 1]);
+  assert.equal(table.rules.length, 2);
+  await reconciler.reconcile(state, quiet);
+  await reconciler.reconcile(state, quiet);
+  assert.equal(table.unchanged, 2);
+});
+
+Deno.test("RuleReconciler plans again when the desired rules changed, though the kernel did not", async () => {
+  const table = new MemoryTable();
+  const reconciler = new RuleReconciler(table, { protocol: PROTO });
+  const state = new DesiredState({ protocol: PROTO });
+  state.update("a", config("a", "10.0.0.1"));
+  await reconciler.reconcile(state.snapshot(), quiet);
+  await reconciler.reconcile(state.snapshot(), quiet);
+  assert.equal((await reconciler.reconcile(state.snapshot(), quiet)).applied, 1);
+  assert.equal(table.unchanged, 1);
+
+  state.update("b", config("b", "10.0.0.2"));
+  const grown = await reconciler.reconcile(state.snapshot(), quiet);
+  assert.deepEqual([grown.added, grown.applied, table.unchanged], [1, 2, 1]);
+
+  // Another desired set (e.g. the empty one of a drain) never reuses the quiet result.
+  await reconciler.reconcile(state.snapshot(), quiet);
+  const drained = await reconciler.reconcile(
+    new DesiredState({ protocol: PROTO }).snapshot(),
+    quiet,
+  );
+  assert.equal(drained.deleted, 2);
+  assert.deepEqual(table.rules, []);
+});
+
+Deno.test("RuleReconciler retries a refused rule on every reconcile", async () => {
+  const table = new MemoryTable();
+  table.refuse.set("10.0.0.2", EINVAL);
+  const reconciler = new RuleReconciler(table, { protocol: PROTO });
+  const state = desired("10.0.0.1", "10.0.0.2");
+  for (let i = 0; i < 3; i++) {
+    const result = await reconciler.reconcile(state, quiet);
+    assert.deepEqual([result.converged, result.failed.length, result.plan.add.length], [
+      false,
+      1,
+      i === 0 ? 2 : 1,
+    ]);
+  }
+  assert.equal(table.unchanged, 0);
+  table.refuse.clear();
+  assert.equal((await reconciler.reconcile(state, quiet)).converged, true);
+});
+
 Deno.test("RuleReconciler.restore() puts back deleted rules without a dump", async () => {
   const table = new MemoryTable();
   const reconciler = new RuleReconciler(table, { protocol: PROTO });
   const rules = desired("10.0.0.1", "10.0.0.2").rules.values();
   table.rules.push(kernelRule(rules[1]!));
-  table.listRules = () => Promise.reject(new Error("No dump expected"));
+  table.listRulesIfChanged = () => Promise.reject(new Error("No dump expected"));
   assert.deepEqual(await reconciler.restore([rules[0]!], quiet), { added: 1, failed: false });
   table.refuse.set("10.0.0.2", EINVAL);
   assert.deepEqual(await reconciler.restore([rules[1]!], quiet), { added: 0, failed: true });
