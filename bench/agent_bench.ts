@@ -1,6 +1,7 @@
 /**
  * Agent benchmark (issue 6) on a local control plane with node namespaces (root): peak RSS with
- * 1,000 configs; with 10,000 configs: cold start to converged, one config created → kernel rule
+ * 1,000 configs, unconstrained and in a memory cgroup limited to 64 MiB (the original agent's
+ * limit) with its own copy of the runtime; with 10,000 configs: cold start to converged, one config created → kernel rule
  * present (median, p99 over 500), external rule delete → restored (median, p99 over 200), CPU
  * time per idle resync, API requests per minute in steady state, peak RSS.
  * Targets: create p99 < 200 ms, repair p99 < 20 ms, < 15 ms CPU per resync, only the watch in
@@ -10,6 +11,7 @@ import { type KernelRule, RuleSocket, RuleSubscription } from "../ffi/mod.ts";
 import { runLimited } from "../src/controller/apply.ts";
 import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
+import { MemoryCgroup, privateRuntime } from "../tests/support/memory_cgroup.ts";
 import { eventually, type ExecutableProcess } from "../tests/support/process.ts";
 import { AGENT_PORT, startTopology, type TopologyNode } from "../tests/support/topology.ts";
 
@@ -19,6 +21,8 @@ const CREATES = Number(Deno.env.get("CREATES") ?? 500);
 const DRIFTS = Number(Deno.env.get("DRIFTS") ?? 200);
 const STEADY_MS = Number(Deno.env.get("STEADY_SECONDS") ?? 60) * 1000;
 const IDLE_RESYNC = "100ms";
+const MEMORY_LIMIT = 64 * 1024 * 1024;
+const MIB = 1024 * 1024;
 const PROTO = 201;
 const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
 
@@ -33,8 +37,19 @@ function ms(n: number): string {
 
 /** Peak RSS (VmHWM) of a process in MiB. */
 function peakRss(pid: number): number {
+  return memory(pid).peak;
+}
+
+/** Peak RSS and the current anonymous and file-backed parts of a process's RSS, in MiB. */
+function memory(pid: number): { peak: number; anon: number; file: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  const kib = (key: string) =>
+    Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
+  return { peak: kib("VmHWM"), anon: kib("RssAnon"), file: kib("RssFile") };
+}
+
+function mib(n: number): string {
+  return `${n.toFixed(1)} MiB`;
 }
 
 /** CPU time (user + system) of a process in ms. */
@@ -104,11 +119,17 @@ const create = async (i: number, name = `bench-${i}`): Promise<void> => {
   });
 };
 const agents: ExecutableProcess[] = [];
-const start = async (node: TopologyNode, args: string[], name: string) => {
+const start = async (
+  node: TopologyNode,
+  args: string[],
+  name: string,
+  options: { wrapper?: string[]; runtime?: string } = {},
+) => {
   const v8 = Deno.env.get("AGENT_V8"); // for trying V8 flags without a rebuild
   const agent = await topo.startAgent(node, ["--log-level=warn", ...args], {
     logName: name,
     ...(v8 ? { env: { DENO_V8_FLAGS: v8 } } : {}),
+    ...options,
   });
   agents.push(agent);
   return agent;
@@ -122,8 +143,24 @@ try {
   const a1 = await start(small, [], "bench-agent-1k.log");
   await eventually("1k converged", () => ready(small), 120_000);
   const cold1k = performance.now() - t0;
-  const rss1k = peakRss(a1.pid);
+  const mem1k = memory(a1.pid);
   await a1.stop();
+
+  // The same under a 64 MiB limit, the runtime's pages charged to the agent as in a new Pod.
+  await using runtime = await privateRuntime();
+  using cgroup = MemoryCgroup.create(`iprule-bench-${Deno.pid}`, MEMORY_LIMIT);
+  t0 = performance.now();
+  const limited = await start(small, [], "bench-agent-1k-limited.log", {
+    wrapper: cgroup.wrapper(),
+    runtime: runtime.path,
+  });
+  await eventually("1k converged in the memory cgroup", () => ready(small), 120_000);
+  const coldLimited = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 12_000)); // through an idle resync (default 10 s)
+  const stillReady = await ready(small);
+  const memLimited = memory(limited.pid);
+  const cgroupLimited = cgroup.stats();
+  await limited.stop();
 
   console.log(`setup: ${CONFIGS - SMALL} more IPRuleConfigs...`);
   const setup = performance.now();
@@ -208,9 +245,20 @@ try {
         `(target: the watch only)`,
     );
     console.log(
-      `peak RSS: ${
-        rss1k.toFixed(1)
-      } MiB with ${SMALL} configs (target ≤ 64 MiB); with ${CONFIGS}+: ` +
+      `peak RSS with ${SMALL} configs: ${mib(mem1k.peak)} unconstrained (anon ${
+        mib(mem1k.anon)
+      }, file-backed ${mib(mem1k.file)}, mostly the deno binary's pages); in a ${
+        MEMORY_LIMIT / MIB
+      } MiB memory cgroup with its own runtime copy: ${mib(memLimited.peak)} (anon ${
+        mib(memLimited.anon)
+      }, file-backed ${mib(memLimited.file)}), cgroup peak ${
+        mib(cgroupLimited.peakBytes / MIB)
+      }, ${cgroupLimited.oomKills} OOM kills, converged in ${ms(coldLimited)}, ${
+        stillReady ? "still ready" : "NOT READY"
+      } 12 s later (target ≤ 64 MiB)`,
+    );
+    console.log(
+      `peak RSS with ${CONFIGS}+: ` +
         `${rss10k.toFixed(1)} MiB through cold start, creates and repairs, ${
           rssIdle.toFixed(1)
         } MiB through restart and idle resyncs (target ≤ 128 MiB)`,

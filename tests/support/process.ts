@@ -30,12 +30,18 @@ export class ExecutableProcess {
   static async start(
     executable: Executable,
     args: readonly string[],
-    options: { logFile: string; prefix?: readonly string[]; env?: Record<string, string> },
+    options: {
+      logFile: string;
+      prefix?: readonly string[];
+      env?: Record<string, string>;
+      /** The deno binary; default this process's. */
+      runtime?: string;
+    },
   ): Promise<ExecutableProcess> {
     const { entry, flags } = EXECUTABLES[executable];
     const command = [
       ...(options.prefix ?? []),
-      Deno.execPath(),
+      options.runtime ?? Deno.execPath(),
       "run",
       "--quiet",
       ...flags,

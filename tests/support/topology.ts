@@ -47,6 +47,10 @@ export interface StartAgentOptions {
   env?: Record<string, string>;
   /** Leave out the default flags (kubeconfig, node name, metrics address, log format). */
   bare?: boolean;
+  /** A command that runs the agent's `ip netns exec …` (e.g. `MemoryCgroup.wrapper()`). */
+  wrapper?: readonly string[];
+  /** The deno binary; default the test's. */
+  runtime?: string;
 }
 
 async function run(cmd: string, args: string[]): Promise<string> {
@@ -156,8 +160,9 @@ export class Topology implements AsyncDisposable {
     ];
     return ExecutableProcess.start("agent", [...defaults, ...args], {
       logFile: `${this.cp.dir}/${options.logName ?? `agent-${node.name}.log`}`,
-      prefix: node.ns.exec([]),
+      prefix: [...(options.wrapper ?? []), ...node.ns.exec([])],
       ...(options.env ? { env: options.env } : {}),
+      ...(options.runtime ? { runtime: options.runtime } : {}),
     });
   }
 
