@@ -59,6 +59,12 @@ function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * (1000 / CLOCK_TICKS);
 }
 
+/** Major page faults of a process (pages read back from disk, e.g. code pages reclaimed before). */
+function majorFaults(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[9]);
+}
+
 async function metric(node: TopologyNode, name: string): Promise<number> {
   const text = await (await fetch(`http://${node.address}:${AGENT_PORT}/metrics`)).text();
   let sum = 0;
@@ -156,7 +162,10 @@ try {
   });
   await eventually("1k converged in the memory cgroup", () => ready(small), 120_000);
   const coldLimited = performance.now() - t0;
+  const [faults0, cpuLimited0] = [majorFaults(limited.pid), cpuMs(limited.pid)];
   await new Promise((r) => setTimeout(r, 12_000)); // through an idle resync (default 10 s)
+  const idleFaults = majorFaults(limited.pid) - faults0;
+  const idleCpu = cpuMs(limited.pid) - cpuLimited0;
   const stillReady = await ready(small);
   const memLimited = memory(limited.pid);
   const cgroupLimited = cgroup.stats();
@@ -255,7 +264,9 @@ try {
         mib(cgroupLimited.peakBytes / MIB)
       }, ${cgroupLimited.oomKills} OOM kills, converged in ${ms(coldLimited)}, ${
         stillReady ? "still ready" : "NOT READY"
-      } 12 s later (target ≤ 64 MiB)`,
+      } 12 s later with ${idleFaults} major page faults and ${
+        ms(idleCpu)
+      } CPU meanwhile (target ≤ 64 MiB)`,
     );
     console.log(
       `peak RSS with ${CONFIGS}+: ` +
