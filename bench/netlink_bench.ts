@@ -157,8 +157,12 @@ async function addDeleteRow(name: string, rules: Rule[]): Promise<Row> {
   };
 }
 
-/** Dump + diff against the desired set (indexed once, as an agent keeps it), nothing to change. */
-async function timeDumpDiff(count: number): Promise<number[]> {
+/**
+ * Dump + diff against the desired set (indexed once, as an agent keeps it), nothing to change;
+ * and, on the same rules, the dump compared with the previous one's bytes instead
+ * (`listRulesIfChanged`, what an idle resync of the agent does).
+ */
+async function timeDumpDiff(count: number): Promise<{ diff: number[]; compare: number[] }> {
   await using ns = await Netns.create();
   using socket = ns.enter(() => RuleSocket.open());
   const desired = v4Rules(count);
@@ -181,7 +185,17 @@ async function timeDumpDiff(count: number): Promise<number[]> {
     if (toAdd.length !== 0 || toDelete.length !== 0) throw new Error("Dump + diff found changes");
     if (i > 0) times.push(elapsed); // the first run warms the JIT
   }
-  return times;
+  const first = await socket.listRulesIfChanged();
+  if (first === undefined) throw new Error("A first dump found unchanged");
+  const compare: number[] = [];
+  for (let i = 0; i <= DUMP_RUNS; i++) {
+    const t = performance.now();
+    const changed = await socket.listRulesIfChanged(first.image);
+    const elapsed = performance.now() - t;
+    if (changed !== undefined) throw new Error("An unchanged dump compared unequal");
+    if (i > 0) compare.push(elapsed);
+  }
+  return { diff: times, compare };
 }
 
 /** From writing `rule del` to a running `ip -batch -` to our subscription's event. */
@@ -336,7 +350,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const dumpDiff = await timeDumpDiff(10_000);
+  const { diff: dumpDiff, compare: dumpCompare } = await timeDumpDiff(10_000);
   const latency = await timeEventLatency(LATENCY_SAMPLES);
   const baseline = await child("baseline");
   const hold = await child("hold");
@@ -347,6 +361,13 @@ async function main(): Promise<void> {
   console.log(
     `dump + diff of 10k unchanged rules (${DUMP_RUNS} runs): median ${ms(median(dumpDiff))}, ` +
       `p90 ${ms(quantile(dumpDiff, 0.9))}, max ${ms(Math.max(...dumpDiff))}`,
+  );
+  console.log(
+    `dump compared with the previous dump's bytes instead (idle resync): median ${
+      ms(median(dumpCompare))
+    }, p90 ${ms(quantile(dumpCompare, 0.9))} (${
+      (median(dumpCompare) / median(dumpDiff)).toFixed(2)
+    }x of dump + diff)`,
   );
   console.log(
     `event latency, external ip rule del -> our event (${LATENCY_SAMPLES} samples): median ` +
