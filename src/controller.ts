@@ -18,7 +18,8 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "controller" });
-    await untilSignal(log, (signal) => runController(options, log, signal));
+    const code = await untilSignal(log, (signal) => runController(options, log, signal));
     log.info("Controller stopped", { version: VERSION });
+    return code;
   });
 }

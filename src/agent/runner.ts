@@ -105,15 +105,8 @@ export async function runAgent(
     return 1;
   }
 
-  let client: KubeClient;
-  try {
-    client = await KubeClient.connect(
-      options.kubeconfig === undefined ? {} : { kubeconfig: options.kubeconfig },
-    );
-  } catch (error: unknown) {
-    log.error("Kubeconfig not loaded", { err: error });
-    return 1;
-  }
+  const client = await KubeClient.connectOrReport(options.kubeconfig, log);
+  if (client === undefined) return 1;
   using _client = client;
 
   const stop = new AbortController();

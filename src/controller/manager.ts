@@ -64,24 +64,33 @@ function reconcileID(): string {
   return crypto.randomUUID().slice(0, 8);
 }
 
-/** Runs the controller until the signal aborts (or leadership is lost). */
+/**
+ * Runs the controller until the signal aborts; returns the exit code: 0 after a shutdown, 1 when
+ * it cannot start or lost leadership (Kubernetes then restarts a clean standby).
+ */
 export async function runController(
   options: ControllerOptions,
   log: Logger,
   signal: AbortSignal,
-): Promise<void> {
-  const client = await KubeClient.connect(
-    options.kubeconfig === undefined ? {} : { kubeconfig: options.kubeconfig },
-  );
+): Promise<number> {
+  const client = await KubeClient.connectOrReport(options.kubeconfig, log);
+  if (client === undefined) return 1;
   const metrics = new ControllerMetrics();
   metrics.requests = client.requests;
   let state: "standby" | "syncing" | "ready" = "standby";
-  const health = startHealthServer({
-    ...options.metricsAddr,
-    registry: metrics.registry,
-    readiness: () => ({ ready: state !== "syncing", reason: state }),
-    signal,
-  });
+  let health: ReturnType<typeof startHealthServer>;
+  try {
+    health = startHealthServer({
+      ...options.metricsAddr,
+      registry: metrics.registry,
+      readiness: () => ({ ready: state !== "syncing", reason: state }),
+      signal,
+    });
+  } catch (error: unknown) {
+    client.close();
+    log.error("Health endpoint not started", { err: error, addr: options.metricsAddr });
+    return 1;
+  }
   log.info("Controller started", { metricsPort: health.port, namespace: options.namespace });
   const identity = `${Deno.env.get("POD_NAME") ?? Deno.hostname()}_${
     crypto.randomUUID().slice(0, 8)
@@ -102,11 +111,15 @@ export async function runController(
         onChange: (leading) => metrics.leader.set(leading ? 1 : 0),
       }).run(signal, lead);
       // Leadership lost without a shutdown: exit so that Kubernetes restarts a clean standby.
-      if (!signal.aborted) throw new Error("Leader lease lost");
+      if (!signal.aborted) {
+        log.info("Exiting after the lost lease, so that a clean standby starts");
+        return 1;
+      }
     } else {
       metrics.leader.set(1);
       await lead(signal);
     }
+    return 0;
   } finally {
     client.close();
     await health.finished;

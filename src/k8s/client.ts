@@ -4,6 +4,7 @@
  * kubeconfig.ts), and Deno's fetch over one pooled `Deno.createHttpClient` for requests, so
  * connections are reused and a watch's streaming body stops on abort.
  */
+import type { Logger } from "../log.ts";
 import { type KubeAccess, loadKubeAccess } from "./kubeconfig.ts";
 import { apiVersionOf, type Resource, resourcePath } from "./resources.ts";
 
@@ -67,6 +68,22 @@ export class KubeClient {
     this.#access = access;
     this.server = access.server.replace(/\/+$/, "");
     this.#http = http;
+  }
+
+  /**
+   * `connect` at an executable's start: when the kubeconfig is unusable, logs "Kubeconfig not
+   * loaded" with the reason and returns undefined, for the caller to exit 1.
+   */
+  static async connectOrReport(
+    kubeconfig: string | undefined,
+    log: Pick<Logger, "error">,
+  ): Promise<KubeClient | undefined> {
+    try {
+      return await KubeClient.connect(kubeconfig === undefined ? {} : { kubeconfig });
+    } catch (error: unknown) {
+      log.error("Kubeconfig not loaded", { err: error });
+      return undefined;
+    }
   }
 
   /** Loads the configuration and opens the pooled HTTP client. */

@@ -16,6 +16,26 @@ import {
 import { ExecAuth } from "@kubernetes/client-node/dist/exec_auth.js";
 import { FileAuth } from "@kubernetes/client-node/dist/file_auth.js";
 
+/** A kubeconfig that cannot be used, with the file and the setting at fault. */
+export class KubeconfigError extends Error {
+  override name = "KubeconfigError";
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Reads a file a kubeconfig names; `what` says which setting named it. */
+function readNamed(path: string, what: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error: unknown) {
+    throw new KubeconfigError(`${what} "${path}" not readable: ${reason(error)}`, {
+      cause: error,
+    });
+  }
+}
+
 /** Where the service account's token, CA and namespace are mounted in a pod. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -62,8 +82,9 @@ function text(data: unknown): string | undefined {
 function fileOrData(
   file: string | null | undefined,
   data: string | null | undefined,
+  what: string,
 ): string | undefined {
-  if (file) return Deno.readTextFileSync(file);
+  if (file) return readNamed(file, what);
   if (data) return new TextDecoder().decode(Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
   return undefined;
 }
@@ -76,21 +97,44 @@ function absolute(dir: string, file: string): string {
 async function loadFile(path: string): Promise<Loaded> {
   // Loaded only for a kubeconfig file: in a pod (service account) the YAML parser is not needed.
   const { parse } = await import("yaml");
-  const doc = (parse(Deno.readTextFileSync(path)) ?? {}) as Record<string, unknown>;
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  const clusters = newClusters(doc.clusters);
-  for (const c of clusters) if (c.caFile) c.caFile = absolute(dir, c.caFile);
-  const users = newUsers(doc.users);
-  for (const u of users) {
-    if (u.certFile) u.certFile = absolute(dir, u.certFile);
-    if (u.keyFile) u.keyFile = absolute(dir, u.keyFile);
+  const source = readNamed(path, "Kubeconfig");
+  let doc: unknown;
+  try {
+    doc = parse(source) ?? {};
+  } catch (error: unknown) {
+    // The parser's first line says what and where; the rest is a code frame.
+    const what = reason(error).split("\n")[0];
+    throw new KubeconfigError(`Kubeconfig "${path}" is not valid YAML: ${what}`, {
+      cause: error,
+    });
   }
-  return {
-    clusters,
-    users,
-    contexts: newContexts(doc.contexts),
-    current: typeof doc["current-context"] === "string" ? doc["current-context"] : undefined,
-  };
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw new KubeconfigError(
+      `Kubeconfig "${path}": expected a mapping of clusters, users and contexts`,
+    );
+  }
+  const fields = doc as Record<string, unknown>;
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+  try {
+    const clusters = newClusters(fields.clusters);
+    for (const c of clusters) if (c.caFile) c.caFile = absolute(dir, c.caFile);
+    const users = newUsers(fields.users);
+    for (const u of users) {
+      if (u.certFile) u.certFile = absolute(dir, u.certFile);
+      if (u.keyFile) u.keyFile = absolute(dir, u.keyFile);
+    }
+    return {
+      clusters,
+      users,
+      contexts: newContexts(fields.contexts),
+      current: typeof fields["current-context"] === "string"
+        ? fields["current-context"]
+        : undefined,
+    };
+  } catch (error: unknown) {
+    // client-node's entry checks name the entry, e.g. "clusters[0].name is missing".
+    throw new KubeconfigError(`Kubeconfig "${path}": ${reason(error)}`, { cause: error });
+  }
 }
 
 /** Several kubeconfig files merged as kubectl does: the first definition of a name wins. */
@@ -121,7 +165,7 @@ function inCluster(): Loaded {
   const host = Deno.env.get("KUBERNETES_SERVICE_HOST");
   const port = Deno.env.get("KUBERNETES_SERVICE_PORT");
   if (!host || !port) {
-    throw new Error(
+    throw new KubeconfigError(
       "No kubeconfig found and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set",
     );
   }
@@ -153,7 +197,9 @@ async function load(options: KubeAccessOptions): Promise<Loaded> {
   const home = Deno.env.get("HOME");
   if (home && exists(`${home}/.kube/config`)) return await loadFile(`${home}/.kube/config`);
   if (exists(`${SERVICE_ACCOUNT_DIR}/token`)) return inCluster();
-  throw new Error("No kubeconfig found: pass --kubeconfig, set KUBECONFIG or run in a pod");
+  throw new KubeconfigError(
+    "No kubeconfig found: pass --kubeconfig, set KUBECONFIG or run in a pod",
+  );
 }
 
 /**
@@ -162,9 +208,24 @@ async function load(options: KubeAccessOptions): Promise<Loaded> {
  */
 export async function loadKubeAccess(options: KubeAccessOptions = {}): Promise<KubeAccess> {
   const config = await load(options);
+  if (config.current === undefined) {
+    throw new KubeconfigError(
+      "No current-context in the kubeconfig: set one (kubectl config use-context)",
+    );
+  }
   const context = config.contexts.find((c) => c.name === config.current);
-  const cluster = config.clusters.find((c) => c.name === context?.cluster);
-  if (!context || !cluster) throw new Error("No cluster in the kubeconfig's current context");
+  if (!context) {
+    throw new KubeconfigError(
+      `current-context "${config.current}" is not among the kubeconfig's contexts`,
+    );
+  }
+  const cluster = config.clusters.find((c) => c.name === context.cluster);
+  if (!cluster) {
+    throw new KubeconfigError(
+      `No cluster in the kubeconfig's current context: context "${context.name}" names cluster ` +
+        `"${context.cluster}", which is not defined`,
+    );
+  }
   const user: User = config.users.find((u) => u.name === context.user) ?? { name: "" };
   const provider = user.authProvider?.name;
   if (provider !== undefined && !user.authProvider?.config?.tokenFile) {
@@ -193,9 +254,15 @@ export async function loadKubeAccess(options: KubeAccessOptions = {}): Promise<K
       }
     },
   };
-  const ca = fileOrData(cluster.caFile, cluster.caData);
-  const cert = text(first.cert) ?? fileOrData(user.certFile, user.certData);
-  const key = text(first.key) ?? fileOrData(user.keyFile, user.keyData);
+  const ca = fileOrData(
+    cluster.caFile,
+    cluster.caData,
+    `certificate-authority of cluster "${cluster.name}"`,
+  );
+  const cert = text(first.cert) ??
+    fileOrData(user.certFile, user.certData, `client-certificate of user "${user.name}"`);
+  const key = text(first.key) ??
+    fileOrData(user.keyFile, user.keyData, `client-key of user "${user.name}"`);
   if (ca) access.ca = ca;
   if (cert) access.cert = cert;
   if (key) access.key = key;
@@ -209,7 +276,7 @@ async function clientNodeAccess(options: KubeAccessOptions): Promise<KubeAccess>
   if (options.kubeconfig) config.loadFromFile(options.kubeconfig);
   else config.loadFromDefault();
   const cluster = config.getCurrentCluster();
-  if (!cluster) throw new Error("No cluster in the kubeconfig's current context");
+  if (!cluster) throw new KubeconfigError("No cluster in the kubeconfig's current context");
   const tls: { ca?: Uint8Array; cert?: Uint8Array; key?: Uint8Array } = {};
   await config.applyToHTTPSOptions(tls as Record<string, unknown>);
   const access: KubeAccess = {

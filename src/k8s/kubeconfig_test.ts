@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadKubeAccess } from "./kubeconfig.ts";
+import { KubeconfigError, loadKubeAccess } from "./kubeconfig.ts";
 
 const DATA = new URL("./testdata/", import.meta.url).pathname;
 
@@ -46,9 +46,33 @@ Deno.test("loadKubeAccess() merges the files of $KUBECONFIG, the first current c
   }
 });
 
-Deno.test("loadKubeAccess() fails when the current context names no cluster", async () => {
-  await assert.rejects(
-    loadKubeAccess({ kubeconfig: `${DATA}kubeconfig-dangling.yaml` }),
-    /No cluster in the kubeconfig's current context/,
-  );
+Deno.test("loadKubeAccess() fails with a KubeconfigError naming the file or setting at fault", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      "kubeconfig-dangling.yaml",
+      /No cluster in the kubeconfig's current context: context "dangling" names cluster "missing", which is not defined/,
+    ],
+    [
+      "kubeconfig-unknown-context.yaml",
+      /current-context "typo" is not among the kubeconfig's contexts/,
+    ],
+    ["kubeconfig-bad-yaml.yaml", /Kubeconfig ".*kubeconfig-bad-yaml.yaml" is not valid YAML: /],
+    ["kubeconfig-list.yaml", /Kubeconfig ".*kubeconfig-list.yaml": expected a mapping/],
+    [
+      "kubeconfig-missing-ca.yaml",
+      /certificate-authority of cluster "test" ".*testdata\/certs\/missing-ca.crt" not readable: /,
+    ],
+    [
+      "no-such-kubeconfig.yaml",
+      /Kubeconfig ".*no-such-kubeconfig.yaml" not readable: No such file/,
+    ],
+  ];
+  for (const [file, message] of cases) {
+    const error = await loadKubeAccess({ kubeconfig: `${DATA}${file}` }).then(
+      () => assert.fail(`${file}: loaded`),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof KubeconfigError, `${file}: ${error}`);
+    assert.match(error.message, message, file);
+  }
 });
