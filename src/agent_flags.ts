@@ -19,6 +19,52 @@ import {
  * iproute2's rt_protos; `ip -d rule show` prints it as "proto 201".
  */
 export const DEFAULT_PROTOCOL = 201;
+
+/**
+ * Protocol numbers the agent refuses to own, with their owner. The agent deletes every rule
+ * carrying its protocol, so it must not claim one that marks others' rules: 0-4 are defined by
+ * the kernel (2 marks its own `lookup local/main/default` rules, 4 is systemd-networkd's
+ * "static"), the rest name routing daemons in iproute2's rt_protos (bird, FRR's zebra,
+ * keepalived, DHCP clients...).
+ */
+export const RESERVED_PROTOCOLS: ReadonlyMap<number, string> = new Map([
+  [0, "unspec"],
+  [1, "redirect"],
+  [2, "kernel"],
+  [3, "boot"],
+  [4, "static"],
+  [8, "gated"],
+  [9, "ra"],
+  [10, "mrt"],
+  [11, "zebra"],
+  [12, "bird"],
+  [13, "dnrouted"],
+  [14, "xorp"],
+  [15, "ntk"],
+  [16, "dhcp"],
+  [18, "keepalived"],
+  [42, "babel"],
+  [99, "openr"],
+  [186, "bgp"],
+  [187, "isis"],
+  [188, "ospf"],
+  [189, "rip"],
+  [192, "eigrp"],
+]);
+
+/** The --protocol value, refused when out of range or another owner's number. */
+function protocolFlag(text: string): number {
+  const protocol = integerFlag("protocol", text, 1, 255);
+  const owner = RESERVED_PROTOCOLS.get(protocol);
+  if (owner !== undefined) {
+    throw new UsageError(
+      `Invalid value for --protocol: "${text}" (${protocol} is the "${owner}" protocol of ` +
+        `iproute2's rt_protos; the agent deletes every rule carrying its protocol, so pick an ` +
+        `unassigned number such as ${DEFAULT_PROTOCOL})`,
+    );
+  }
+  return protocol;
+}
 /** Where Debian installs libmnl. */
 export const DEFAULT_LIBMNL_PATH = "/usr/lib/x86_64-linux-gnu/libmnl.so.0";
 
@@ -44,7 +90,8 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
     type: "string",
     value: "N",
     default: String(DEFAULT_PROTOCOL),
-    help: "Netlink rule protocol marking the rules this agent owns (1-255); it deletes only those",
+    help: "Netlink rule protocol marking the rules this agent owns (1-255, not one of " +
+      "rt_protos' well-known numbers); it deletes only those",
   },
   { name: "once", type: "boolean", help: "Converge once and exit: 0 when converged, 1 otherwise" },
   {
@@ -96,7 +143,7 @@ export function parseAgentFlags(
     ...commonOptions(v, ctx),
     nodeName,
     resyncMs: durationFlag("resync", str(v, "resync") ?? "10s"),
-    protocol: integerFlag("protocol", str(v, "protocol") ?? String(DEFAULT_PROTOCOL), 1, 255),
+    protocol: protocolFlag(str(v, "protocol") ?? String(DEFAULT_PROTOCOL)),
     once: v.once === true,
     dryRun: v["dry-run"] === true,
     libmnlPath: str(v, "libmnl") ?? ctx.env.IPRULE_LIBMNL_PATH ?? DEFAULT_LIBMNL_PATH,

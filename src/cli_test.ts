@@ -55,6 +55,11 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
     [["--resync=0s"], /--resync: "0s"/],
     [["--protocol=256"], /--protocol: "256"/],
     [["--protocol=x"], /--protocol: "x"/],
+    // The kernel's own default rules carry protocol 2: owning it would delete them.
+    [["--protocol=2"], /--protocol: "2" \(2 is the "kernel" protocol .* such as 201\)/],
+    [["--protocol=4"], /--protocol: "4" \(4 is the "static" protocol/],
+    [["--protocol=12"], /--protocol: "12" \(12 is the "bird" protocol/],
+    [["--protocol=186"], /--protocol: "186" \(186 is the "bgp" protocol/],
     [["--log-format=xml"], /--log-format: "xml"/],
     [["--metrics-addr=9090"], /--metrics-addr: "9090"/],
     [["--node-name=Bad_Name"], /--node-name: "Bad_Name"/],
