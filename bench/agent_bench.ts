@@ -141,6 +141,47 @@ const start = async (
   return agent;
 };
 
+/**
+ * The 1k agent in a memory cgroup limited to 64 MiB (the original agent's limit) with its own
+ * uncached copy of the runtime, so the cgroup pays for the runtime's pages as a new Pod does.
+ * Returns the figures, or why they could not be measured (no cgroup, no convergence).
+ */
+async function measureLimited(node: TopologyNode): Promise<string> {
+  let cgroup: MemoryCgroup;
+  try {
+    cgroup = MemoryCgroup.create(`iprule-bench-${Deno.pid}`, MEMORY_LIMIT);
+  } catch (error: unknown) {
+    return `NOT MEASURED: ${error instanceof Error ? error.message : error}`;
+  }
+  using _cgroup = cgroup;
+  await using runtime = await privateRuntime();
+  const t0 = performance.now();
+  const agent = await start(node, [], "bench-agent-1k-limited.log", {
+    wrapper: cgroup.wrapper(),
+    runtime: runtime.path,
+  });
+  try {
+    await eventually("1k converged in the memory cgroup", () => ready(node), 120_000);
+  } catch (error: unknown) {
+    await agent.stop();
+    return `DID NOT CONVERGE (${cgroup.stats().oomKills} OOM kills): ${error}`;
+  }
+  const converged = performance.now() - t0;
+  const [faults0, cpu0] = [majorFaults(agent.pid), cpuMs(agent.pid)];
+  await new Promise((r) => setTimeout(r, 12_000)); // through an idle resync (default 10 s)
+  const faults = majorFaults(agent.pid) - faults0;
+  const cpu = cpuMs(agent.pid) - cpu0;
+  const stillReady = await ready(node);
+  const mem = memory(agent.pid);
+  const stats = cgroup.stats();
+  await agent.stop();
+  return `${mib(mem.peak)} (anon ${mib(mem.anon)}, file-backed ${mib(mem.file)}), cgroup peak ${
+    mib(stats.peakBytes / MIB)
+  }, ${stats.oomKills} OOM kills, converged in ${ms(converged)}, ${
+    stillReady ? "still ready" : "NOT READY"
+  } 12 s later with ${faults} major page faults and ${ms(cpu)} CPU meanwhile`;
+}
+
 try {
   console.log(`setup: ${SMALL} IPRuleConfigs...`);
   await runLimited(Array.from({ length: SMALL }, (_, i) => i), 32, (i) => create(i));
@@ -152,24 +193,7 @@ try {
   const mem1k = memory(a1.pid);
   await a1.stop();
 
-  // The same under a 64 MiB limit, the runtime's pages charged to the agent as in a new Pod.
-  await using runtime = await privateRuntime();
-  using cgroup = MemoryCgroup.create(`iprule-bench-${Deno.pid}`, MEMORY_LIMIT);
-  t0 = performance.now();
-  const limited = await start(small, [], "bench-agent-1k-limited.log", {
-    wrapper: cgroup.wrapper(),
-    runtime: runtime.path,
-  });
-  await eventually("1k converged in the memory cgroup", () => ready(small), 120_000);
-  const coldLimited = performance.now() - t0;
-  const [faults0, cpuLimited0] = [majorFaults(limited.pid), cpuMs(limited.pid)];
-  await new Promise((r) => setTimeout(r, 12_000)); // through an idle resync (default 10 s)
-  const idleFaults = majorFaults(limited.pid) - faults0;
-  const idleCpu = cpuMs(limited.pid) - cpuLimited0;
-  const stillReady = await ready(small);
-  const memLimited = memory(limited.pid);
-  const cgroupLimited = cgroup.stats();
-  await limited.stop();
+  const limitedReport = await measureLimited(small);
 
   console.log(`setup: ${CONFIGS - SMALL} more IPRuleConfigs...`);
   const setup = performance.now();
@@ -258,15 +282,7 @@ try {
         mib(mem1k.anon)
       }, file-backed ${mib(mem1k.file)}, mostly the deno binary's pages); in a ${
         MEMORY_LIMIT / MIB
-      } MiB memory cgroup with its own runtime copy: ${mib(memLimited.peak)} (anon ${
-        mib(memLimited.anon)
-      }, file-backed ${mib(memLimited.file)}), cgroup peak ${
-        mib(cgroupLimited.peakBytes / MIB)
-      }, ${cgroupLimited.oomKills} OOM kills, converged in ${ms(coldLimited)}, ${
-        stillReady ? "still ready" : "NOT READY"
-      } 12 s later with ${idleFaults} major page faults and ${
-        ms(idleCpu)
-      } CPU meanwhile (target ≤ 64 MiB)`,
+      } MiB memory cgroup with its own runtime copy: ${limitedReport} (target ≤ 64 MiB)`,
     );
     console.log(
       `peak RSS with ${CONFIGS}+: ` +
