@@ -67,11 +67,21 @@ export function helpText(program: string, summary: string, defs: readonly FlagDe
 }
 
 /** A duration flag such as `10s`, `5m`, `250ms`, in milliseconds (> 0). */
-export function durationFlag(name: string, value: string): number {
-  const parsed = /^\d+(\.\d+)?(ms|s|m|h)$/.test(value) ? ms(value as ms.StringValue) : undefined;
-  if (typeof parsed !== "number" || !(parsed > 0)) {
+export function durationFlag(name: string, value: string, minMs = 1): number {
+  // Go-style durations as the Agent CRD and kubectl users write them ("10s", "1m30s"): `ms`
+  // parses one number and unit, so the parts of a compound are parsed one by one and summed.
+  const parts = /^(\d+(\.\d+)?(ms|s|m|h))+$/.test(value)
+    ? value.match(/\d+(\.\d+)?(ms|s|m|h)/g)
+    : null;
+  const parsed = parts?.reduce((sum, part) => sum + ms(part as ms.StringValue), 0);
+  if (typeof parsed !== "number" || !Number.isFinite(parsed) || parsed <= 0) {
     throw new UsageError(
-      `Invalid value for --${name}: "${value}" (expected a duration such as 10s, 5m, 250ms)`,
+      `Invalid value for --${name}: "${value}" (expected a duration such as 10s, 1m30s, 250ms)`,
+    );
+  }
+  if (parsed < minMs) {
+    throw new UsageError(
+      `Invalid value for --${name}: "${value}" (expected at least ${ms(minMs)})`,
     );
   }
   return parsed;

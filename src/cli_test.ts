@@ -53,6 +53,7 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
   const cases: [string[], RegExp][] = [
     [["--resync=abc"], /--resync: "abc"/],
     [["--resync=0s"], /--resync: "0s"/],
+    [["--resync=10ms"], /--resync: "10ms" \(expected at least 50ms\)/],
     [["--protocol=256"], /--protocol: "256"/],
     [["--protocol=x"], /--protocol: "x"/],
     // The kernel's own default rules carry protocol 2: owning it would delete them.
@@ -121,6 +122,18 @@ Deno.test("helpText() lists every flag of both executables", () => {
 Deno.test("durationFlag() and addressFlag() parse their forms", () => {
   assert.equal(durationFlag("d", "1m"), 60_000);
   assert.equal(durationFlag("d", "1.5s"), 1500);
+  // Compounds as the Agent CRD's resyncPeriod allows them.
+  assert.equal(durationFlag("d", "1m30s"), 90_000);
+  assert.equal(durationFlag("d", "1h2m3s4ms"), 3_723_004);
+  for (const bad of ["", "10", "s", "1x", "1m 30s", "-1s", "0s", "0ms0s"]) {
+    assert.throws(
+      () => durationFlag("d", bad),
+      /Invalid value for --d: ".*" \(expected a duration/,
+      bad,
+    );
+  }
+  assert.throws(() => durationFlag("d", "50ms", 100), /--d: "50ms" \(expected at least 100ms\)/);
+  assert.equal(durationFlag("d", "100ms", 100), 100);
   assert.deepEqual(addressFlag("a", "[::1]:80"), { hostname: "::1", port: 80 });
   assert.throws(() => addressFlag("a", ":70000"), UsageError);
 });

@@ -5,6 +5,8 @@
  */
 
 import assert from "node:assert/strict";
+import { MIN_RESYNC_MS } from "../../src/agent_flags.ts";
+import { durationFlag } from "../../src/cli.ts";
 import {
   type ControlPlane,
   OPERATOR_NAMESPACE,
@@ -317,6 +319,18 @@ const REJECTED: RejectCase[] = [
     message: "Unsupported value",
   },
   {
+    name: "Agent with a resync period below 1s",
+    object: agent("agent", { resyncPeriod: "500ms" }),
+    field: "spec.resyncPeriod",
+    message: "resyncPeriod must be at least 1s",
+  },
+  {
+    name: "Agent with a resync period of 0s",
+    object: agent("agent", { resyncPeriod: "0s" }),
+    field: "spec.resyncPeriod",
+    message: "resyncPeriod must be at least 1s",
+  },
+  {
     name: "Agent with a resync period without unit",
     object: agent("agent", { resyncPeriod: "10" }),
     field: "spec.resyncPeriod",
@@ -492,4 +506,22 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
       logLevel: "info",
     });
   });
+
+  await t.step(
+    "accepts compound and boundary resync periods the agent's --resync accepts",
+    async () => {
+      for (const resyncPeriod of ["1s", "1m30s", "1h", "1500ms"]) {
+        const result = await cp.kubectl(
+          ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
+          {
+            stdin: JSON.stringify(agent("agent", { resyncPeriod })),
+            check: false,
+          },
+        );
+        assert.ok(result.success, `${resyncPeriod}: ${result.stderr.trim()}`);
+        // The DaemonSet passes it on as --resync: the agent must take what the CRD takes.
+        durationFlag("resync", resyncPeriod, MIN_RESYNC_MS);
+      }
+    },
+  );
 });
