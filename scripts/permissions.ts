@@ -46,12 +46,12 @@ export const CONTROLLER_V8_FLAGS: readonly string[] = ["--v8-flags=--max-old-spa
 /**
  * V8 flags of the agent. Its live heap is small (~9 MB with 1k rules, ~15-25 MB with 10k), but
  * V8 let the heap grow to 140-170 MiB RSS under the churn of 10k-rule dumps, over the DaemonSet's
- * 128 MiB limit. The old-space ceiling keeps it at ~90-100 MiB with 10k (bench:agent); the 1 MiB
- * semi-space (young generation) saves ~4 MiB of the ~30 MiB anonymous memory at 1k rules at no
- * measurable cost, since an idle reconcile allocates next to nothing.
+ * 128 MiB limit. The old-space ceiling keeps it at ~90-100 MiB with 10k (bench:agent). A 1 MiB
+ * semi-space saved ~4 MiB at 1k rules but raised bench:e2e's burst p99 by ~100 ms (more
+ * scavenges while 500 Services' configs arrive), so the young generation keeps 4 MiB.
  */
 export const AGENT_V8_FLAGS: readonly string[] = [
-  "--v8-flags=--max-semi-space-size=1,--max-old-space-size=64",
+  "--v8-flags=--max-semi-space-size=4,--max-old-space-size=64",
 ];
 
 /** Entry points and the flags `deno compile` / `deno run` get, by executable name. */
