@@ -66,7 +66,13 @@ export function helpText(program: string, summary: string, defs: readonly FlagDe
   ].join("\n");
 }
 
-/** A duration flag such as `10s`, `5m`, `250ms`, in milliseconds (> 0). */
+/**
+ * Longest duration flag: every duration ends up in a timer, and setTimeout fires at once for a
+ * delay above 2^31-1 ms (~596.5 h), which would turn a resync into a busy loop.
+ */
+export const MAX_DURATION_MS = 596 * 3_600_000;
+
+/** A duration flag such as `10s`, `1m30s`, `250ms`, in milliseconds, within [minMs, 596h]. */
 export function durationFlag(name: string, value: string, minMs = 1): number {
   // Go-style durations as the Agent CRD and kubectl users write them ("10s", "1m30s"): `ms`
   // parses one number and unit, so the parts of a compound are parsed one by one and summed.
@@ -83,6 +89,9 @@ export function durationFlag(name: string, value: string, minMs = 1): number {
     throw new UsageError(
       `Invalid value for --${name}: "${value}" (expected at least ${ms(minMs)})`,
     );
+  }
+  if (parsed > MAX_DURATION_MS) {
+    throw new UsageError(`Invalid value for --${name}: "${value}" (expected at most 596h)`);
   }
   return parsed;
 }

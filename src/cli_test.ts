@@ -134,6 +134,10 @@ Deno.test("durationFlag() and addressFlag() parse their forms", () => {
   }
   assert.throws(() => durationFlag("d", "50ms", 100), /--d: "50ms" \(expected at least 100ms\)/);
   assert.equal(durationFlag("d", "100ms", 100), 100);
+  // Beyond 2^31-1 ms setTimeout would fire at once: a resync of 597h would be a busy loop.
+  assert.equal(durationFlag("d", "596h"), 596 * 3_600_000);
+  assert.throws(() => durationFlag("d", "597h"), /--d: "597h" \(expected at most 596h\)/);
+  assert.throws(() => durationFlag("d", "596h1ms"), /expected at most 596h/);
   assert.deepEqual(addressFlag("a", "[::1]:80"), { hostname: "::1", port: 80 });
   assert.throws(() => addressFlag("a", ":70000"), UsageError);
 });

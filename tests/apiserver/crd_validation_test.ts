@@ -331,6 +331,12 @@ const REJECTED: RejectCase[] = [
     message: "resyncPeriod must be at least 1s",
   },
   {
+    name: "Agent with a resync period above 24h",
+    object: agent("agent", { resyncPeriod: "25h" }),
+    field: "spec.resyncPeriod",
+    message: "resyncPeriod must be at most 24h",
+  },
+  {
     name: "Agent with a resync period without unit",
     object: agent("agent", { resyncPeriod: "10" }),
     field: "spec.resyncPeriod",
@@ -510,7 +516,7 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
   await t.step(
     "accepts compound and boundary resync periods the agent's --resync accepts",
     async () => {
-      for (const resyncPeriod of ["1s", "1m30s", "1h", "1500ms"]) {
+      for (const resyncPeriod of ["1s", "1m30s", "1h", "1500ms", "24h"]) {
         const result = await cp.kubectl(
           ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
           {
