@@ -15,6 +15,7 @@ import {
   agentStatus,
   type DaemonSetCounts,
   type NodeInfo,
+  nodeList,
   sameAgentStatus,
   selectedNodes,
 } from "./agent_status.ts";
@@ -162,20 +163,18 @@ export class AgentReconciler {
     if ((present.length > 0 || busy.length > 0) && elapsed < this.options.drainTimeoutMs) {
       const message = present.length > 0
         ? `Marking ${present.length} IPRuleConfig(s) absent`
-        : `Waiting for ${busy.length} node(s) to remove their rules: ${
-          busy.slice(0, 5).join(", ")
-        }`;
+        : `Waiting for ${busy.length} node(s) to remove their rules: ${nodeList(busy)}`;
       await this.#setDraining(agent, "True", "Draining", message);
       return DRAIN_POLL_MS;
     }
     if (busy.length > 0) {
-      log.warn("Drain timed out; nodes keep rules", { nodes: busy.join(",") });
+      log.warn("Drain timed out; nodes keep rules", { count: busy.length, nodes: nodeList(busy) });
       await this.#setDraining(
         agent,
         "False",
         "DrainTimedOut",
-        `Nodes did not report their rules removed within ${this.options.drainTimeoutMs} ms: ` +
-          busy.join(", "),
+        `${busy.length} node(s) did not report their rules removed within ` +
+          `${this.options.drainTimeoutMs} ms: ${nodeList(busy)}`,
       );
     }
     await this.client.delete(RESOURCES.daemonSets, DAEMONSET_NAME, {

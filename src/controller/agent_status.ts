@@ -2,6 +2,7 @@
 import type { Agent, AgentStatus, IPRuleNodeState } from "../api/types.ts";
 import { selectorMatches } from "../plan/selector.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
+import { agentNodeSelector } from "./daemonset.ts";
 
 /** What the controller knows of a Node. */
 export interface NodeInfo {
@@ -17,14 +18,23 @@ export interface DaemonSetCounts {
 }
 
 /** Whether a node's agent reports its rules converged. */
+/**
+ * Node names for a condition message: the first five and how many more, so a message stays far
+ * below the CRD's 32768-character limit on any cluster.
+ */
+export function nodeList(names: readonly string[]): string {
+  const shown = names.slice(0, 5).join(", ");
+  return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
+}
+
 export function nodeConverged(state: IPRuleNodeState | undefined): boolean {
   return state?.status?.conditions?.some((c) => c.type === "Converged" && c.status === "True") ??
     false;
 }
 
-/** Nodes the Agent's node selector selects (default: Linux nodes). */
+/** Nodes the Agent's node selector selects (always Linux nodes: see agentNodeSelector). */
 export function selectedNodes(agent: Agent, nodes: readonly NodeInfo[]): NodeInfo[] {
-  const selector = agent.spec.nodeSelector ?? { "kubernetes.io/os": "linux" };
+  const selector = agentNodeSelector(agent.spec);
   return nodes.filter((n) => selectorMatches({ matchLabels: selector }, n.labels));
 }
 
@@ -51,9 +61,7 @@ export function agentStatus(
     ? "No node matches the Agent's node selector"
     : ready
     ? `All ${selected.length} selected node(s) converged`
-    : `${converged}/${selected.length} node(s) converged; waiting for ${
-      waiting.slice(0, 5).join(", ")
-    }${waiting.length > 5 ? ` and ${waiting.length - 5} more` : ""}`;
+    : `${converged}/${selected.length} node(s) converged; waiting for ${nodeList(waiting)}`;
   const ds = input.daemonSet ?? {};
   return {
     ...gen,

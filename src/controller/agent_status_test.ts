@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION, type IPRuleNodeState } from "../api/types.ts";
-import { agentStatus, sameAgentStatus } from "./agent_status.ts";
+import { agentStatus, nodeList, sameAgentStatus, selectedNodes } from "./agent_status.ts";
 
 const agent: Agent = {
   apiVersion: API_VERSION,
@@ -8,10 +8,12 @@ const agent: Agent = {
   metadata: { name: "agent", namespace: "ops", generation: 4 },
   spec: { nodeSelector: { pool: "edge" } },
 };
+const linux = { "kubernetes.io/os": "linux" };
 const nodes = [
-  { name: "n1", labels: { pool: "edge" } },
-  { name: "n2", labels: { pool: "edge" } },
-  { name: "n3", labels: { pool: "core" } },
+  { name: "n1", labels: { ...linux, pool: "edge" } },
+  { name: "n2", labels: { ...linux, pool: "edge" } },
+  { name: "n3", labels: { ...linux, pool: "core" } },
+  { name: "w1", labels: { "kubernetes.io/os": "windows", pool: "edge" } },
 ];
 function state(name: string, converged: boolean): IPRuleNodeState {
   return {
@@ -66,4 +68,27 @@ Deno.test("agentStatus() says so when no node is selected", () => {
     states: new Map(),
   }, T);
   assert.equal(none.conditions?.[0]?.reason, "NoNodes");
+});
+
+Deno.test("selectedNodes() keeps to Linux nodes, with an empty, absent or partial selector", () => {
+  const names = (nodeSelector?: Record<string, string>) =>
+    selectedNodes({ ...agent, spec: nodeSelector ? { nodeSelector } : {} }, nodes).map((n) =>
+      n.name
+    );
+  assert.deepEqual(names(), ["n1", "n2", "n3"]);
+  assert.deepEqual(names({}), ["n1", "n2", "n3"]);
+  assert.deepEqual(names({ pool: "edge" }), ["n1", "n2"]);
+  assert.deepEqual(names({ "kubernetes.io/os": "windows" }), ["w1"]);
+});
+
+Deno.test("nodeList() names five nodes and counts the rest, whatever the cluster size", () => {
+  assert.equal(nodeList([]), "");
+  assert.equal(nodeList(["a", "b"]), "a, b");
+  const names = Array.from(
+    { length: 800 },
+    (_, i) => `ip-10-0-${i >> 8}-${i & 255}.eu-west-1.compute.internal`,
+  );
+  const text = nodeList(names);
+  assert.match(text, /^ip-10-0-0-0\.eu-west-1\.compute\.internal, .* and 795 more$/);
+  assert.ok(text.length < 300, `${text.length} characters`);
 });

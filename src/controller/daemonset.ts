@@ -22,6 +22,18 @@ const HOST_PATHS = [
   { name: "host-run", path: "/run" },
 ];
 
+/**
+ * The labels a node needs to run the agent: the Agent's node selector, always with
+ * kubernetes.io/os=linux unless it names an OS itself (the agent is Linux-only: netlink). An
+ * empty selector thus means every Linux node, not every node.
+ */
+export function agentNodeSelector(spec: { nodeSelector?: Record<string, string> }): Record<
+  string,
+  string
+> {
+  return { "kubernetes.io/os": "linux", ...spec.nodeSelector };
+}
+
 /** What the controller adds to the Agent CR when rendering. */
 export interface RenderOptions {
   /** Image when `spec.image` is not set. */
@@ -33,7 +45,8 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
   const spec = agent.spec;
   const container: Record<string, unknown> = {
     name: "agent",
-    image: spec.image ?? options.defaultImage,
+    // An empty image would make every agent pod fail to create: it means the default.
+    image: spec.image || options.defaultImage,
     args: [
       `--resync=${spec.resyncPeriod ?? "10s"}`,
       `--log-level=${spec.logLevel ?? "info"}`,
@@ -80,7 +93,7 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     dnsPolicy: "ClusterFirstWithHostNet",
     serviceAccountName: AGENT_SERVICE_ACCOUNT,
     terminationGracePeriodSeconds: 10,
-    nodeSelector: spec.nodeSelector ?? { "kubernetes.io/os": "linux" },
+    nodeSelector: agentNodeSelector(spec),
     containers: [container],
     volumes: HOST_PATHS.map(({ name, path }) => ({
       name,

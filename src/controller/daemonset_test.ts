@@ -77,3 +77,19 @@ Deno.test("hashOf() ignores key order", () => {
   assert.equal(hashOf({ a: 1, b: [1, { c: 2, d: 3 }] }), hashOf({ b: [1, { d: 3, c: 2 }], a: 1 }));
   assert.notEqual(hashOf({ a: 1 }), hashOf({ a: 2 }));
 });
+
+Deno.test("renderDaemonSet() keeps the agent on Linux nodes whatever the selector, and an empty image falls back", () => {
+  const selectorOf = (spec: Agent["spec"]): Json =>
+    (renderDaemonSet({ ...agent, spec }, { defaultImage: "img:default" }) as Json).spec.template
+      .spec.nodeSelector;
+  assert.deepEqual(selectorOf({}), { "kubernetes.io/os": "linux" });
+  assert.deepEqual(selectorOf({ nodeSelector: {} }), { "kubernetes.io/os": "linux" });
+  assert.deepEqual(selectorOf({ nodeSelector: { pool: "edge" } }), {
+    "kubernetes.io/os": "linux",
+    pool: "edge",
+  });
+  const ds: Json = renderDaemonSet({ ...agent, spec: { image: "" } }, {
+    defaultImage: "img:default",
+  });
+  assert.equal(ds.spec.template.spec.containers[0].image, "img:default");
+});
