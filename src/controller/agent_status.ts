@@ -3,11 +3,13 @@ import type { Agent, AgentStatus, IPRuleNodeState } from "../api/types.ts";
 import { selectorMatches } from "../plan/selector.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
 import { agentNodeSelector } from "./daemonset.ts";
+import { daemonPodSchedules, daemonPodStays, type Taint } from "./tolerations.ts";
 
 /** What the controller knows of a Node. */
 export interface NodeInfo {
   name: string;
   labels: Record<string, string>;
+  taints?: Taint[];
 }
 
 /** The DaemonSet status counters the Agent mirrors. */
@@ -17,7 +19,6 @@ export interface DaemonSetCounts {
   numberReady?: number;
 }
 
-/** Whether a node's agent reports its rules converged. */
 /**
  * Node names for a condition message: the first five and how many more, so a message stays far
  * below the CRD's 32768-character limit on any cluster.
@@ -27,15 +28,38 @@ export function nodeList(names: readonly string[]): string {
   return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
 }
 
+/** Whether a node's agent reports its rules converged. */
 export function nodeConverged(state: IPRuleNodeState | undefined): boolean {
   return state?.status?.conditions?.some((c) => c.type === "Converged" && c.status === "True") ??
     false;
 }
 
-/** Nodes the Agent's node selector selects (always Linux nodes: see agentNodeSelector). */
+/**
+ * Nodes the agent DaemonSet keeps an agent on: those the Agent's node selector selects (always
+ * Linux nodes: see agentNodeSelector) without a NoExecute taint its tolerations miss. The
+ * others are drained.
+ */
 export function selectedNodes(agent: Agent, nodes: readonly NodeInfo[]): NodeInfo[] {
   const selector = agentNodeSelector(agent.spec);
-  return nodes.filter((n) => selectorMatches({ matchLabels: selector }, n.labels));
+  return nodes.filter((n) =>
+    selectorMatches({ matchLabels: selector }, n.labels) &&
+    daemonPodStays(agent.spec.tolerations, n.taints)
+  );
+}
+
+/**
+ * Selected nodes the Agent's Ready condition waits for: those a new agent pod is scheduled on,
+ * and those whose agent already reports (it runs there, e.g. on a node cordoned since or not
+ * ready). A node whose NoSchedule taint keeps the agent away, e.g. a GPU pool, is not waited for.
+ */
+function awaitedNodes(
+  agent: Agent,
+  nodes: readonly NodeInfo[],
+  states: ReadonlyMap<string, IPRuleNodeState>,
+): NodeInfo[] {
+  return selectedNodes(agent, nodes).filter((n) =>
+    states.has(n.name) || daemonPodSchedules(agent.spec.tolerations, n.taints)
+  );
 }
 
 /** The Agent's status: Ready when every selected node's agent has converged. */
@@ -48,7 +72,7 @@ export function agentStatus(
   },
   now: string,
 ): AgentStatus {
-  const selected = selectedNodes(agent, input.nodes);
+  const selected = awaitedNodes(agent, input.nodes, input.states);
   const waiting = selected.filter((n) => !nodeConverged(input.states.get(n.name))).map((n) =>
     n.name
   );

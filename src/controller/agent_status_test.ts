@@ -81,6 +81,57 @@ Deno.test("selectedNodes() keeps to Linux nodes, with an empty, absent or partia
   assert.deepEqual(names({ "kubernetes.io/os": "windows" }), ["w1"]);
 });
 
+Deno.test("taints: NoExecute ones the Agent misses drain a node; NoSchedule ones are not waited for", () => {
+  const tainted = [
+    ...nodes,
+    {
+      name: "gpu1",
+      labels: { ...linux, pool: "edge" },
+      taints: [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" }],
+    },
+    {
+      name: "db1",
+      labels: { ...linux, pool: "edge" },
+      taints: [{ key: "dedicated", value: "db", effect: "NoExecute" }],
+    },
+    {
+      name: "cordoned",
+      labels: { ...linux, pool: "edge" },
+      taints: [{ key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }],
+    },
+  ];
+  // Drain: only db1 (evicted); gpu1 keeps an agent that runs there already.
+  assert.deepEqual(selectedNodes(agent, tainted).map((n) => n.name), [
+    "n1",
+    "n2",
+    "gpu1",
+    "cordoned",
+  ]);
+  const tolerant: Agent = {
+    ...agent,
+    spec: { ...agent.spec, tolerations: [{ key: "dedicated", operator: "Exists" }] },
+  };
+  assert.deepEqual(selectedNodes(tolerant, tainted).map((n) => n.name), [
+    "n1",
+    "n2",
+    "gpu1",
+    "db1",
+    "cordoned",
+  ]);
+
+  // Ready: every node that gets an agent converged; gpu1 (no agent, no state) is not awaited.
+  const converged = new Map(["n1", "n2", "cordoned"].map((name) => [name, state(name, true)]));
+  const ready = agentStatus(agent, { nodes: tainted, states: converged }, T);
+  assert.equal(ready.conditions?.[0]?.status, "True", ready.conditions?.[0]?.message);
+  // ... unless an agent runs there and reports.
+  converged.set("gpu1", state("gpu1", false));
+  const waiting = agentStatus(agent, { nodes: tainted, states: converged }, T);
+  assert.match(
+    waiting.conditions?.[0]?.message ?? "",
+    /3\/4 node\(s\) converged; waiting for gpu1/,
+  );
+});
+
 Deno.test("nodeList() names five nodes and counts the rest, whatever the cluster size", () => {
   assert.equal(nodeList([]), "");
   assert.equal(nodeList(["a", "b"]), "a, b");

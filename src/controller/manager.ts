@@ -23,6 +23,7 @@ import { DAEMONSET_NAME, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
+import type { Taint } from "./tolerations.ts";
 import { WorkQueue } from "./workqueue.ts";
 
 /** Queue key of the reconcile of every IPRuleConfig and IPRule status. */
@@ -40,10 +41,22 @@ function labelsOf(raw: unknown): Readonly<Record<string, string>> {
   return labels && typeof labels === "object" ? labels : {};
 }
 
+function taintsOf(raw: unknown): Taint[] {
+  const taints = (raw as Raw)?.spec?.taints;
+  if (!Array.isArray(taints)) return [];
+  return taints
+    .filter((t) => typeof t?.key === "string" && typeof t?.effect === "string")
+    .map((t) => ({
+      key: t.key,
+      effect: t.effect,
+      value: typeof t.value === "string" ? t.value : "",
+    }));
+}
+
 function narrowNode(raw: unknown): NodeInfo {
   const name = (raw as Raw)?.metadata?.name;
   if (typeof name !== "string") throw new Error("Node without metadata.name");
-  return { name, labels: { ...labelsOf(raw) } };
+  return { name, labels: { ...labelsOf(raw) }, taints: taintsOf(raw) };
 }
 
 function narrowDaemonSet(raw: unknown): DaemonSetInfo {

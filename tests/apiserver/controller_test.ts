@@ -340,6 +340,24 @@ Deno.test("controller against a real API server", async (t) => {
           "sel-out selected again",
           async () => (await drainOf("sel-out")) === false,
         );
+
+        // A taint the Agent does not tolerate turns the agent away as surely as a label.
+        const taint = (taints: Json[]) =>
+          admin.mergePatch(RESOURCES.nodes, "sel-out", { spec: { taints } });
+        await taint([{ key: "dedicated", value: "db", effect: "NoExecute" }]);
+        await eventually(
+          "tainted sel-out drained",
+          async () => (await drainOf("sel-out")) === true,
+        );
+        // Tolerated taints (the Agent's own, a cordon) do not.
+        await taint([
+          { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" },
+          { key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" },
+        ]);
+        await eventually(
+          "tolerated sel-out selected again",
+          async () => (await drainOf("sel-out")) === false,
+        );
       },
     );
 
