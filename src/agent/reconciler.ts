@@ -46,6 +46,11 @@ export interface ReconcileResult {
   deleted: number;
   /** Every desired rule present, no other own rule left, nothing failed. */
   converged: boolean;
+  /**
+   * The kernel's answers do not prove the outcome: an add met EEXIST though the dump showed no
+   * identical rule. The caller reconciles again at once to see what the kernel holds.
+   */
+  recheck: boolean;
 }
 
 /** Options of a `RuleReconciler`. */
@@ -117,6 +122,8 @@ export class RuleReconciler {
    * of 10k rules costs one dump and one compare instead of decoding and planning them.
    */
   #quiet: QuietReconcile | undefined;
+  /** Rules whose add met EEXIST in the previous reconcile (formatRule text). */
+  #existing = new Set<string>();
 
   constructor(table: RuleTable, options: RuleReconcilerOptions) {
     this.#table = table;
@@ -163,21 +170,41 @@ export class RuleReconciler {
         added: 0,
         deleted: 0,
         converged: plan.add.length === 0 && plan.delete.length === 0 && failed.length === 0,
+        recheck: false,
       };
     }
     const verbose = plan.add.length + plan.delete.length <= RULE_LOG_LIMIT;
     // Adds first: a rule that moves to another table or priority never leaves a gap.
     const adds = plan.add.length > 0 ? await this.#table.addRules(plan.add) : [];
     let added = 0;
+    let recheck = false;
+    const existing = new Set<string>();
     for (const { rule, error } of adds) {
-      if (error === undefined || error.code === "EEXIST") {
+      if (error === undefined) {
         added++;
         if (verbose) log.info("Rule added", { rule: ipRuleCommand("add", rule) });
         else log.debug("Rule added", { rule: ipRuleCommand("add", rule) });
+      } else if (error.code === "EEXIST") {
+        // The dump showed no identical rule, yet the kernel's duplicate check (which ignores the
+        // protocol, and a destination or tos the new rule lacks) found one. Either the rule came
+        // back meanwhile, or another rule blocks it: the next reconcile tells, and a rule that
+        // meets EEXIST twice in a row is reported as failed.
+        const key = formatRule(rule);
+        existing.add(key);
+        if (this.#existing.has(key)) {
+          failed.push({
+            rule: key,
+            error: `${error.message}: the kernel holds a rule it treats as the same (same ` +
+              "table and priority, other selectors such as a destination), which blocks this one",
+          });
+        } else {
+          recheck = true;
+        }
       } else {
         failed.push(this.#failure(rule, error));
       }
     }
+    this.#existing = existing;
     const deletes = plan.delete.length > 0 ? await this.#table.deleteRules(plan.delete) : [];
     let deleted = 0;
     for (const { rule, error } of deletes) {
@@ -197,14 +224,15 @@ export class RuleReconciler {
       failed,
       added,
       deleted,
-      converged: failed.length === 0,
+      converged: failed.length === 0 && !recheck,
+      recheck,
     };
   }
 
   /**
    * Puts back desired rules someone else deleted, without a dump (the kernel event named them):
    * the repair of drift takes one add instead of a full reconcile. Returns how many were added
-   * and whether any failed (the caller then runs a full reconcile, which reports the failure).
+   * and whether any failed or met EEXIST (the caller then runs a full reconcile, which tells).
    */
   async restore(rules: readonly Rule[], log: Logger): Promise<{ added: number; failed: boolean }> {
     if (this.#options.dryRun || rules.length === 0) return { added: 0, failed: false };
@@ -218,7 +246,8 @@ export class RuleReconciler {
         else log.debug("Rule restored", { rule: ipRuleCommand("add", rule) });
       } else if (error.code === "EPERM") {
         throw new PermissionError(error);
-      } else if (error.code !== "EEXIST") {
+      } else {
+        // EEXIST too: the rule is back, or another one blocks it; the full reconcile tells.
         failed = true;
       }
     }

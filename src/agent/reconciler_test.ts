@@ -212,6 +212,27 @@ Deno.test("RuleReconciler retries a refused rule on every reconcile", async () =
   assert.equal((await reconciler.reconcile(state, quiet)).converged, true);
 });
 
+Deno.test("RuleReconciler: EEXIST on an add asks for a recheck, and twice in a row is a failure", async () => {
+  const EEXIST = 17;
+  const table = new MemoryTable();
+  const reconciler = new RuleReconciler(table, { protocol: PROTO });
+  const state = desired("10.0.0.1", "10.0.0.2");
+  table.refuse.set("10.0.0.2", EEXIST); // another rule the kernel treats as the same
+  const first = await reconciler.reconcile(state, quiet);
+  assert.deepEqual(
+    [first.recheck, first.converged, first.applied, first.failed.length],
+    [true, false, 1, 0],
+  );
+  const second = await reconciler.reconcile(state, quiet);
+  assert.deepEqual([second.recheck, second.converged, second.applied], [false, false, 1]);
+  assert.equal(second.failed[0]?.rule, "from 10.0.0.2 lookup 100 priority 1000 protocol 201");
+  assert.match(second.failed[0]?.error ?? "", /EEXIST.*blocks this one/);
+  // The blocker goes: the rule is added and the reconcile converges.
+  table.refuse.clear();
+  const third = await reconciler.reconcile(state, quiet);
+  assert.deepEqual([third.recheck, third.converged, third.applied], [false, true, 2]);
+});
+
 Deno.test("RuleReconciler.restore() puts back deleted rules without a dump", async () => {
   const table = new MemoryTable();
   const reconciler = new RuleReconciler(table, { protocol: PROTO });

@@ -260,6 +260,10 @@ export async function runAgent(
     repairs.clear();
     lastFull = performance.now();
     const result = await reconcile(trigger);
+    if (result.recheck) {
+      fullNeeded = true;
+      scheduler.request("kernel");
+    }
     if (!options.dryRun) {
       writer.update({
         desired: result.desired,
@@ -311,11 +315,17 @@ export async function runAgent(
     }
   }
 
-  const events = watchKernel(options, socket, stopping, log, metrics, (change) => {
+  const events = watchKernel(options, socket, stopping, log, metrics, (change, own) => {
     const deleted = change.type === "deleted" && change.rule.plain
       ? desired.rules.find(change.rule)
       : undefined;
-    if (deleted !== undefined) {
+    if (own) {
+      // Our own delete removed a desired rule: the kernel matched another rule than the one
+      // planned (a `from all` delete ignores the source), or a dump that raced a change listed
+      // a rule twice (rule dumps are never flagged interrupted). Look again at once.
+      if (deleted === undefined) return;
+      fullNeeded = true;
+    } else if (deleted !== undefined) {
       repairs.add(deleted);
     } else if (changeMatters(change.rule, desired.rules, { protocol })) {
       fullNeeded = true;
@@ -342,7 +352,15 @@ export async function runAgent(
   if (fatal === undefined && await drainRequested(client, options.nodeName, log)) {
     // The node left the Agent's selection (the controller set spec.drain): the DaemonSet is
     // stopping this agent for good, so its rules go with it. On any other stop they stay.
-    const result = await reconciler.reconcile(new DesiredState({ protocol }).snapshot(), log);
+    let result: ReconcileResult;
+    try {
+      result = await reconciler.reconcile(new DesiredState({ protocol }).snapshot(), log);
+    } catch (error: unknown) {
+      log.error("Agent stopped; node left the Agent's selection, but its rules were not removed", {
+        err: error,
+      });
+      return 1;
+    }
     log.info("Agent stopped; node left the Agent's selection, its rules removed", {
       deleted: result.deleted,
       failed: result.failed.length,
@@ -405,8 +423,8 @@ async function once(
 }
 
 /**
- * Feeds the kernel's rule events to the scheduler until the signal aborts: changes made by the
- * agent's own socket are skipped, lost events ask for a dump; the subscription is reopened with
+ * Feeds the kernel's rule events to the scheduler until the signal aborts (with whether the
+ * agent's own socket made the change); lost events ask for a dump; the subscription is reopened with
  * backoff when it fails.
  */
 async function watchKernel(
@@ -415,7 +433,7 @@ async function watchKernel(
   signal: AbortSignal,
   log: Logger,
   metrics: AgentMetrics,
-  onChange: (change: RuleChange) => void,
+  onChange: (change: RuleChange, own: boolean) => void,
   onLost: () => void,
 ): Promise<void> {
   let attempt = 0;
@@ -436,7 +454,7 @@ async function watchKernel(
         }
         const own = event.portId === socket.portId;
         metrics.kernelEvents.inc({ type: event.type, origin: own ? "self" : "other" });
-        if (!own) onChange(event);
+        onChange(event, own);
       }
     } catch (error: unknown) {
       if (signal.aborted) break;

@@ -289,6 +289,57 @@ Deno.test("agent in node namespaces against a real API server", async (t) => {
       await remove("iprc-10-96-6-1");
     });
 
+    await t.step(
+      "stray own rules the kernel confuses with desired ones never take a desired rule away",
+      async () => {
+        await config("iprc-10-96-9-1", "10.96.9.1", 109, 1009);
+        await eventually("rule added", () => has(n1, line(1009, "10.96.9.1", 109)));
+        const rulesAt = async (priority: number) =>
+          owned(await kernel(n1)).filter((l) => l.startsWith(`${priority}:`));
+        // A `from all` rule with our protocol, table and priority, added after the desired one
+        // by a tool that does not ask for NLM_F_EXCL: the kernel's delete of it ignores the
+        // source and removes the desired rule, listed first. n1 resyncs every 10 minutes, so
+        // only the agent's own reaction can put things right.
+        {
+          using socket = n1.ns.enter(() => RuleSocket.open());
+          const [added] = await socket.addRules([
+            { family: 4, src: "0.0.0.0", srcLen: 0, table: 109, priority: 1009, protocol: PROTO },
+          ], { exclusive: false });
+          assert.equal(added?.error, undefined);
+        }
+        await eventually(
+          "only the desired rule left",
+          async () =>
+            JSON.stringify(await rulesAt(1009)) ===
+              JSON.stringify([line(1009, "10.96.9.1", 109)]),
+        );
+        await delay(300);
+        assert.deepEqual(await rulesAt(1009), [line(1009, "10.96.9.1", 109)]);
+
+        // An own rule with a destination blocks the add of the plain one (EEXIST: the kernel's
+        // duplicate check ignores a destination the new rule lacks) until it is gone. One
+        // `ip -batch` adds it and deletes the plain rule before the agent can react.
+        await config("iprc-10-96-9-2", "10.96.9.2", 109, 1010);
+        await eventually("second rule added", () => has(n1, line(1010, "10.96.9.2", 109)));
+        await n1.ns.ip(["-batch", "-"], {
+          stdin: `rule add from 10.96.9.2 to 8.8.8.8 lookup 109 priority 1010 proto ${PROTO}\n` +
+            "rule del from 10.96.9.2 lookup 109 priority 1010\n",
+        });
+        await eventually(
+          "plain rule back, stray one gone",
+          async () =>
+            JSON.stringify(await rulesAt(1010)) ===
+              JSON.stringify([line(1010, "10.96.9.2", 109)]),
+        );
+        await delay(300);
+        assert.deepEqual(await rulesAt(1010), [line(1010, "10.96.9.2", 109)]);
+        await converged(n1);
+        await remove("iprc-10-96-9-1");
+        await remove("iprc-10-96-9-2");
+        await eventually("rules removed", async () => (await rulesAt(1009)).length === 0);
+      },
+    );
+
     await t.step("an IPRuleConfig the node refuses is reported, the others applied", async () => {
       // Created by an admin, bypassing the controller: valid for the API, but 0.0.0.0 as a
       // source would capture the node's own unspecified-source traffic (DHCP) into table 107.
