@@ -33,9 +33,26 @@ export function writeAddress(
     }
     return true;
   }
-  if (!ipaddr.IPv6.isValid(text) || text.includes("%")) return false;
-  bytes.set(ipaddr.IPv6.parse(text).toByteArray(), offset);
+  const hex = ipv6Hex(text);
+  if (hex === undefined || !ipaddr.IPv6.isValid(hex)) return false;
+  bytes.set(ipaddr.IPv6.parse(hex).toByteArray(), offset);
   return true;
+}
+
+/**
+ * IPv6 text with a trailing dotted quad ("64:ff9b::1.2.3.4") rewritten as two hex groups, since
+ * ipaddr.js reads "::1.2.3.4" as the IPv4-mapped ::ffff:102:304 instead of ::102:304; other
+ * IPv6 text as it is; undefined for a zone ("%eth0") or an invalid dotted quad.
+ */
+export function ipv6Hex(text: string): string | undefined {
+  if (text.includes("%")) return undefined;
+  const colon = text.lastIndexOf(":");
+  const tail = text.slice(colon + 1);
+  if (!tail.includes(".")) return text;
+  const v4 = parseAddress(tail, 4);
+  if (v4 === undefined) return undefined;
+  const group = (hi: number, lo: number) => ((hi << 8) | lo).toString(16);
+  return `${text.slice(0, colon + 1)}${group(v4[0]!, v4[1]!)}:${group(v4[2]!, v4[3]!)}`;
 }
 
 /** Parses the address `text` of `family` into network-order bytes, or undefined when invalid. */

@@ -61,3 +61,16 @@ Deno.test("canonicalAddress() shortens IPv6 per RFC 5952 and keeps IPv4", () => 
   assert.equal(canonicalAddress("10.0.0.1", 4), "10.0.0.1");
   assert.equal(canonicalAddress("10.0.0.1", 6), undefined);
 });
+
+Deno.test("parseAddress() reads an IPv6 text's trailing dotted quad as its last 32 bits", () => {
+  // ipaddr.js alone reads "::1.2.3.4" as the IPv4-mapped ::ffff:102:304: another address.
+  assert.deepEqual(
+    parseAddress("::1.2.3.4", 6),
+    Uint8Array.from([...Array(12).fill(0), 1, 2, 3, 4]),
+  );
+  assert.equal(canonicalAddress("::ffff:10.0.0.5", 6), "::ffff:a00:5");
+  assert.equal(canonicalAddress("64:ff9b::10.0.0.5", 6), "64:ff9b::a00:5");
+  for (const bad of ["::1.2.3", "::1.2.3.256", "::01.2.3.4", "fe80::1%eth0"]) {
+    assert.equal(parseAddress(bad, 6), undefined, bad);
+  }
+});

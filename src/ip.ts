@@ -3,6 +3,7 @@
  * IPRuleConfig naming scheme and prefix keys for fast longest-prefix matching.
  */
 import ipaddr from "ipaddr.js";
+import { ipv6Hex } from "../ffi/address.ts";
 
 /** IP family: 4 or 6. */
 export type Family = 4 | 6;
@@ -54,11 +55,11 @@ function parseIPv4Bytes(text: string): number[] | undefined {
 export function parseIP(text: string): ParsedIP | undefined {
   const v4 = parseIPv4Bytes(text);
   if (v4) return { family: 4, text, bytes: v4 };
-  if (text.includes(":") && ipaddr.IPv6.isValid(text) && !text.includes("%")) {
-    const addr = ipaddr.IPv6.parse(text);
-    return { family: 6, text: addr.toString(), bytes: addr.toByteArray() };
-  }
-  return undefined;
+  if (!text.includes(":")) return undefined;
+  const hex = ipv6Hex(text);
+  if (hex === undefined || !ipaddr.IPv6.isValid(hex)) return undefined;
+  const addr = ipaddr.IPv6.parse(hex);
+  return { family: 6, text: addr.toString(), bytes: addr.toByteArray() };
 }
 
 /** Why a CIDR text was refused. */

@@ -7,6 +7,20 @@ Deno.test("parseIP() accepts dotted quads and IPv6, gives canonical text", () =>
   assert.equal(parseIP("fd00::1")?.family, 6);
 });
 
+Deno.test("parseIP() reads a trailing dotted quad of IPv6 text as its last 32 bits", () => {
+  // ipaddr.js alone reads "::1.2.3.4" as the IPv4-mapped ::ffff:102:304: another address.
+  assert.equal(parseIP("::1.2.3.4")?.text, "::102:304");
+  assert.deepEqual(parseIP("::1.2.3.4")?.bytes, [...Array(12).fill(0), 1, 2, 3, 4]);
+  assert.equal(parseIP("::ffff:1.2.3.4")?.text, "::ffff:102:304");
+  assert.equal(parseIP("64:ff9b::10.0.0.5")?.text, "64:ff9b::a00:5");
+  assert.equal(parseIP("1:2:3:4:5:6:1.2.3.4")?.text, "1:2:3:4:5:6:102:304");
+  for (
+    const bad of ["::1.2.3", "::1.2.3.256", "::01.2.3.4", "1.2.3.4::", "1:2:3:4:5:6:7:1.2.3.4"]
+  ) {
+    assert.equal(parseIP(bad), undefined, bad);
+  }
+});
+
 Deno.test("parseIP() refuses anything but a plain address", () => {
   for (const bad of ["", "10.1", "010.1.1.1", "1.2.3.256", "fe80::1%eth0", "::g", "host"]) {
     assert.equal(parseIP(bad), undefined, bad);
