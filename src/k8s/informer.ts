@@ -32,6 +32,9 @@ export interface InformerOptions<T> {
   backoff?: BackoffOptions;
 }
 
+/** A watch that ends sooner than this without an event is treated as failed (backoff). */
+const QUICK_WATCH_MS = 1000;
+
 /** Cache key of an object: `namespace/name`, or `name` for cluster-scoped objects. */
 export function objectKey(raw: unknown): string | undefined {
   const meta = (raw as { metadata?: { name?: unknown; namespace?: unknown } })?.metadata;
@@ -51,6 +54,8 @@ export class Informer<T> {
   /** Narrowed objects by key; read it only once `synced` is true. */
   readonly store = new Map<string, T>();
   readonly #versions = new Map<string, string>();
+  /** Watch events received (bookmarks included), to tell an empty watch from a live one. */
+  #watchEvents = 0;
   readonly #options: InformerOptions<T>;
   readonly #client: KubeClient;
   #synced = false;
@@ -174,6 +179,7 @@ export class Informer<T> {
         },
       );
       for await (const event of events) {
+        this.#watchEvents++;
         clearTimeout(idle);
         idle = setTimeout(stop, idleMs);
         this.#healthy = true;
@@ -222,8 +228,16 @@ export class Informer<T> {
             for (const waiter of this.#syncWaiters.splice(0)) waiter();
           }
         }
+        const opened = Date.now();
+        const seen = this.#watchEvents;
         rv = await this.#watch(rv, signal);
-        attempt = 0;
+        if (this.#watchEvents === seen && Date.now() - opened < QUICK_WATCH_MS) {
+          // Ended at once with nothing in it (e.g. a proxy closing streamed responses): wait
+          // as after an error, or the loop would reopen watches without pause.
+          await sleep(backoffDelay(attempt++, this.#options.backoff ?? DEFAULT_BACKOFF), signal);
+        } else {
+          attempt = 0;
+        }
       } catch (err: unknown) {
         if (signal.aborted) break;
         this.#healthy = false;
