@@ -6,7 +6,7 @@
  * deleted and the finalizer removed.
  */
 import { type Agent, AGENT_NAME, type IPRuleConfig, type IPRuleNodeState } from "../api/types.ts";
-import type { KubeClient } from "../k8s/client.ts";
+import { ApiError, type KubeClient } from "../k8s/client.ts";
 import type { Informer } from "../k8s/informer.ts";
 import { RESOURCES } from "../k8s/resources.ts";
 import { apiTime } from "../k8s/time.ts";
@@ -100,11 +100,24 @@ export class AgentReconciler {
     const hash = (desired.metadata as { annotations: Record<string, string> })
       .annotations[SPEC_HASH_ANNOTATION];
     const current = this.caches.daemonSets.store.get(`${this.options.namespace}/${DAEMONSET_NAME}`);
+    let invalidSpec: string | undefined;
     if (current?.hash !== hash) {
-      await this.client.apply(RESOURCES.daemonSets, DAEMONSET_NAME, desired, {
-        namespace: this.options.namespace,
-      });
-      log.info(current ? "DaemonSet updated" : "DaemonSet created", { daemonSet: DAEMONSET_NAME });
+      try {
+        await this.client.apply(RESOURCES.daemonSets, DAEMONSET_NAME, desired, {
+          namespace: this.options.namespace,
+        });
+        log.info(current ? "DaemonSet updated" : "DaemonSet created", {
+          daemonSet: DAEMONSET_NAME,
+        });
+      } catch (error: unknown) {
+        // A spec the CRD admits but the DaemonSet does not (a toleration, label key or quantity
+        // Kubernetes refuses): say so in the Agent's status and go on with drains and status.
+        if (!(error instanceof ApiError) || (error.status !== 400 && error.status !== 422)) {
+          throw error;
+        }
+        invalidSpec = error.message;
+        log.warn("DaemonSet refused; Agent spec invalid", { err: error });
+      }
     }
 
     await this.#markDrains(agent, log);
@@ -113,6 +126,7 @@ export class AgentReconciler {
       ...(current ? { daemonSet: current.counts } : {}),
       nodes: [...this.caches.nodes.store.values()],
       states: this.#statesByNode(),
+      ...(invalidSpec === undefined ? {} : { invalidSpec }),
     }, apiTime(Date.now()));
     if (!sameAgentStatus(agent.status, status)) {
       await this.client.mergePatch(RESOURCES.agents, agent.metadata.name, { status }, {

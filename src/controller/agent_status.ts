@@ -69,6 +69,8 @@ export function agentStatus(
     daemonSet?: DaemonSetCounts;
     nodes: readonly NodeInfo[];
     states: ReadonlyMap<string, IPRuleNodeState>;
+    /** Why the API server refused the DaemonSet rendered from this spec, when it did. */
+    invalidSpec?: string;
   },
   now: string,
 ): AgentStatus {
@@ -95,9 +97,17 @@ export function agentStatus(
     convergedNodes: converged,
     conditions: setCondition(agent.status?.conditions, {
       type: "Ready",
-      status: ready ? "True" : "False",
-      reason: ready ? "Converged" : selected.length === 0 ? "NoNodes" : "NotConverged",
-      message,
+      status: ready && input.invalidSpec === undefined ? "True" : "False",
+      reason: input.invalidSpec !== undefined
+        ? "InvalidSpec"
+        : ready
+        ? "Converged"
+        : selected.length === 0
+        ? "NoNodes"
+        : "NotConverged",
+      message: input.invalidSpec !== undefined
+        ? `The DaemonSet of this spec was refused: ${input.invalidSpec.slice(0, 1024)}`
+        : message,
       ...gen,
     }, now),
   };

@@ -362,6 +362,40 @@ Deno.test("controller against a real API server", async (t) => {
     );
 
     await t.step(
+      "an Agent spec the DaemonSet refuses is reported in the Agent's status; fixed, it applies",
+      async () => {
+        const ready = async () =>
+          ((await admin.get(RESOURCES.agents, "agent", NS)) as Json)?.status?.conditions?.find((
+            c: Json,
+          ) => c.type === "Ready");
+        // The CRD admits it; Kubernetes refuses a value with the Exists operator.
+        const bad = [{ key: "dedicated", operator: "Exists", value: "db", effect: "NoSchedule" }];
+        await admin.mergePatch(RESOURCES.agents, "agent", { spec: { tolerations: bad } }, {
+          namespace: NS,
+        });
+        const refused: Json = await eventually(
+          "InvalidSpec reported",
+          async () => ((await ready())?.reason === "InvalidSpec" ? await ready() : undefined),
+        );
+        assert.equal(refused.status, "False");
+        assert.match(refused.message, /tolerations\[0\]\.operator|value must be empty/);
+        // Drain marking went on: sel-out (tolerated taints) still not drained.
+        const good = [{ key: "dedicated", operator: "Exists", effect: "NoSchedule" }];
+        await admin.mergePatch(RESOURCES.agents, "agent", { spec: { tolerations: good } }, {
+          namespace: NS,
+        });
+        await eventually("DaemonSet applied", async () => {
+          const ds: Json = await admin.get(RESOURCES.daemonSets, "iprule-agent", NS);
+          return ds?.spec?.template?.spec?.tolerations?.[0]?.key === "dedicated";
+        });
+        await eventually(
+          "InvalidSpec cleared",
+          async () => (await ready())?.reason !== "InvalidSpec",
+        );
+      },
+    );
+
+    await t.step(
       "deleting the Agent drains every config, deletes the DaemonSet, then lets the Agent go",
       async () => {
         await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
