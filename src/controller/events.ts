@@ -24,6 +24,19 @@ function eventSuffix(): string {
   return Date.now().toString(16) + crypto.randomUUID().slice(0, 4);
 }
 
+/** Longest object name (DNS subdomain). */
+const MAX_NAME = 253;
+
+/**
+ * An Event's name as client-go makes it: the object's name, a dot, a unique suffix; the object's
+ * name cut so the whole stays a valid name (an IPRule's name may itself be 253 characters).
+ */
+export function eventName(objectName: string, suffix = eventSuffix()): string {
+  const room = MAX_NAME - suffix.length - 1;
+  const base = objectName.slice(0, room).replace(/[.-]+$/, "");
+  return `${base || "event"}.${suffix}`;
+}
+
 /** Writes Events, skipping one identical to the last recorded for the same object and reason. */
 export class EventRecorder {
   readonly #client: KubeClient;
@@ -43,14 +56,15 @@ export class EventRecorder {
       const { kind, namespace, name } = event.regarding;
       const key = `${kind}/${namespace ?? ""}/${name}/${event.reason}`;
       if (this.#last.get(key) === event.note) continue;
+      // Remembered before the write: a failing write (RBAC, API down) is logged once per note,
+      // not on every reconcile.
       this.#last.delete(key);
       this.#last.set(key, event.note);
       if (this.#last.size > MEMORY) this.#last.delete(this.#last.keys().next().value!);
       const eventNamespace = namespace ?? CLUSTER_EVENT_NAMESPACE;
       try {
         await this.#client.create(RESOURCES.events, {
-          // As client-go names events: the object's name, a dot, a unique suffix.
-          metadata: { name: `${name}.${eventSuffix()}`, namespace: eventNamespace },
+          metadata: { name: eventName(name), namespace: eventNamespace },
           eventTime: microTime(Date.now()),
           reportingController: REPORTING_CONTROLLER,
           reportingInstance: this.#instance,
