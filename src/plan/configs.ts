@@ -8,6 +8,7 @@ import {
   type IPRule,
   type IPRuleConfig,
   type IPRuleConfigSpec,
+  type LabelSelector,
   MANAGED_BY,
   MANAGED_BY_LABEL,
   type RuleSource,
@@ -139,6 +140,26 @@ function validateIPRule(rule: IPRule): string | undefined {
   if (RESERVED_TABLES.includes(table)) return `spec.table "${table}" is a kernel table`;
   if (!Number.isInteger(priority) || priority < 1 || priority > MAX_PRIORITY) {
     return `spec.priority "${priority}" is out of range 1..${MAX_PRIORITY}`;
+  }
+  return selectorProblem(rule.spec.serviceSelector, "spec.serviceSelector") ??
+    selectorProblem(rule.spec.namespaceSelector, "spec.namespaceSelector");
+}
+
+/**
+ * Why a label selector is invalid as Kubernetes sees it (In and NotIn need values, Exists and
+ * DoesNotExist take none), or undefined. Read loosely, `NotIn` with no values would match
+ * every Service.
+ */
+function selectorProblem(selector: LabelSelector | undefined, field: string): string | undefined {
+  for (const [i, e] of (selector?.matchExpressions ?? []).entries()) {
+    const count = e.values?.length ?? 0;
+    const needs = e.operator === "In" || e.operator === "NotIn";
+    if (needs && count === 0) {
+      return `${field}.matchExpressions[${i}].values must not be empty for operator "${e.operator}"`;
+    }
+    if (!needs && count > 0) {
+      return `${field}.matchExpressions[${i}].values must be empty for operator "${e.operator}"`;
+    }
   }
   return undefined;
 }

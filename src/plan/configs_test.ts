@@ -310,6 +310,24 @@ Deno.test("planConfigs() reports an invalid IPRule and still plans the others", 
     ["empty cidrs", { cidrs: [] }, /spec\.cidrs must not be empty/],
     ["kernel table", { cidrs: ["192.168.1.0/24"], table: 254 }, /spec\.table "254"/],
     ["priority", { cidrs: ["192.168.1.0/24"], priority: 0 }, /spec\.priority "0"/],
+    [
+      "NotIn without values (would match every Service)",
+      {
+        cidrs: ["192.168.1.0/24"],
+        serviceSelector: { matchExpressions: [{ key: "tier", operator: "NotIn" }] },
+      },
+      /spec\.serviceSelector\.matchExpressions\[0\]\.values must not be empty for operator "NotIn"/,
+    ],
+    [
+      "Exists with values",
+      {
+        cidrs: ["192.168.1.0/24"],
+        namespaceSelector: {
+          matchExpressions: [{ key: "team", operator: "Exists", values: ["a"] }],
+        },
+      },
+      /spec\.namespaceSelector\.matchExpressions\[0\]\.values must be empty for operator "Exists"/,
+    ],
   ];
   for (const [name, spec, message] of cases) {
     const p = plan({

@@ -63,6 +63,29 @@ function withOverrides(base: Json, overrides: Json): Json {
 const cidrs65 = Array.from({ length: 65 }, (_, i) => `10.${i}.0.0/16`);
 
 const REJECTED: RejectCase[] = [
+  // IPRule selectors: as Kubernetes reads label selectors
+  {
+    name: "IPRule with a NotIn selector requirement without values",
+    object: ipRule(
+      "bad-notin",
+      ruleSpec({ serviceSelector: { matchExpressions: [{ key: "tier", operator: "NotIn" }] } }),
+    ),
+    field: "spec.serviceSelector.matchExpressions[0]",
+    message: "In and NotIn need values",
+  },
+  {
+    name: "IPRule with an Exists namespace selector requirement with values",
+    object: ipRule(
+      "bad-exists",
+      ruleSpec({
+        namespaceSelector: {
+          matchExpressions: [{ key: "team", operator: "Exists", values: ["a"] }],
+        },
+      }),
+    ),
+    field: "spec.namespaceSelector.matchExpressions[0]",
+    message: "Exists and DoesNotExist take none",
+  },
   // IPRule spec.cidrs
   {
     name: "IPRule with a CIDR that is not one",
