@@ -62,6 +62,35 @@ export function parseIP(text: string): ParsedIP | undefined {
   return { family: 6, text: addr.toString(), bytes: addr.toByteArray() };
 }
 
+/**
+ * Why an address can be no Service's rule source, or undefined when it can: unspecified,
+ * loopback, multicast and broadcast sources would capture the node's own traffic (DHCP,
+ * neighbor discovery, local connections) into another table, and the kernel routes an
+ * IPv4-mapped IPv6 source's packets as IPv4, so its `ip -6 rule` never matches. The controller
+ * plans no config for one, and the agent refuses a config that names one.
+ */
+export function unusableSource(ip: ParsedIP): string | undefined {
+  const { family, bytes } = ip;
+  const first = bytes[0]!;
+  if (family === 4) {
+    if (first === 0) return "an unspecified (0.0.0.0/8) address";
+    if (first === 127) return "a loopback address";
+    if (first >= 224 && first <= 239) return "a multicast address";
+    if (bytes.every((b) => b === 255)) return "the broadcast address";
+    return undefined;
+  }
+  if (first === 0xff) return "a multicast address";
+  const zeros = (n: number) => bytes.slice(0, n).every((b) => b === 0);
+  const last = bytes[15]!;
+  if (zeros(15) && (last === 0 || last === 1)) {
+    return last === 0 ? "the unspecified address" : "the loopback address";
+  }
+  if (zeros(10) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return "an IPv4-mapped IPv6 address (use the IPv4 address)";
+  }
+  return undefined;
+}
+
 /** Why a CIDR text was refused. */
 export type CIDRProblem = "invalid" | "host-bits";
 

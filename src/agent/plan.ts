@@ -6,15 +6,9 @@
  * foreign and never deleted. A foreign rule identical to a desired one (same family, source,
  * prefix length, table and priority, no other selector) satisfies it: no duplicate is added.
  */
-import {
-  type Family,
-  formatRule,
-  type KernelRule,
-  type Rule,
-  type RuleSpec,
-} from "../../ffi/mod.ts";
+import { formatRule, type KernelRule, type Rule, type RuleSpec } from "../../ffi/mod.ts";
 import type { ConfigState } from "../api/types.ts";
-import { parseIP } from "../ip.ts";
+import { parseIP, unusableSource } from "../ip.ts";
 
 /** What the agent keeps of an IPRuleConfig. */
 export interface ConfigRule {
@@ -160,28 +154,6 @@ export class RuleSet {
   }
 }
 
-/**
- * Why a source address can be no Service's address, or undefined when it can: unspecified,
- * loopback, multicast and broadcast sources would capture the node's own traffic (DHCP, neighbor
- * discovery, local connections) into another table.
- */
-function specialAddress(family: Family, bytes: readonly number[]): string | undefined {
-  const first = bytes[0]!;
-  if (family === 4) {
-    if (first === 0) return "an unspecified (0.0.0.0/8) address";
-    if (first === 127) return "a loopback address";
-    if (first >= 224 && first <= 239) return "a multicast address";
-    if (bytes.every((b) => b === 255)) return "the broadcast address";
-    return undefined;
-  }
-  if (first === 0xff) return "a multicast address";
-  const last = bytes[15]!;
-  if (bytes.slice(0, 15).every((b) => b === 0) && (last === 0 || last === 1)) {
-    return last === 0 ? "the unspecified address" : "the loopback address";
-  }
-  return undefined;
-}
-
 function configRuleText(config: ConfigRule): string {
   return `from ${config.serviceIP} lookup ${config.table} priority ${config.priority}`;
 }
@@ -211,7 +183,7 @@ export function configRule(
   if (ip === undefined) {
     error = `Invalid serviceIP "${config.serviceIP}": expected an IPv4 or IPv6 address`;
   } else {
-    const special = specialAddress(ip.family, ip.bytes);
+    const special = unusableSource(ip);
     error = special === undefined
       ? invalidNumbers(config)
       : `Invalid serviceIP "${config.serviceIP}": ${special} is no Service's address`;

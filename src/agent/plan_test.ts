@@ -90,6 +90,7 @@ Deno.test("desiredRules() refuses configs no kernel rule should be made of", asy
     ["a loopback address", config("x", "127.0.0.1"), /loopback/],
     ["the IPv6 loopback address", config("x", "::1"), /loopback/],
     ["a multicast address", config("x", "ff02::1"), /multicast/],
+    ["an IPv4-mapped address", config("x", "::ffff:10.0.0.5"), /IPv4-mapped/],
     ["the broadcast address", config("x", "255.255.255.255"), /broadcast/],
     ["table 0", config("x", "10.0.0.1", { table: 0 }), /Invalid table "0"/],
     ["the main table", config("x", "10.0.0.1", { table: 254 }), /main/],

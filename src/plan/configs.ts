@@ -15,7 +15,15 @@ import {
   type ServiceInfo,
   type ServiceRef,
 } from "../api/types.ts";
-import { configName, type Family, parseCIDR, type ParsedIP, parseIP, prefixKey } from "../ip.ts";
+import {
+  configName,
+  type Family,
+  parseCIDR,
+  type ParsedIP,
+  parseIP,
+  prefixKey,
+  unusableSource,
+} from "../ip.ts";
 import { selectorMatches } from "./selector.ts";
 
 /** Everything the planner reads. */
@@ -344,6 +352,17 @@ function matchService(
         ));
         continue;
       }
+    }
+    const unusable = unusableSource(source);
+    if (unusable) {
+      // Every node's agent would refuse the config (and the CRD an IPv4-mapped address).
+      result.events.push(serviceEvent(
+        svc,
+        "UnusableSource",
+        `Service skipped for LB IP "${lbIP.text}": rule source "${source.text}" is ${unusable} ` +
+          `(IPRule "${winner.rule.name}")`,
+      ));
+      continue;
     }
     result.candidates.push({
       ...winner,

@@ -195,6 +195,40 @@ Deno.test("planConfigs() resolves overlapping IPRules by prefix, priority, then 
   }
 });
 
+Deno.test("planConfigs() plans no config for a source no agent could use, and says why", () => {
+  const everything = ipRule("all", { cidrs: ["0.0.0.0/0", "::/0"], source: "LoadBalancerIP" });
+  const p = plan({
+    services: [
+      lbService("loop", ["127.0.0.1"]),
+      lbService("mcast", ["ff02::1"]),
+      lbService("mapped", ["::ffff:10.0.0.5"]),
+      lbService("ok", ["10.0.0.6"]),
+    ],
+    ipRules: [everything],
+  });
+  assert.deepEqual(p.changes.map((c) => c.name), ["iprc-10-0-0-6"]);
+  assert.deepEqual(
+    p.events.map((e) => [e.regarding.name, e.reason, e.note]),
+    [
+      [
+        "loop",
+        "UnusableSource",
+        'Service skipped for LB IP "127.0.0.1": rule source "127.0.0.1" is a loopback address (IPRule "all")',
+      ],
+      [
+        "mcast",
+        "UnusableSource",
+        'Service skipped for LB IP "ff02::1": rule source "ff02::1" is a multicast address (IPRule "all")',
+      ],
+      [
+        "mapped",
+        "UnusableSource",
+        'Service skipped for LB IP "::ffff:a00:5": rule source "::ffff:a00:5" is an IPv4-mapped IPv6 address (use the IPv4 address) (IPRule "all")',
+      ],
+    ].sort(),
+  );
+});
+
 Deno.test("planConfigs() with source LoadBalancerIP keeps one config for a shared LB IP", () => {
   const lbRule = ipRule("lb", { cidrs: ["192.168.1.0/24"], source: "LoadBalancerIP" });
   const a = lbService("a", ["192.168.1.10"], ["10.96.1.1"]);
