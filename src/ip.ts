@@ -76,17 +76,22 @@ export function unusableSource(ip: ParsedIP): string | undefined {
     if (first === 0) return "an unspecified (0.0.0.0/8) address";
     if (first === 127) return "a loopback address";
     if (first >= 224 && first <= 239) return "a multicast address";
-    if (bytes.every((b) => b === 255)) return "the broadcast address";
+    if (first === 255 && bytes[1] === 255 && bytes[2] === 255 && bytes[3] === 255) {
+      return "the broadcast address";
+    }
     return undefined;
   }
   if (first === 0xff) return "a multicast address";
-  const zeros = (n: number) => bytes.slice(0, n).every((b) => b === 0);
-  const last = bytes[15]!;
-  if (zeros(15) && (last === 0 || last === 1)) {
-    return last === 0 ? "the unspecified address" : "the loopback address";
-  }
-  if (zeros(10) && bytes[10] === 0xff && bytes[11] === 0xff) {
+  // Only addresses starting with ten zero bytes can be unspecified, loopback or mapped (a loop
+  // without allocation: the planner asks this for every matched Service).
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return undefined;
+  if (bytes[10] === 0xff && bytes[11] === 0xff) {
     return "an IPv4-mapped IPv6 address (use the IPv4 address)";
+  }
+  const last = bytes[15]!;
+  if (bytes[10] === 0 && bytes[11] === 0 && bytes[12] === 0 && bytes[13] === 0 && bytes[14] === 0) {
+    if (last === 0) return "the unspecified address";
+    if (last === 1) return "the loopback address";
   }
   return undefined;
 }
