@@ -7,7 +7,15 @@ export interface JunitCounts {
   skipped: number;
 }
 
-/** Counts the test cases (steps included) of a JUnit report written by `deno test`. */
+/** A parent's failure that only reports its steps' failures ("1 test step failed."). */
+const STEPS_FAILED = /^\d+ test steps? failed\.?$/;
+
+/**
+ * Counts the test cases of a JUnit report written by `deno test`: each leaf once (a test
+ * without steps, or a step without sub-steps). A test with steps counts through its steps, so
+ * a failing step is one failure and a test whose steps were all ignored is no pass; the parent
+ * counts itself only when it failed on its own (outside its steps).
+ */
 export function countJunit(xml: string): JunitCounts {
   const parser = new XMLParser({
     ignoreAttributes: false,
@@ -18,10 +26,23 @@ export function countJunit(xml: string): JunitCounts {
   };
   const counts: JunitCounts = { passed: 0, failed: 0, skipped: 0 };
   for (const suite of doc.testsuites?.testsuite ?? []) {
-    for (const testcase of suite.testcase ?? []) {
-      if (testcase && typeof testcase === "object" && "failure" in testcase) counts.failed++;
-      else if (testcase && typeof testcase === "object" && "skipped" in testcase) counts.skipped++;
-      else counts.passed++;
+    const cases = (suite.testcase ?? []).filter((c) => c && typeof c === "object");
+    const names = cases.map((c) => String(c["@_name"] ?? ""));
+    for (const [i, testcase] of cases.entries()) {
+      const parent = names.some((n) => n.startsWith(`${names[i]} > `));
+      const failure = testcase.failure;
+      if (failure !== undefined) {
+        const message = typeof failure === "object" && failure !== null
+          ? String((failure as Record<string, unknown>)["@_message"] ?? "")
+          : String(failure);
+        if (!parent || !STEPS_FAILED.test(message.trim())) counts.failed++;
+      } else if (parent) {
+        continue; // counted through its steps
+      } else if ("skipped" in testcase) {
+        counts.skipped++;
+      } else {
+        counts.passed++;
+      }
     }
   }
   return counts;

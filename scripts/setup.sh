@@ -42,6 +42,7 @@ fi
 
 # go-task, built from the Go module proxy.
 if [ "$("$tools/bin/task" --version 2>/dev/null | grep -o 'v\?3[.0-9]*' | head -n1 | sed 's/^v//')" != "${TASK_VERSION#v}" ]; then
+  command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null || { log "Go is required to install task"; exit 1; }
   log "installing task $TASK_VERSION with go install"
   GOBIN="$tools/bin" GOFLAGS=-mod=mod go install "github.com/go-task/task/v3/cmd/task@$TASK_VERSION"

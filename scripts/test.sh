@@ -29,8 +29,12 @@ for tier in "$@"; do
     ./scripts/controlplane-build.sh || { echo "test.sh: control-plane build failed" >&2; status=1; }
   fi
   echo "== $tier"
-  deno test "${flags[@]}" --junit-path="$results/$tier.xml" "${paths[@]}"
+  # A hung tier fails (exit 124/137) and the others still run and get counted.
+  timeout --kill-after=30s "${TIER_TIMEOUT:-1800}" \
+    deno test "${flags[@]}" --junit-path="$results/$tier.xml" "${paths[@]}"
   code=$?
+  [ "$code" -eq 124 ] || [ "$code" -eq 137 ] &&
+    echo "test.sh: tier $tier timed out after ${TIER_TIMEOUT:-1800} s" >&2
   echo "$code" >"$results/$tier.exit"
   [ "$code" -eq 0 ] || status=1
 done
