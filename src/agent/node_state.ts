@@ -28,6 +28,8 @@ export interface NodeReport {
   failed: readonly FailedRule[];
   /** Every desired rule present and nothing failed. */
   converged: boolean;
+  /** The reconcile itself failed (e.g. the kernel dump); the counts are the last known ones. */
+  error?: string;
 }
 
 /** What the status says besides the report. */
@@ -74,17 +76,29 @@ export function nodeStatus(
     failedRules,
     agentVersion: options.version,
     protocol: options.protocol,
-    conditions: setCondition(previous?.conditions, {
-      type: CONVERGED,
-      status: report.converged ? "True" : "False",
-      reason: report.converged ? "RulesApplied" : "RulesFailed",
-      message: report.converged
-        ? `All ${report.desired} desired rule(s) are in the kernel`
-        : `${report.failed.length} rule(s) failed; ${report.applied} of ${report.desired} desired ` +
-          `rule(s) are in the kernel`,
-    }, options.now),
+    conditions: setCondition(
+      previous?.conditions,
+      report.error !== undefined
+        ? {
+          type: CONVERGED,
+          status: "False",
+          reason: "ReconcileFailed",
+          message: truncate(`The last reconcile failed: ${report.error}`, MAX_ERROR_TEXT),
+        }
+        : {
+          type: CONVERGED,
+          status: report.converged ? "True" : "False",
+          reason: report.converged ? "RulesApplied" : "RulesFailed",
+          message: report.converged
+            ? `All ${report.desired} desired rule(s) are in the kernel`
+            : `${report.failed.length} rule(s) failed; ${report.applied} of ${report.desired} ` +
+              `desired rule(s) are in the kernel`,
+        },
+      options.now,
+    ),
   };
-  const lastConvergedTime = report.converged && (!converged(previous) || countsChanged)
+  const lastConvergedTime = report.converged && report.error === undefined &&
+      (!converged(previous) || countsChanged)
     ? options.now
     : previous?.lastConvergedTime;
   if (lastConvergedTime !== undefined) status.lastConvergedTime = lastConvergedTime;

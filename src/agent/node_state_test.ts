@@ -100,3 +100,24 @@ Deno.test("sameNodeStatus() sees a changed error text, version or protocol", () 
   );
   assert.equal(sameNodeStatus(undefined, base), false);
 });
+
+Deno.test("nodeStatus() reports a reconcile that failed as not converged, with its error", () => {
+  const ok = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
+  const broken = nodeStatus(
+    ok,
+    report({ converged: false, error: "dump failed: ETIMEDOUT" }),
+    { now: T2, ...OPTIONS },
+  );
+  assert.deepEqual(broken.conditions, [{
+    type: "Converged",
+    status: "False",
+    reason: "ReconcileFailed",
+    message: "The last reconcile failed: dump failed: ETIMEDOUT",
+    lastTransitionTime: T2,
+  }]);
+  assert.equal(broken.lastConvergedTime, T1);
+  assert.equal(sameNodeStatus(ok, broken), false);
+  const back = nodeStatus(broken, report(), { now: T3, ...OPTIONS });
+  assert.equal(back.conditions?.[0]?.reason, "RulesApplied");
+  assert.equal(back.lastConvergedTime, T3);
+});

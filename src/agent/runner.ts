@@ -130,6 +130,8 @@ export async function runAgent(
   let fullNeeded = true;
   let lastFull = 0;
   let last: ReconcileResult | undefined;
+  /** The error of the last reconcile, when it threw. */
+  let failure: unknown;
   let fatal: unknown;
   const failFatal = (error: unknown, rlog: Logger) => {
     if (!(error instanceof PermissionError)) return;
@@ -169,8 +171,20 @@ export async function runAgent(
     } catch (error: unknown) {
       metrics.reconciles.inc({ trigger, result: "error" });
       failFatal(error, rlog);
+      // Not converged as far as anyone can tell: readiness and the node state say so.
+      failure = error;
+      if (last !== undefined && !options.dryRun) {
+        writer.update({
+          desired: last.desired,
+          applied: last.applied,
+          failed: last.failed,
+          converged: false,
+          error: message(error),
+        });
+      }
       throw error;
     }
+    failure = undefined;
     const durationMs = performance.now() - started;
     metrics.reconcileSeconds.observe(durationMs / 1000);
     metrics.reconciles.inc({ trigger, result: result.converged ? "converged" : "failed" });
@@ -211,6 +225,9 @@ export async function runAgent(
           message(informer.lastError)
         }`,
       };
+    }
+    if (failure !== undefined) {
+      return { ready: false, reason: `last reconcile failed: ${message(failure)}` };
     }
     if (last === undefined) return { ready: false, reason: "first reconcile pending" };
     if (!last.converged) {
