@@ -38,18 +38,6 @@ export interface ReconcileResult {
 /** Reconciles every IPRuleConfig and IPRule status at once. */
 export class ConfigReconciler {
   readonly #memo = new PlanMemo();
-  /** resourceVersions of configs this reconciler wrote and whose watch event is still due. */
-  readonly #ownWrites = new Set<string>();
-
-  /**
-   * Whether a config in the cache is exactly what our own write produced: its watch event then
-   * needs no reconcile (the write already reflected the plan). Each version is consumed once.
-   */
-  isOwnWrite(config: IPRuleConfig | undefined): boolean {
-    const rv = config?.metadata.resourceVersion;
-    return rv !== undefined && this.#ownWrites.delete(rv);
-  }
-
   constructor(
     readonly client: KubeClient,
     readonly caches: ConfigCaches,
@@ -142,11 +130,9 @@ export class ConfigReconciler {
     return result;
   }
 
+  /** The cache takes in our write's result at once (see Informer.learn). */
   #remember(written: Record<string, unknown>): void {
-    const rv = (written.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
-    if (rv === undefined) return;
-    if (this.#ownWrites.size >= OWN_WRITES_LIMIT) this.#ownWrites.clear();
-    this.#ownWrites.add(rv);
+    this.caches.configs.learn(written);
   }
 
   async #write(change: ConfigChange): Promise<void> {
@@ -169,12 +155,10 @@ export class ConfigReconciler {
         change.name,
         change.resourceVersion === undefined ? {} : { resourceVersion: change.resourceVersion },
       );
+      this.caches.configs.forget(change.name);
     }
   }
 }
-
-/** Bound on remembered own writes (events lost to a relist would otherwise accumulate). */
-const OWN_WRITES_LIMIT = 100_000;
 
 /** A merge patch turning `from` into `to` (fields `to` lacks are set to null). */
 function specPatch(

@@ -164,12 +164,12 @@ async function reconcileWhileLeading(
       onError: (err, delayMs) => log.warn("List/watch failed", { informer: name, err, delayMs }),
     });
   const ns = { namespace: options.namespace };
-  // Our own config writes and IPRule status writes need no reconcile of their own.
-  const own: { configs?: ConfigReconciler } = {};
+  // Our own config writes need no reconcile of their own: the reconciler puts their results in
+  // the cache (Informer.learn), so their watch events change nothing.
   const configs = informer<IPRuleConfig>("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], {
     resource: RESOURCES.ipRuleConfigs,
     narrow: narrowIPRuleConfig,
-  }, (_key, obj) => !own.configs?.isOwnWrite(obj));
+  });
   const ruleGenerations = new Map<string, number | undefined>();
   const configCaches = {
     services: informer("services", [CONFIGS_KEY], {
@@ -226,7 +226,6 @@ async function reconcileWhileLeading(
     draining: () => agents.draining(),
     holdAbsent: () => !agents.exists(),
   });
-  own.configs = configReconciler;
 
   const all = [...new Set([...Object.values(configCaches), ...Object.values(agentCaches)])];
   const running = all.map((i) => (i as Informer<unknown>).run(signal));

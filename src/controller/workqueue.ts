@@ -7,6 +7,8 @@ import { backoffDelay, type BackoffOptions } from "../k8s/backoff.ts";
 
 /** Backoff of a failing key: 50 ms doubling up to 60 s. */
 const RETRY_BACKOFF: BackoffOptions = { initialMs: 50, maxMs: 60_000, factor: 2 };
+/** setTimeout's longest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A deduplicating, rate-limited work queue of string keys. */
 export class WorkQueue {
@@ -14,7 +16,7 @@ export class WorkQueue {
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
   readonly #failures = new Map<string, number>();
-  readonly #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  readonly #timers = new Map<string, { timer: ReturnType<typeof setTimeout>; due: number }>();
   readonly #waiters: (() => void)[] = [];
   #closed = false;
 
@@ -32,18 +34,25 @@ export class WorkQueue {
     this.#wakeOne();
   }
 
-  /** Queues a key after a delay (an earlier pending delay for the key wins). */
+  /**
+   * Queues a key after a delay; of several pending delays for a key the one due first wins (a
+   * retry in 50 ms is not held back by a grace-period timer of minutes). Delays are capped at
+   * 2^31-1 ms, beyond which setTimeout would fire at once.
+   */
   addAfter(key: string, delayMs: number): void {
     if (this.#closed) return;
     if (delayMs <= 0) return this.add(key);
-    if (this.#timers.has(key)) return;
-    this.#timers.set(
-      key,
-      setTimeout(() => {
-        this.#timers.delete(key);
-        this.add(key);
-      }, delayMs),
-    );
+    const due = Date.now() + delayMs;
+    const pending = this.#timers.get(key);
+    if (pending !== undefined) {
+      if (pending.due <= due) return;
+      clearTimeout(pending.timer);
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(key);
+      this.add(key);
+    }, Math.min(delayMs, MAX_TIMER_MS));
+    this.#timers.set(key, { timer, due });
   }
 
   /** Queues a failed key again after its backoff; returns the delay. */
@@ -118,7 +127,7 @@ export class WorkQueue {
   /** Stops the workers after their current key and drops pending delays. */
   close(): void {
     this.#closed = true;
-    for (const timer of this.#timers.values()) clearTimeout(timer);
+    for (const { timer } of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#wakeAll();
   }

@@ -60,3 +60,20 @@ Deno.test("WorkQueue retries a failing key with backoff and reports the error", 
   assert.equal(errors.length, 2);
   assert.ok(errors[1]! >= errors[0]! / 2, "backoff grows (jittered)");
 });
+
+Deno.test("WorkQueue.addAfter(): a shorter delay replaces a longer pending one, not the reverse", async () => {
+  const queue = new WorkQueue();
+  const controller = new AbortController();
+  const started = performance.now();
+  let ranAt = -1;
+  queue.addAfter("configs", 60_000); // e.g. an absent config's grace period
+  queue.addAfter("configs", 20); // a retry after a failed write
+  queue.addAfter("configs", 30_000); // a later, longer delay changes nothing
+  await queue.run(async () => {
+    ranAt = performance.now() - started;
+    controller.abort();
+    await Promise.resolve();
+  }, { signal: controller.signal, workers: 1 });
+  // It ran at all: with the first timer kept, it would have waited a minute (test timeout).
+  assert.ok(ranAt >= 0 && ranAt < 30_000, `ran after ${ranAt} ms`);
+});

@@ -32,6 +32,9 @@ export interface InformerOptions<T> {
   backoff?: BackoffOptions;
 }
 
+/** Own-write versions remembered per object: a few writes to one object can be in flight. */
+const OWN_VERSIONS_KEPT = 16;
+
 /** A watch that ends sooner than this without an event is treated as failed (backoff). */
 const QUICK_WATCH_MS = 1000;
 
@@ -56,6 +59,8 @@ export class Informer<T> {
   readonly #versions = new Map<string, string>();
   /** Watch events received (bookmarks included), to tell an empty watch from a live one. */
   #watchEvents = 0;
+  /** Versions of our own writes (see `learn`) whose watch events are still due, by key. */
+  readonly #ownVersions = new Map<string, string[]>();
   readonly #options: InformerOptions<T>;
   readonly #client: KubeClient;
   #synced = false;
@@ -104,11 +109,52 @@ export class Informer<T> {
     };
   }
 
+  /**
+   * Takes in an object as the API server returned it to our own write, before its watch event
+   * arrives: later reads of the cache see the write at once, and the watch event of that
+   * version (or of an earlier own write of the same object, arriving late) changes nothing and
+   * calls no `onChange`.
+   */
+  learn(raw: unknown): void {
+    const key = objectKey(raw);
+    const rv = resourceVersionOf(raw);
+    if (key === undefined || rv === undefined) return;
+    let obj: T;
+    try {
+      obj = this.#options.narrow(raw);
+    } catch {
+      return; // the watch event reports it through onInvalid
+    }
+    this.store.set(key, obj);
+    this.#versions.set(key, rv);
+    const own = this.#ownVersions.get(key) ?? [];
+    own.push(rv);
+    this.#ownVersions.set(key, own.slice(-OWN_VERSIONS_KEPT));
+  }
+
+  /** Removes an object our own write deleted; its DELETED event then changes nothing. */
+  forget(key: string): void {
+    this.store.delete(key);
+    this.#versions.delete(key);
+    this.#ownVersions.delete(key);
+  }
+
+  /** Whether a watched version is one of our own writes already in the cache (consumes it). */
+  #ownVersion(key: string, rv: string | undefined): boolean {
+    const own = rv === undefined ? undefined : this.#ownVersions.get(key);
+    const at = own?.indexOf(rv!) ?? -1;
+    if (at < 0) return false;
+    own!.splice(0, at + 1);
+    if (own!.length === 0) this.#ownVersions.delete(key);
+    return true;
+  }
+
   /** Stores one raw object; returns whether the cache changed. */
   #put(raw: unknown): void {
     const key = objectKey(raw);
     if (key === undefined) return;
     const rv = resourceVersionOf(raw);
+    if (this.#ownVersion(key, rv)) return;
     if (rv !== undefined && this.#versions.get(key) === rv) return;
     let obj: T;
     try {

@@ -38,3 +38,51 @@ Deno.test("Informer backs off when watches end at once without an event", async 
   // 25-50, 50-100, 100-200 ms ... waits: a handful of watches in 400 ms, not thousands.
   assert.ok(calls.watch >= 2 && calls.watch <= 6, `${calls.watch} watches in 400 ms`);
 });
+
+Deno.test("Informer.learn(): our writes are in the cache at once and their watch events change nothing", async () => {
+  const obj = (rv: string, state: string) => ({
+    metadata: { name: "c", resourceVersion: rv },
+    spec: { state },
+  });
+  const events: { type: string; object: unknown }[] = [];
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const client = {
+    request: () =>
+      Promise.resolve({ items: [obj("1", "present")], metadata: { resourceVersion: "1" } }),
+    watch: async function* (_path: string, _query: unknown, signal: AbortSignal) {
+      await released;
+      yield* events;
+      await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+    },
+  } as unknown as KubeClient;
+  const changes: string[] = [];
+  const informer = new Informer<{ spec: { state: string } }>(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (raw) => raw as { spec: { state: string } },
+    onChange: (key, o) => changes.push(`${key}:${o?.spec.state ?? "deleted"}`),
+  });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await informer.whenSynced(stop.signal);
+  changes.length = 0;
+
+  // Two own writes: absent (rv 2), then present again (rv 3).
+  informer.learn(obj("2", "absent"));
+  informer.learn(obj("3", "present"));
+  assert.equal(informer.store.get("c")?.spec.state, "present");
+  // Their events arrive late, in order; then someone else's change (rv 4), then our delete.
+  events.push(
+    { type: "MODIFIED", object: obj("2", "absent") },
+    { type: "MODIFIED", object: obj("3", "present") },
+    { type: "MODIFIED", object: obj("4", "absent") },
+  );
+  release();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(changes, ["c:absent"]); // only the foreign change
+  assert.equal(informer.store.get("c")?.spec.state, "absent");
+  informer.forget("c");
+  assert.equal(informer.store.has("c"), false);
+  stop.abort();
+  await running;
+});

@@ -535,7 +535,9 @@ function diffConfigs(
     const since = current.spec.absentSince === undefined
       ? NaN
       : Date.parse(current.spec.absentSince);
-    if (current.spec.state !== "absent" || Number.isNaN(since)) {
+    // A time in the future (another replica's clock ahead of ours) is written again as now:
+    // the grace period never stretches by the skew.
+    if (current.spec.state !== "absent" || Number.isNaN(since) || since > now) {
       const spec = { ...current.spec, state: "absent" as const };
       spec.absentSince = new Date(now).toISOString();
       changes.push({ op: "update", name, spec, ...rv(current) });

@@ -395,6 +395,22 @@ Deno.test("planConfigs() deletes an absent config only after the grace period", 
   assert.deepEqual(summary(plan({ configs }, NOW + GRACE)), [["delete", "iprc-10-96-1-50"]]);
 });
 
+Deno.test("planConfigs() counts an absentSince in the future (clock skew) as now", () => {
+  const skewed = {
+    ...present("10.96.1.50", "dc-a"),
+    state: "absent" as const,
+    absentSince: new Date(NOW + 30 * 24 * 3600_000).toISOString(), // a month ahead
+  };
+  const p = plan({ configs: [config("iprc-10-96-1-50", skewed)] }, NOW);
+  const rewritten = { ...skewed, absentSince: new Date(NOW).toISOString() };
+  assert.deepEqual(summary(p), [["update", "iprc-10-96-1-50", rewritten]]);
+  assert.equal(p.nextDeletionAt, NOW + GRACE);
+  assert.deepEqual(
+    summary(plan({ configs: [config("iprc-10-96-1-50", rewritten)] }, NOW + GRACE)),
+    [["delete", "iprc-10-96-1-50"]],
+  );
+});
+
 Deno.test("planConfigs() brings an absent config back to present when it matches again", () => {
   const absent = {
     ...present("10.96.1.50", "dc-a"),
