@@ -50,6 +50,8 @@ export class ConfigReconciler {
       draining: () => boolean;
       /** While true (no Agent exists), absent configs stay absent. */
       holdAbsent: () => boolean;
+      /** Aborts when leadership is lost: a reconcile in progress writes nothing more. */
+      leading?: AbortSignal;
     },
   ) {}
 
@@ -81,6 +83,7 @@ export class ConfigReconciler {
       plan.changes,
       WRITE_CONCURRENCY,
       async (change) => {
+        if (this.options.leading?.aborted) return;
         await this.#write(change);
         writes++;
         log.info(changeMessage(change), { kind: "IPRuleConfig", name: change.name });
@@ -97,13 +100,14 @@ export class ConfigReconciler {
     });
     failures.push(
       ...await runLimited(statusWrites, WRITE_CONCURRENCY, async ({ name, status }) => {
+        if (this.options.leading?.aborted) return;
         await this.client.mergePatch(RESOURCES.ipRules, name, { status }, {
           subresource: "status",
         });
         writes++;
       }),
     );
-    await this.options.events.record(plan.events);
+    if (!this.options.leading?.aborted) await this.options.events.record(plan.events);
     this.options.metrics.apiWrites.inc(writes);
 
     let stale = false;

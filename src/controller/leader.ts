@@ -71,17 +71,24 @@ export class LeaderElector {
     const stop = () => leading.abort();
     signal.addEventListener("abort", stop, { once: true });
     const work = lead(leading.signal);
-    let lastRenew = Date.now();
+    // Steps down when no renewal succeeded for the renew deadline, even while a renewal is
+    // still waiting for an answer (an overloaded API server, a half-open connection): by then
+    // a standby may hold the lease.
+    const lost = () => {
+      if (leading.signal.aborted) return;
+      this.#o.log.error("Leader lease lost", { lease: this.#o.leaseName });
+      leading.abort();
+    };
+    let deadline = setTimeout(lost, this.#renewDeadlineMs);
     while (!leading.signal.aborted) {
       await sleep(this.#retryMs, leading.signal);
       if (leading.signal.aborted) break;
-      if (await this.#tryAcquireOrRenew()) {
-        lastRenew = Date.now();
-      } else if (Date.now() - lastRenew > this.#renewDeadlineMs) {
-        this.#o.log.error("Leader lease lost", { lease: this.#o.leaseName });
-        leading.abort();
+      if (await this.#tryAcquireOrRenew() && !leading.signal.aborted) {
+        clearTimeout(deadline);
+        deadline = setTimeout(lost, this.#renewDeadlineMs);
       }
     }
+    clearTimeout(deadline);
     signal.removeEventListener("abort", stop);
     await work;
     this.#o.onChange?.(false);

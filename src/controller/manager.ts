@@ -225,6 +225,7 @@ async function reconcileWhileLeading(
     metrics,
     draining: () => agents.draining(),
     holdAbsent: () => !agents.exists(),
+    leading: signal,
   });
 
   const all = [...new Set([...Object.values(configCaches), ...Object.values(agentCaches)])];
