@@ -28,8 +28,11 @@ const NETWORKD_DROPINS = [
   "/usr/local/lib/systemd/networkd.conf.d",
   "/usr/lib/systemd/networkd.conf.d",
 ];
-/** Exists while systemd-networkd runs. */
-const NETWORKD_RUNTIME = "/run/systemd/netif";
+/**
+ * Written by systemd-networkd once it runs. Not /run/systemd/netif itself: systemd's tmpfiles
+ * create that directory at boot on every systemd host, networkd or not.
+ */
+const NETWORKD_RUNTIME = "/run/systemd/netif/state";
 /** Exists while NetworkManager runs. */
 const NETWORKMANAGER_RUNTIME = "/run/NetworkManager";
 /** The networkd setting. */
@@ -45,6 +48,8 @@ export interface NetworkdSetting {
   value: string | undefined;
 }
 
+/** systemd's parse_boolean words; any other value is ignored with a warning by networkd. */
+const TRUE_WORDS = new Set(["1", "yes", "y", "true", "t", "on"]);
 const FALSE_WORDS = new Set(["0", "no", "n", "false", "f", "off"]);
 
 /** The last `ManageForeignRoutingPolicyRules=` of the `[Network]` section of one file's text. */
@@ -85,8 +90,10 @@ export function networkdSetting(files: HostFiles): NetworkdSetting {
   for (const file of sources) {
     const value = lastNetworkdAssignment(files.read(file) ?? "");
     if (value === undefined) continue;
-    // An empty assignment resets to the default.
-    result = { manages: !FALSE_WORDS.has(value.toLowerCase()), file, value };
+    const word = value.toLowerCase();
+    // Like networkd: a value that is no boolean (an empty one included) is ignored.
+    if (!TRUE_WORDS.has(word) && !FALSE_WORDS.has(word)) continue;
+    result = { manages: TRUE_WORDS.has(word), file, value };
   }
   return result;
 }

@@ -18,7 +18,8 @@ function host(files: Record<string, string>, dirs: string[] = []): HostFiles {
   };
 }
 
-const NETWORKD_RUNS = ["/run/systemd/netif"];
+/** What a host where networkd runs has: its state file (the directory exists on any systemd host). */
+const NETWORKD_RUNS = ["/run/systemd/netif/state"];
 
 Deno.test("lastNetworkdAssignment() reads the setting of the [Network] section only", () => {
   const text = [
@@ -85,6 +86,34 @@ Deno.test("hostWarnings() is quiet when networkd is told to keep foreign rules",
 
 Deno.test("hostWarnings() ignores networkd settings when networkd does not run", () => {
   assert.deepEqual(hostWarnings(host({})), []);
+  // systemd's tmpfiles create /run/systemd/netif and its subdirectories on every systemd host.
+  const tmpfilesOnly = [
+    "/run/systemd/netif",
+    "/run/systemd/netif/links",
+    "/run/systemd/netif/leases",
+  ];
+  assert.deepEqual(hostWarnings(host({}, tmpfilesOnly)), []);
+});
+
+Deno.test("networkdSetting() ignores a value that is no boolean, as networkd does", () => {
+  for (const bad of ["", "nope", "maybe"]) {
+    const files = host({
+      "/etc/systemd/networkd.conf": "[Network]\nManageForeignRoutingPolicyRules=no\n",
+      "/etc/systemd/networkd.conf.d/50-x.conf":
+        `[Network]\nManageForeignRoutingPolicyRules=${bad}\n`,
+    });
+    assert.deepEqual(networkdSetting(files), {
+      manages: false,
+      file: "/etc/systemd/networkd.conf",
+      value: "no",
+    }, bad);
+  }
+  for (const word of ["TRUE", "On", "1", "y", "t"]) {
+    const files = host({
+      "/etc/systemd/networkd.conf": `[Network]\nManageForeignRoutingPolicyRules=${word}\n`,
+    });
+    assert.equal(networkdSetting(files).manages, true, word);
+  }
 });
 
 Deno.test("hostWarnings() warns about NetworkManager naming its routing-rules settings", () => {
