@@ -251,24 +251,32 @@ export class NodeStateWriter {
     this.#exists = true;
   }
 
-  /** The owner reference to this node's Node, or undefined when it cannot be read. */
+  /**
+   * The owner reference to this node's Node; undefined when there is no such Node (e.g. a
+   * --node-name for a machine outside the cluster) or the agent may not read it. Any other
+   * error is thrown, so the creation is retried rather than made without an owner for good
+   * (the object would then outlive its Node).
+   */
   async #nodeOwner(): Promise<JsonObject | undefined> {
     const name = this.#options.nodeName;
+    let node: JsonObject | undefined;
     try {
-      const node = await this.#client.get(RESOURCES.nodes, name);
-      const uid = (node?.metadata as { uid?: unknown } | undefined)?.uid;
-      if (typeof uid === "string") {
-        return { apiVersion: "v1", kind: "Node", name, uid };
-      }
-      this.#options.log.warn("Node not found; IPRuleNodeState created without owner", {
-        node: name,
-      });
+      node = await this.#client.get(RESOURCES.nodes, name);
     } catch (error: unknown) {
+      if (!(error instanceof ApiError && (error.status === 401 || error.status === 403))) {
+        throw error;
+      }
       this.#options.log.warn("Node unreadable; IPRuleNodeState created without owner", {
         node: name,
         err: error,
       });
+      return undefined;
     }
+    const uid = (node?.metadata as { uid?: unknown } | undefined)?.uid;
+    if (typeof uid === "string") return { apiVersion: "v1", kind: "Node", name, uid };
+    this.#options.log.warn("Node not found; IPRuleNodeState created without owner", {
+      node: name,
+    });
     return undefined;
   }
 }

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import type { IPRuleNodeStateStatus } from "../api/types.ts";
-import { MAX_FAILED_RULES, type NodeReport, nodeStatus, sameNodeStatus } from "./node_state.ts";
+import { ApiError, type KubeClient } from "../k8s/client.ts";
+import { Logger } from "../log.ts";
+import {
+  MAX_FAILED_RULES,
+  type NodeReport,
+  NodeStateWriter,
+  nodeStatus,
+  sameNodeStatus,
+} from "./node_state.ts";
 
 const T1 = "2026-01-01T00:00:00Z";
 const T2 = "2026-01-01T00:00:10Z";
@@ -120,4 +128,37 @@ Deno.test("nodeStatus() reports a reconcile that failed as not converged, with i
   const back = nodeStatus(broken, report(), { now: T3, ...OPTIONS });
   assert.equal(back.conditions?.[0]?.reason, "RulesApplied");
   assert.equal(back.lastConvergedTime, T3);
+});
+
+Deno.test("NodeStateWriter creates its object owned by the Node, retrying when the Node read fails", async () => {
+  let nodeReads = 0;
+  const created: Record<string, unknown>[] = [];
+  const client = {
+    get: (resource: { kind: string }) => {
+      if (resource.kind !== "Node") return Promise.resolve(undefined); // no IPRuleNodeState yet
+      if (nodeReads++ === 0) {
+        return Promise.reject(
+          new ApiError("GET", "/api/v1/nodes/n1", 503, "ServiceUnavailable", "busy"),
+        );
+      }
+      return Promise.resolve({ metadata: { name: "n1", uid: "uid-1" } });
+    },
+    create: (_resource: unknown, object: Record<string, unknown>) => {
+      created.push(object);
+      return Promise.resolve({ ...object, status: {} });
+    },
+    mergePatch: (_r: unknown, _n: unknown, patch: { status: unknown }) => Promise.resolve(patch),
+  } as unknown as KubeClient;
+  const writer = new NodeStateWriter(client, {
+    nodeName: "n1",
+    ...OPTIONS,
+    log: new Logger({ sink: () => {} }),
+  });
+  // A passing API server error is no reason to create the object without its owner for good.
+  await assert.rejects(writer.write(report()), /503/);
+  assert.equal(created.length, 0);
+  assert.equal(await writer.write(report()), true);
+  assert.deepEqual((created[0]?.metadata as Record<string, unknown>).ownerReferences, [
+    { apiVersion: "v1", kind: "Node", name: "n1", uid: "uid-1" },
+  ]);
 });
