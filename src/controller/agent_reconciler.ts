@@ -7,6 +7,7 @@
  */
 import { type Agent, AGENT_NAME, type IPRuleConfig, type IPRuleNodeState } from "../api/types.ts";
 import { ApiError, type KubeClient } from "../k8s/client.ts";
+import { isManagedConfig } from "../plan/configs.ts";
 import type { Informer } from "../k8s/informer.ts";
 import { RESOURCES } from "../k8s/resources.ts";
 import { apiTime } from "../k8s/time.ts";
@@ -175,8 +176,13 @@ export class AgentReconciler {
       .map((s) => s.metadata.name);
     const elapsed = Date.now() - started;
     if ((present.length > 0 || busy.length > 0) && elapsed < this.options.drainTimeoutMs) {
-      const message = present.length > 0
-        ? `Marking ${present.length} IPRuleConfig(s) absent`
+      // Configs someone else created are never marked absent: their rules stay until deleted.
+      const foreign = present.filter((c) => !isManagedConfig(c)).map((c) => c.metadata.name);
+      const message = present.length > foreign.length
+        ? `Marking ${present.length - foreign.length} IPRuleConfig(s) absent`
+        : foreign.length > 0
+        ? `Waiting: ${foreign.length} IPRuleConfig(s) not created by the operator are present ` +
+          `(${nodeList(foreign)}); delete them to let the nodes remove every rule`
         : `Waiting for ${busy.length} node(s) to remove their rules: ${nodeList(busy)}`;
       await this.#setDraining(agent, "True", "Draining", message);
       return DRAIN_POLL_MS;

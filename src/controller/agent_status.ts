@@ -20,8 +20,8 @@ export interface DaemonSetCounts {
 }
 
 /**
- * Node names for a condition message: the first five and how many more, so a message stays far
- * below the CRD's 32768-character limit on any cluster.
+ * Names for a condition message (nodes, configs): the first five and how many more, so a
+ * message stays far below the CRD's 32768-character limit on any cluster.
  */
 export function nodeList(names: readonly string[]): string {
   const shown = names.slice(0, 5).join(", ");

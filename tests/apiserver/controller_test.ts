@@ -398,7 +398,21 @@ Deno.test("controller against a real API server", async (t) => {
     await t.step(
       "deleting the Agent drains every config, deletes the DaemonSet, then lets the Agent go",
       async () => {
+        // A config an admin created (no managed-by label) is never marked absent: the drain
+        // names it and waits until it is deleted.
+        await admin.create(RESOURCES.ipRuleConfigs, {
+          metadata: { name: "hand-made" },
+          spec: { serviceIP: "10.96.200.1", table: 100, priority: 1000, state: "present" },
+        });
         await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
+        await eventually("drain names the hand-made config", async () => {
+          const agent: Json = await admin.get(RESOURCES.agents, "agent", NS);
+          const draining = agent?.status?.conditions?.find((c: Json) => c.type === "Draining");
+          return /not created by the operator are present \(hand-made\)/.test(
+            draining?.message ?? "",
+          );
+        });
+        await admin.delete(RESOURCES.ipRuleConfigs, "hand-made");
         await eventually(
           "Agent gone",
           async () => (await admin.get(RESOURCES.agents, "agent", NS)) === undefined,
