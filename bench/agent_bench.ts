@@ -1,9 +1,10 @@
 /**
  * Agent benchmark (issue 6) on a local control plane with node namespaces (root): peak RSS with
  * 1,000 configs, unconstrained and in a memory cgroup limited to 64 MiB (the original agent's
- * limit) with its own copy of the runtime; with 10,000 configs: cold start to converged, one config created → kernel rule
- * present (median, p99 over 500), external rule delete → restored (median, p99 over 200), CPU
- * time per idle resync, API requests per minute in steady state, peak RSS.
+ * limit) with its own copy of the runtime; with 10,000 configs: cold start to converged, one
+ * config created → kernel rule present (median, p99 over 500), external rule delete → restored
+ * (median, p99 over 200), CPU time per idle resync, API requests per minute in steady state,
+ * peak RSS.
  * Targets: create p99 < 200 ms, repair p99 < 20 ms, < 15 ms CPU per resync, only the watch in
  * steady state, ≤ 64 MiB RSS at 1,000 configs and ≤ 128 MiB at 10,000. ~4 minutes.
  */

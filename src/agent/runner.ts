@@ -440,9 +440,9 @@ async function once(
 }
 
 /**
- * Feeds the kernel's rule events to the scheduler until the signal aborts (with whether the
- * agent's own socket made the change); lost events ask for a dump; the subscription is reopened with
- * backoff when it fails.
+ * Feeds the kernel's rule events to the scheduler until the signal aborts, with whether the
+ * agent's own socket made the change; lost events ask for a dump; the subscription is reopened
+ * with backoff when it fails.
  */
 async function watchKernel(
   options: AgentOptions,
