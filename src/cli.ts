@@ -131,7 +131,9 @@ export function addressFlag(name: string, value: string): { hostname: string; po
     );
   }
   const host = match[1]!.replace(/^\[|\]$/g, "");
-  return { hostname: host === "" ? "0.0.0.0" : host, port };
+  // No host: every address of both families ("::" also accepts IPv4 on Linux), so probes of an
+  // IPv6 pod or node address reach it too; startHealthServer falls back to 0.0.0.0 without IPv6.
+  return { hostname: host === "" ? "::" : host, port };
 }
 
 /** Log line formats. */

@@ -11,7 +11,7 @@ Deno.test("parseAgentFlags() applies the documented defaults", () => {
   assert.equal(o.resyncMs, 10_000);
   assert.equal(o.protocol, DEFAULT_PROTOCOL);
   assert.equal(o.logFormat, "json");
-  assert.deepEqual(o.metricsAddr, { hostname: "0.0.0.0", port: 9472 });
+  assert.deepEqual(o.metricsAddr, { hostname: "::", port: 9472 });
   assert.equal(o.once, false);
   assert.equal(
     parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" }, isTerminal: true }).logFormat,

@@ -58,10 +58,13 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       { name: "IPRULE_HOST_ROOT", value: HOST_ROOT },
     ],
     // The host's network managers' settings, read-only, for the agent's start-up checks.
+    // Recursively where the runtime can: other containers' root filesystems mounted below the
+    // host's /run would otherwise stay writable (Kubernetes >= 1.31; older runtimes fall back).
     volumeMounts: HOST_PATHS.map(({ name, path }) => ({
       name,
       mountPath: `${HOST_ROOT}${path}`,
       readOnly: true,
+      recursiveReadOnly: "IfPossible",
     })),
     ports: [{ name: "metrics", containerPort: AGENT_METRICS_PORT, protocol: "TCP" }],
     readinessProbe: {

@@ -48,7 +48,11 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
   assert.deepEqual(c.securityContext.capabilities, { drop: ["ALL"], add: ["NET_ADMIN"] });
   // The host's networkd/NetworkManager settings, read-only, under IPRULE_HOST_ROOT.
   assert.deepEqual(c.env[1], { name: "IPRULE_HOST_ROOT", value: "/host" });
-  assert.ok(c.volumeMounts.every((m: Json) => m.readOnly && m.mountPath.startsWith("/host/")));
+  assert.ok(
+    c.volumeMounts.every((m: Json) =>
+      m.readOnly && m.recursiveReadOnly === "IfPossible" && m.mountPath.startsWith("/host/")
+    ),
+  );
   assert.deepEqual(pod.volumes.map((v: Json) => [v.hostPath.path, v.hostPath.type]), [
     ["/etc", "Directory"],
     ["/run", "Directory"],
