@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 // @deno-types="@types/ms"
 import ms from "ms";
+import { MAX_TIMER_MS } from "./k8s/backoff.ts";
 
 /** A command-line mistake: reported as one line, exit code 2. */
 export class UsageError extends Error {
@@ -70,7 +71,7 @@ export function helpText(program: string, summary: string, defs: readonly FlagDe
  * Longest duration flag: every duration ends up in a timer, and setTimeout fires at once for a
  * delay above 2^31-1 ms (~596.5 h), which would turn a resync into a busy loop.
  */
-export const MAX_DURATION_MS = 596 * 3_600_000;
+export const MAX_DURATION_MS = Math.floor(MAX_TIMER_MS / 3_600_000) * 3_600_000; // 596h
 
 /** A duration flag such as `10s`, `1m30s`, `250ms`, in milliseconds, within [minMs, 596h]. */
 export function durationFlag(name: string, value: string, minMs = 1): number {

@@ -3,12 +3,10 @@
  * is never processed by two workers at once (re-added while processing, it runs again after),
  * and failures are retried with per-key exponential backoff.
  */
-import { backoffDelay, type BackoffOptions } from "../k8s/backoff.ts";
+import { backoffDelay, type BackoffOptions, MAX_TIMER_MS } from "../k8s/backoff.ts";
 
 /** Backoff of a failing key: 50 ms doubling up to 60 s. */
 const RETRY_BACKOFF: BackoffOptions = { initialMs: 50, maxMs: 60_000, factor: 2 };
-/** setTimeout's longest delay. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A deduplicating, rate-limited work queue of string keys. */
 export class WorkQueue {

@@ -23,6 +23,9 @@ export function backoffDelay(
   return Math.round(base * (0.5 + random() / 2));
 }
 
+/** setTimeout's longest delay: a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Resolves after `ms`, or at once when the signal aborts (never rejects). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
