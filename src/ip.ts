@@ -3,7 +3,7 @@
  * IPRuleConfig naming scheme and prefix keys for fast longest-prefix matching.
  */
 import ipaddr from "ipaddr.js";
-import { ipv6Hex } from "../ffi/address.ts";
+import { ipv6Hex } from "../net/address.ts";
 
 /** IP family: 4 or 6. */
 export type Family = 4 | 6;

@@ -15,7 +15,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { FailedRule } from "../api/types.ts";
 import type { Logger } from "../log.ts";
-import { type DesiredRules, ipRuleCommand, planRules, type RulePlan } from "./plan.ts";
+import { type DesiredRules, ipRuleCommand, planRules, type RulePlan } from "./rule_plan.ts";
 
 /** The kernel's rule list as the reconciler uses it; `RuleSocket` is one. */
 export interface RuleTable {

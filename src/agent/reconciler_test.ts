@@ -8,7 +8,7 @@ import {
   type RuleSpec,
 } from "../../ffi/mod.ts";
 import { Logger } from "../log.ts";
-import { desiredRules, DesiredState } from "./plan.ts";
+import { desiredRules, DesiredState } from "./rule_plan.ts";
 import { kernelRule } from "./test_rules.ts";
 import { checkPermission, PermissionError, RuleReconciler, type RuleTable } from "./reconciler.ts";
 

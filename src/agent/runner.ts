@@ -13,7 +13,7 @@ import {
   RuleSubscription,
 } from "../../ffi/mod.ts";
 import { narrowIPRuleConfig } from "../api/narrow.ts";
-import type { AgentOptions } from "../agent_flags.ts";
+import type { AgentOptions } from "./flags.ts";
 import { startHealthServer } from "../health_server.ts";
 import { backoffDelay, sleep } from "../k8s/backoff.ts";
 import { KubeClient } from "../k8s/client.ts";
@@ -30,7 +30,7 @@ import {
   configRuleOf,
   DesiredState,
   planCommands,
-} from "./plan.ts";
+} from "./rule_plan.ts";
 import {
   checkPermission,
   PermissionError,

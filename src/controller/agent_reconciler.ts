@@ -7,7 +7,7 @@
  */
 import { type Agent, AGENT_NAME, type IPRuleConfig, type IPRuleNodeState } from "../api/types.ts";
 import { ApiError, type KubeClient } from "../k8s/client.ts";
-import { isManagedConfig } from "../plan/configs.ts";
+import { isManagedConfig } from "./plan.ts";
 import type { Informer } from "../k8s/informer.ts";
 import { RESOURCES } from "../k8s/resources.ts";
 import { apiTime } from "../k8s/time.ts";

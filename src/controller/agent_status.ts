@@ -1,6 +1,6 @@
 /** Agent status from its DaemonSet and the nodes' IPRuleNodeStates (pure). */
 import type { Agent, AgentStatus, IPRuleNodeState } from "../api/types.ts";
-import { selectorMatches } from "../plan/selector.ts";
+import { selectorMatches } from "./selector.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
 import { agentNodeSelector } from "./daemonset.ts";
 import { daemonPodSchedules, daemonPodStays, type Taint } from "./tolerations.ts";

@@ -10,7 +10,7 @@ import {
   narrowIPRuleNodeState,
   narrowService,
 } from "../api/narrow.ts";
-import type { ControllerOptions } from "../controller_flags.ts";
+import type { ControllerOptions } from "./flags.ts";
 import { startHealthServer } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";

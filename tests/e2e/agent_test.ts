@@ -12,7 +12,7 @@ import { KubeClient } from "../../src/k8s/client.ts";
 import { RESOURCES } from "../../src/k8s/resources.ts";
 import type { IPRuleNodeState } from "../../src/api/types.ts";
 import { VERSION } from "../../src/version.ts";
-import { runLimited } from "../../src/controller/apply.ts";
+import { runLimited } from "../../src/k8s/run_limited.ts";
 import { eventually, type ExecutableProcess } from "../support/process.ts";
 import { AGENT_PORT, startTopology, type TopologyNode } from "../support/topology.ts";
 

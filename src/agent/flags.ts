@@ -12,7 +12,7 @@ import {
   parseFlags,
   stringFlag as str,
   UsageError,
-} from "./cli.ts";
+} from "../cli.ts";
 
 /**
  * Netlink rule protocol (FRA_PROTOCOL) marking the rules the agent owns. 201 is unassigned in

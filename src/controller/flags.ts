@@ -10,8 +10,8 @@ import {
   KUBECONFIG_FLAG,
   parseFlags,
   stringFlag as str,
-} from "./cli.ts";
-import { VERSION } from "./version.ts";
+} from "../cli.ts";
+import { VERSION } from "../version.ts";
 
 /** Namespace the operator runs in when neither --namespace nor POD_NAMESPACE says. */
 export const DEFAULT_NAMESPACE = "ip-rule-operator-system";
