@@ -5,6 +5,7 @@
  */
 import type { FailedRule, IPRuleNodeState, IPRuleNodeStateStatus } from "../api/types.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
+import { MAX_FAILED_ERROR_TEXT, MAX_FAILED_RULE_TEXT, MAX_FAILED_RULES } from "../api/limits.ts";
 import { backoffDelay, sleep } from "../k8s/backoff.ts";
 import { ApiError, type JsonObject, type KubeClient } from "../k8s/client.ts";
 import { RESOURCES } from "../k8s/resources.ts";
@@ -13,10 +14,6 @@ import type { Logger } from "../log.ts";
 
 /** The condition the controller counts converged nodes by. */
 export const CONVERGED = "Converged";
-/** At most this many failed rules are listed (CRD maxItems). */
-export const MAX_FAILED_RULES = 20;
-const MAX_RULE_TEXT = 256;
-const MAX_ERROR_TEXT = 1024;
 
 /** What a reconcile reports for the node. */
 export interface NodeReport {
@@ -64,8 +61,8 @@ export function nodeStatus(
     .sort((a, b) => a.rule.localeCompare(b.rule) || a.error.localeCompare(b.error))
     .slice(0, MAX_FAILED_RULES)
     .map((f) => ({
-      rule: truncate(f.rule, MAX_RULE_TEXT),
-      error: truncate(f.error, MAX_ERROR_TEXT),
+      rule: truncate(f.rule, MAX_FAILED_RULE_TEXT),
+      error: truncate(f.error, MAX_FAILED_ERROR_TEXT),
     }));
   const countsChanged = previous?.desiredRules !== report.desired ||
     previous?.appliedRules !== report.applied;
@@ -83,7 +80,7 @@ export function nodeStatus(
           type: CONVERGED,
           status: "False",
           reason: "ReconcileFailed",
-          message: truncate(`The last reconcile failed: ${report.error}`, MAX_ERROR_TEXT),
+          message: truncate(`The last reconcile failed: ${report.error}`, MAX_FAILED_ERROR_TEXT),
         }
         : {
           type: CONVERGED,

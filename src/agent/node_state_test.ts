@@ -2,13 +2,8 @@ import assert from "node:assert/strict";
 import type { IPRuleNodeStateStatus } from "../api/types.ts";
 import { ApiError, type KubeClient } from "../k8s/client.ts";
 import { Logger } from "../log.ts";
-import {
-  MAX_FAILED_RULES,
-  type NodeReport,
-  NodeStateWriter,
-  nodeStatus,
-  sameNodeStatus,
-} from "./node_state.ts";
+import { MAX_FAILED_RULES } from "../api/limits.ts";
+import { type NodeReport, NodeStateWriter, nodeStatus, sameNodeStatus } from "./node_state.ts";
 
 const T1 = "2026-01-01T00:00:00Z";
 const T2 = "2026-01-01T00:00:10Z";

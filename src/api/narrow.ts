@@ -20,6 +20,7 @@ import {
   type ServiceInfo,
   type ServiceRef,
 } from "./types.ts";
+import { DEFAULT_PRIORITY } from "./limits.ts";
 
 /** An object read from the API that does not have the shape the operator needs. */
 export class InvalidObjectError extends Error {
@@ -195,7 +196,7 @@ export function narrowIPRule(raw: unknown): IPRule {
     spec: {
       cidrs: r.strings(spec.cidrs, "spec.cidrs"),
       table: r.integer(spec.table, "spec.table"),
-      priority: r.optInteger(spec.priority, "spec.priority") ?? 1000,
+      priority: r.optInteger(spec.priority, "spec.priority") ?? DEFAULT_PRIORITY,
     },
   };
   if (spec.source !== undefined) {
