@@ -8,6 +8,7 @@ import {
   type IPRule,
   type IPRuleConfig,
   type IPRuleConfigSpec,
+  isManagedConfig,
   type LabelSelector,
   MANAGED_BY,
   MANAGED_BY_LABEL,
@@ -219,11 +220,6 @@ function specMatches(have: IPRuleConfigSpec, want: IPRuleConfigSpec): boolean {
     have.absentSince === want.absentSince && have.ipRule === want.ipRule &&
     sameRefs(have.service && [have.service], want.service && [want.service]) &&
     sameRefs(have.services, want.services);
-}
-
-/** Whether the controller owns an IPRuleConfig (only those are ever changed). */
-export function isManagedConfig(config: IPRuleConfig): boolean {
-  return config.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY;
 }
 
 /** A Service's match result: candidates for source addresses, lost matches, events. */
