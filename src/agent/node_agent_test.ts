@@ -185,19 +185,27 @@ Deno.test("NodeAgent: lost kernel events run a full reconcile", async () => {
   await agent.stop();
 });
 
+Deno.test("NodeAgent: events lost while a reconcile runs make the next run a full one, repairs pending or not", async () => {
+  const { agent, table, owned } = await converged("10.0.0.1", "10.0.0.2");
+  agent.eventsLost(); // a full reconcile starts and dumps at once
+  // While it runs: one rule's delete is reported, the other's event is lost.
+  const [a, b] = table.rules.splice(0, 2);
+  agent.kernelChanged({ type: "deleted", rule: a!, portId: 99 }, false);
+  agent.eventsLost();
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1", "10.0.0.2"], `${b!.src} restored too`);
+  await agent.stop();
+});
+
 Deno.test("NodeAgent: the resync tick repairs drift no event reported, counted as drift", async () => {
   const parts = setup({ resyncMs: 20 });
-  const { agent, table, status, owned, metric } = parts;
+  const { agent, table, owned, metric } = parts;
   agent.configChanged("a", config("10.0.0.1"));
   agent.start();
   await agent.settled();
-  table.rules.length = 0;
-  let reports = status.updates.length;
-  while (owned().length === 0) {
-    await status.next();
-    assert.ok(status.updates.length > reports, "a resync reported");
-    reports = status.updates.length;
-  }
+  table.rules.length = 0; // no kernel event tells
+  await new Promise<void>((resolve) => (table.onDump = resolve)); // the resync timer fired
+  await agent.settled();
   assert.deepEqual(owned(), ["10.0.0.1"]);
   assert.equal(await metric("iprule_agent_drift_repairs_total"), 1);
   assert.ok(await metric('iprule_agent_reconciles_total{trigger="resync"') >= 1);

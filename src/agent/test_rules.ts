@@ -40,9 +40,12 @@ export class MemoryTable implements RuleTable {
   unchanged = 0;
   /** An error the next dump throws (once). */
   dumpError: Error | undefined;
+  /** Called at each dump. */
+  onDump: (() => void) | undefined;
 
   listRulesIfChanged(since?: RuleListImage): Promise<RuleList | undefined> {
     this.dumps++;
+    this.onDump?.();
     const error = this.dumpError;
     if (error !== undefined) {
       this.dumpError = undefined;

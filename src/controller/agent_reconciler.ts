@@ -216,12 +216,12 @@ export class AgentReconciler {
   async #finish(agent: Agent, elapsedMs: number, log: Logger): Promise<void> {
     await this.#api.daemonSets.delete(DAEMONSET_NAME);
     this.#caches.daemonSets.forget(`${this.#options.namespace}/${DAEMONSET_NAME}`);
-    // The Agent as cached may predate our own status write: the patch needs no version.
-    const current = this.#agent() ?? agent;
+    // The cached resourceVersion may be stale (our own status write, anyone's): the patch
+    // tests the finalizer's entry instead.
     try {
       await this.#api.agents.jsonPatch(
         agent.metadata.name,
-        finalizerRemoval(current.metadata.finalizers ?? []),
+        finalizerRemoval(agent.metadata.finalizers ?? []),
       );
     } catch (error: unknown) {
       // 422 is the API server's answer to a failed `test`: the finalizers changed since cached.
