@@ -63,105 +63,76 @@ function node(
 Deno.test("uninstallStep() follows the drain's decision table", () => {
   const live = agent({ finalizer: true });
   const deleting = agent({ finalizer: true, deleting: true });
-  const at = (ms: number) => ({ now: T0 + ms, timeoutMs: TIMEOUT });
-  type Row = [string, Parameters<typeof uninstallStep>[0], UninstallStep["phase"], string?];
-  const rows: Row[] = [[
-    "no Agent",
-    { agent: undefined, configs: [], nodeStates: [], ...at(0) },
-    "NoAgent",
-  ]];
-  rows.push(
-    [
-      "live Agent without the finalizer",
-      { agent: agent(), configs: [], nodeStates: [], ...at(0) },
-      "Installing",
-    ],
-    ["live Agent holding it", { agent: live, configs: [], nodeStates: [], ...at(0) }, "Installed"],
+  const input = (
+    a: Agent | undefined,
+    ms: number,
+    configs: IPRuleConfig[] = [],
+    nodeStates: IPRuleNodeState[] = [],
+  ) => ({ agent: a, configs, nodeStates, now: T0 + ms, timeoutMs: TIMEOUT });
+  const draining = (message: string): UninstallStep => ({
+    phase: "Draining",
+    condition: { type: "Draining", status: "True", reason: "Draining", message },
+    requeueMs: DRAIN_POLL_MS,
+  });
+  const rows: [string, ReturnType<typeof input>, UninstallStep][] = [
+    ["no Agent", input(undefined, 0), { phase: "NoAgent" }],
+    ["live Agent without the finalizer", input(agent(), 0), { phase: "Installing" }],
+    ["live Agent holding it", input(live, 0), { phase: "Installed" }],
     [
       "deleting without our finalizer",
-      {
-        agent: agent({ deleting: true }),
-        configs: [config("a", "present")],
-        nodeStates: [],
-        ...at(0),
-      },
-      "Released",
+      input(agent({ deleting: true }), 0, [config("a", "present")]),
+      { phase: "Released" },
     ],
     [
       "deleting, managed configs present",
-      { agent: deleting, configs: [config("a", "present")], nodeStates: [], ...at(10) },
-      "Draining",
-      "Marking 1 IPRuleConfig(s) absent",
+      input(deleting, 10, [config("a", "present")]),
+      draining("Marking 1 IPRuleConfig(s) absent"),
     ],
     [
       "deleting, only configs the operator did not create",
-      {
-        agent: deleting,
-        configs: [config("hand-made", "present", false), config("b", "absent")],
-        nodeStates: [],
-        ...at(10),
-      },
-      "Draining",
-      "Waiting: 1 IPRuleConfig(s) not created by the operator are present (hand-made); " +
-      "delete them to let the nodes remove every rule",
+      input(deleting, 10, [config("hand-made", "present", false), config("b", "absent")]),
+      draining(
+        "Waiting: 1 IPRuleConfig(s) not created by the operator are present (hand-made); " +
+          "delete them to let the nodes remove every rule",
+      ),
     ],
     [
       "deleting, configs absent, nodes still applying rules",
-      {
-        agent: deleting,
-        configs: [config("a", "absent")],
-        nodeStates: [node("n1", 0, 2), node("n2", 3, 0), node("n3", 0, 0)],
-        ...at(10),
-      },
-      "Draining",
-      "Waiting for 2 node(s) to remove their rules: n1, n2",
+      input(deleting, 10, [config("a", "absent")], [
+        node("n1", 0, 2),
+        node("n2", 3, 0),
+        node("n3", 0, 0),
+      ]),
+      draining("Waiting for 2 node(s) to remove their rules: n1, n2"),
     ],
     [
       "deleting, every node reported 0 desired and 0 applied",
-      {
-        agent: deleting,
-        configs: [config("a", "absent")],
-        nodeStates: [node("n1", 0, 0), node("n2", 0, 0)],
-        ...at(10),
-      },
-      "Drained",
+      input(deleting, 10, [config("a", "absent")], [node("n1", 0, 0), node("n2", 0, 0)]),
+      { phase: "Drained", elapsedMs: 10 },
     ],
     [
       "deleting, nodes holding rules past the timeout",
-      { agent: deleting, configs: [], nodeStates: [node("n1", 0, 1)], ...at(TIMEOUT) },
-      "TimedOut",
-      `1 node(s) did not report their rules removed within ${TIMEOUT} ms: n1`,
+      input(deleting, TIMEOUT, [], [node("n1", 0, 1)]),
+      {
+        phase: "TimedOut",
+        nodes: ["n1"],
+        elapsedMs: TIMEOUT,
+        condition: {
+          type: "Draining",
+          status: "False",
+          reason: "DrainTimedOut",
+          message: `1 node(s) did not report their rules removed within ${TIMEOUT} ms: n1`,
+        },
+      },
     ],
     [
       "deleting, configs present but no node holding rules, past the timeout",
-      { agent: deleting, configs: [config("a", "present")], nodeStates: [], ...at(TIMEOUT) },
-      "Drained",
+      input(deleting, TIMEOUT, [config("a", "present")]),
+      { phase: "Drained", elapsedMs: TIMEOUT },
     ],
-  );
-  for (const [name, input, phase, message] of rows) {
-    const step = uninstallStep(input);
-    assert.equal(step.phase, phase, name);
-    if (step.phase === "Draining") {
-      assert.deepEqual(step.condition, {
-        type: "Draining",
-        status: "True",
-        reason: "Draining",
-        message,
-      }, name);
-      assert.equal(step.requeueMs, DRAIN_POLL_MS, name);
-    }
-    if (step.phase === "TimedOut") {
-      assert.deepEqual(step.condition, {
-        type: "Draining",
-        status: "False",
-        reason: "DrainTimedOut",
-        message,
-      }, name);
-      assert.deepEqual(step.nodes, ["n1"], name);
-    }
-    if (step.phase === "Drained" || step.phase === "TimedOut") {
-      assert.equal(step.elapsedMs, input.now - T0, name);
-    }
+  ];
+  for (const [name, given, expected] of rows) {
+    assert.deepEqual(uninstallStep(given), expected, name);
   }
 });
 

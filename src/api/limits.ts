@@ -9,11 +9,9 @@ export const MIN_TABLE = 1;
 /** Highest routing table id (u32, `FRA_TABLE`). */
 export const MAX_TABLE = 4294967295;
 /** The kernel's own tables, never a rule's target: default (253), main (254), local (255). */
-export const RESERVED_TABLES: ReadonlyMap<number, string> = new Map([
-  [253, "default"],
-  [254, "main"],
-  [255, "local"],
-]);
+export const RESERVED_TABLES: ReadonlyMap<number, string> = new Map(
+  Object.entries({ 253: "default", 254: "main", 255: "local" }).map(([id, name]) => [+id, name]),
+);
 
 /** Lowest rule priority: 0 is the kernel's `lookup local` rule. */
 export const MIN_PRIORITY = 1;

@@ -122,23 +122,20 @@ Deno.test("AgentReconciler adds its finalizer, creates the DaemonSet and reports
     "No node matches the Agent's node selector",
   ]);
 
-  node("n1", { desiredRules: 1, appliedRules: 0 });
-  sync();
-  await reconciler.reconcile("r2");
-  assert.deepEqual(summary(await ready()), [
-    "False",
-    "NotConverged",
-    "0/1 node(s) converged; waiting for n1",
-  ]);
-
-  node("n1", converged(1));
-  sync();
-  await reconciler.reconcile("r3");
-  assert.deepEqual(summary(await ready()), [
-    "True",
-    "Converged",
-    "All 1 selected node(s) converged",
-  ]);
+  const transitions: [IPRuleNodeStateStatus, string[]][] = [
+    [{ desiredRules: 1, appliedRules: 0 }, [
+      "False",
+      "NotConverged",
+      "0/1 node(s) converged; waiting for n1",
+    ]],
+    [converged(1), ["True", "Converged", "All 1 selected node(s) converged"]],
+  ];
+  for (const [status, expected] of transitions) {
+    node("n1", status);
+    sync();
+    await reconciler.reconcile("r");
+    assert.deepEqual(summary(await ready()), expected);
+  }
 });
 
 Deno.test("AgentReconciler: its own writes' echoes change nothing", async () => {

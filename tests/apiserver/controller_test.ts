@@ -131,7 +131,16 @@ async function scenario(name: string, options: { controller?: boolean } = {}) {
     const v4Name = (svc: Json) => `iprc-${svc.spec.clusterIPs[0].replaceAll(".", "-")}`;
     const configFor = (svc: Json) =>
       eventually(`config of ${svc.metadata.name}`, () => config(v4Name(svc)));
+    /** The Agent (selecting Linux nodes), once its DaemonSet exists. */
+    const installAgent = async () => {
+      await admin.create(RESOURCES.agents, {
+        metadata: { name: "agent", namespace: NS },
+        spec: { nodeSelector: { "kubernetes.io/os": "linux" } },
+      }, NS);
+      await eventually("DaemonSet", () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS));
+    };
     return {
+      installAgent,
       cp,
       admin,
       ctl: ctl!,
@@ -425,12 +434,8 @@ Deno.test(
   SHARED,
   async () => {
     await using s = await scenario("drain-marks");
-    const { admin } = s;
-    await admin.create(RESOURCES.agents, {
-      metadata: { name: "agent", namespace: NS },
-      spec: { nodeSelector: { "kubernetes.io/os": "linux" } },
-    }, NS);
-    await eventually("DaemonSet", () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS));
+    const { admin, installAgent } = s;
+    await installAgent();
     for (const [name, os] of [["sel-in", "linux"], ["sel-out", "windows"]]) {
       await admin.create(RESOURCES.nodes, {
         metadata: { name, labels: { "kubernetes.io/os": os! } },
@@ -474,12 +479,8 @@ Deno.test(
   SHARED,
   async () => {
     await using s = await scenario("agent-invalid-spec");
-    const { admin } = s;
-    await admin.create(RESOURCES.agents, {
-      metadata: { name: "agent", namespace: NS },
-      spec: { nodeSelector: { "kubernetes.io/os": "linux" } },
-    }, NS);
-    await eventually("DaemonSet", () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS));
+    const { admin, installAgent } = s;
+    await installAgent();
     const ready = async () =>
       ((await admin.get(RESOURCES.agents, "agent", NS)) as Json)?.status?.conditions?.find((
         c: Json,
@@ -516,17 +517,13 @@ Deno.test(
   SHARED,
   async () => {
     await using s = await scenario("agent-drain");
-    const { admin, ctl, ipRule, service, ingress, configFor } = s;
+    const { admin, ctl, ipRule, service, ingress, configFor, installAgent } = s;
     // Configs the drain must mark absent, and the Agent.
     await ipRule("drained", { cidrs: ["10.67.0.0/24"], table: 670 });
     const svc = await service("drained");
     await ingress("drained", ["10.67.0.5"]);
     assert.equal((await configFor(svc)).spec.state, "present");
-    await admin.create(RESOURCES.agents, {
-      metadata: { name: "agent", namespace: NS },
-      spec: { nodeSelector: { "kubernetes.io/os": "linux" } },
-    }, NS);
-    await eventually("DaemonSet", () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS));
+    await installAgent();
     // A config an admin created (no managed-by label) is never marked absent: the drain
     // names it and waits until it is deleted.
     await admin.create(RESOURCES.ipRuleConfigs, {

@@ -17,7 +17,12 @@ import type { IPRuleNodeState } from "../../src/api/types.ts";
 import { VERSION } from "../../src/version.ts";
 import { runLimited } from "../../src/k8s/run_limited.ts";
 import { eventually, type ExecutableProcess } from "../support/process.ts";
-import { killAtExit, SHARED, sharedPart } from "../support/shared.ts";
+import {
+  killAtExit,
+  type Scenario as SharedScenario,
+  scenarioTest,
+  sharedPart,
+} from "../support/shared.ts";
 import { AGENT_PORT, startTopology, type TopologyNode } from "../support/topology.ts";
 
 const PROTO = 201;
@@ -103,7 +108,7 @@ const world = sharedPart(async () => {
 });
 
 /** A scenario's view of the topology, its helpers, and what it must undo at its end. */
-class Scenario {
+class Scenario implements SharedScenario {
   readonly topo: Awaited<ReturnType<typeof world>>["topo"];
   readonly n0: TopologyNode;
   readonly n1: TopologyNode;
@@ -134,7 +139,7 @@ class Scenario {
   }
 
   /** Starts the agents of node 0 and node 1 that are not running, and waits until they are ready. */
-  async ensureAgents(): Promise<void> {
+  async prepare(): Promise<void> {
     for (const i of [0, 1] as const) {
       const proc = this.agents[i];
       if (proc !== undefined && !this.#world.exited.has(proc)) continue;
@@ -198,7 +203,7 @@ class Scenario {
   async cleanup(): Promise<void> {
     for (const undo of this.#undo.reverse()) await undo();
     await runLimited([...this.#configs], 32, async (name) => void await this.remove(name));
-    await this.ensureAgents();
+    await this.prepare();
     await this.converged(this.n0);
     await this.converged(this.n1);
     this.admin.close();
@@ -217,22 +222,40 @@ class Scenario {
 
 /** One scenario on the shared topology, with node 0's and node 1's agents running. */
 function scenario(name: string, body: (s: Scenario) => Promise<void>): void {
-  Deno.test(name, SHARED, async () => {
+  scenarioTest(name, async () => {
     const w = await world();
-    const s = new Scenario(
-      w,
-      await KubeClient.connect({ kubeconfig: w.topo.cp.kubeconfig("admin") }),
-    );
-    try {
-      await s.ensureAgents();
-      await body(s);
-    } catch (error: unknown) {
-      await s.printLogs();
-      throw error;
-    } finally {
-      await s.cleanup();
+    return new Scenario(w, await KubeClient.connect({ kubeconfig: w.topo.cp.kubeconfig("admin") }));
+  }, body);
+}
+
+/**
+ * Node 2 (no agent) for --dry-run and --once: two desired configs, a stray rule of ours and a
+ * foreign one in its kernel; removed at the scenario's end with its IPRuleNodeState.
+ */
+async function onNode2(s: Scenario): Promise<void> {
+  const { n2 } = s;
+  await s.config("iprc-10-96-1-1", "10.96.1.1", 101, 1001);
+  await s.config("iprc-fd00-96-1-0-0-0-0-1", "fd00:96:1::1", 101, 1001);
+  s.defer(async () => {
+    for (const family of ["-4", "-6"]) {
+      await n2.ns.run(["ip", family, "rule", "flush", "protocol", String(PROTO)]);
     }
+    await n2.ns.run([
+      "ip",
+      "rule",
+      "del",
+      "from",
+      "10.96.9.8",
+      "lookup",
+      "109",
+      "priority",
+      "1009",
+    ]);
+    await s.admin.delete(RESOURCES.ipRuleNodeStates, n2.name);
   });
+  const rule = "from 10.96.9.9 lookup 109 priority 1009";
+  await n2.ns.ip(["rule", "add", ...rule.split(" "), "proto", String(PROTO)]);
+  await n2.ns.ip(["rule", "add", ...rule.replace("9.9", "9.8").split(" ")]);
 }
 
 scenario("converges IPv4 and IPv6 configs on every node", async (s) => {
@@ -626,46 +649,8 @@ scenario("1,000 configs converge and are removed", async (s) => {
 });
 
 scenario("--dry-run prints the plan and changes nothing", async (s) => {
-  const { topo, n2, config, nodeState } = s;
-  await config("iprc-10-96-1-1", "10.96.1.1", 101, 1001);
-  await config("iprc-fd00-96-1-0-0-0-0-1", "fd00:96:1::1", 101, 1001);
-  s.defer(async () => {
-    await n2.ns.run([
-      "ip",
-      "rule",
-      "del",
-      "from",
-      "10.96.9.9",
-      "lookup",
-      "109",
-      "priority",
-      "1009",
-    ]);
-    await n2.ns.run([
-      "ip",
-      "rule",
-      "del",
-      "from",
-      "10.96.9.8",
-      "lookup",
-      "109",
-      "priority",
-      "1009",
-    ]);
-  });
-  await n2.ns.ip([
-    "rule",
-    "add",
-    "from",
-    "10.96.9.9",
-    "lookup",
-    "109",
-    "priority",
-    "1009",
-    "proto",
-    String(PROTO),
-  ]);
-  await n2.ns.ip(["rule", "add", "from", "10.96.9.8", "lookup", "109", "priority", "1009"]);
+  const { topo, n2, nodeState } = s;
+  await onNode2(s);
   const before = await kernel(n2);
   const dry = await topo.startAgent(n2, ["--dry-run"], { logName: "agent-dry-run.log" });
   const status = await dry.status;
@@ -694,26 +679,7 @@ scenario(
   "--once exits 0 when converged and 1 on a failure or without the API",
   async (s) => {
     const { topo, n2, config, remove, nodeState } = s;
-    await config("iprc-10-96-1-1", "10.96.1.1", 101, 1001);
-    await config("iprc-fd00-96-1-0-0-0-0-1", "fd00:96:1::1", 101, 1001);
-    // A stray rule of ours that --once removes.
-    await n2.ns.ip([
-      "rule",
-      "add",
-      "from",
-      "10.96.9.9",
-      "lookup",
-      "109",
-      "priority",
-      "1009",
-      "proto",
-      String(PROTO),
-    ]);
-    s.defer(async () => {
-      await n2.ns.run(["ip", "rule", "flush", "protocol", String(PROTO)]);
-      await n2.ns.run(["ip", "-6", "rule", "flush", "protocol", String(PROTO)]);
-      await s.admin.delete(RESOURCES.ipRuleNodeStates, n2.name);
-    });
+    await onNode2(s);
     const once = async (args: string[], name: string) => {
       const proc = await topo.startAgent(n2, ["--once", ...args], { logName: name });
       const status = await proc.status;

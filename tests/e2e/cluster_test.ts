@@ -10,7 +10,12 @@
 import assert from "node:assert/strict";
 import { startTopology, type Topology, type TopologyNode } from "../support/topology.ts";
 import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
-import { killAtExit, SHARED, sharedPart } from "../support/shared.ts";
+import {
+  killAtExit,
+  type Scenario as SharedScenario,
+  scenarioTest,
+  sharedPart,
+} from "../support/shared.ts";
 import { KubeClient } from "../../src/k8s/client.ts";
 import { RESOURCES } from "../../src/k8s/resources.ts";
 
@@ -69,7 +74,7 @@ const world = sharedPart(async () => {
 });
 
 /** A scenario: the shared world, the admin client, and what to remove at its end. */
-class Scenario {
+class Scenario implements SharedScenario {
   readonly topo: Topology;
   readonly agents: Map<string, ExecutableProcess>;
   readonly admin: KubeClient;
@@ -95,7 +100,7 @@ class Scenario {
   }
 
   /** The Agent installed (its DaemonSet exists) and an agent running on every node. */
-  async ensure(): Promise<void> {
+  async prepare(): Promise<void> {
     if ((await this.admin.get(RESOURCES.agents, "agent", NS)) === undefined) {
       await this.admin.create(RESOURCES.agents, {
         metadata: { name: "agent", namespace: NS },
@@ -157,19 +162,10 @@ class Scenario {
 
 /** One scenario on the shared world, with the Agent installed and every node's agent running. */
 function scenario(name: string, body: (s: Scenario) => Promise<void>): void {
-  Deno.test(name, SHARED, async () => {
+  scenarioTest(name, async () => {
     const w = await world();
-    const s = new Scenario(
-      w,
-      await KubeClient.connect({ kubeconfig: w.topo.cp.kubeconfig("admin") }),
-    );
-    try {
-      await s.ensure();
-      await body(s);
-    } finally {
-      await s.cleanup();
-    }
-  });
+    return new Scenario(w, await KubeClient.connect({ kubeconfig: w.topo.cp.kubeconfig("admin") }));
+  }, body);
 }
 
 scenario(

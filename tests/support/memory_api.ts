@@ -92,10 +92,6 @@ export class MemoryObjects<T> implements Objects<T> {
     );
   }
 
-  #notFound(method: string, name: string): ApiError {
-    return this.#error(method, name, 404, "NotFound", `${this.#kind} "${name}" not found`);
-  }
-
   /** Stores `raw` as the API server would after a write: new resourceVersion, generation. */
   #store(key: string, raw: Json, before: Json | undefined): Json {
     const meta = { ...(raw.metadata as Json | undefined) };
@@ -143,9 +139,8 @@ export class MemoryObjects<T> implements Objects<T> {
   create(object: object, options: ObjectOptions = {}): Promise<T> {
     const raw = structuredClone(object) as Json;
     const name = (raw.metadata as Json).name as string;
-    const key = this.#key(name, options.namespace ?? this.#namespace);
-    return this.#do({ verb: "create", name, body: raw }, () => {
-      if (this.objects.has(key)) {
+    return this.#do({ verb: "create", name, body: raw }, options, (key, current) => {
+      if (current !== undefined) {
         throw this.#error("POST", name, 409, "AlreadyExists", `${this.#kind} "${name}" exists`);
       }
       return this.#store(key, raw, undefined);
@@ -153,81 +148,72 @@ export class MemoryObjects<T> implements Objects<T> {
   }
 
   replace(name: string, object: object, options: ObjectOptions = {}): Promise<T> {
-    const key = this.#key(name, options.namespace ?? this.#namespace);
     const raw = structuredClone(object) as Json;
-    return this.#do({ verb: "replace", name, body: raw }, () => {
-      const current = this.objects.get(key);
-      if (current === undefined) throw this.#notFound("PUT", name);
-      const rv = (raw.metadata as Json | undefined)?.resourceVersion;
-      if (rv !== (current.metadata as Json).resourceVersion) throw this.#conflict(name);
-      return this.#store(key, { ...raw, status: current.status }, current);
+    return this.#do({ verb: "replace", name, body: raw }, options, (key, current) => {
+      this.#check("PUT", name, current, (raw.metadata as Json | undefined)?.resourceVersion);
+      return this.#store(key, { ...raw, status: current!.status }, current);
     });
   }
 
   mergePatch(name: string, patch: object, options: ObjectOptions = {}): Promise<T> {
-    const key = this.#key(name, options.namespace ?? this.#namespace);
     const body = structuredClone(patch) as Json;
     const write: RecordedWrite = { verb: "mergePatch", name, body };
     if (options.subresource) write.subresource = options.subresource;
-    return this.#do(write, () => {
-      const current = this.objects.get(key);
-      if (current === undefined) throw this.#notFound("PATCH", name);
+    return this.#do(write, options, (key, current) => {
       const rv = (body.metadata as Json | undefined)?.resourceVersion;
-      if (rv !== undefined && rv !== (current.metadata as Json).resourceVersion) {
-        throw this.#conflict(name);
-      }
+      this.#check("PATCH", name, current, rv ?? (current?.metadata as Json)?.resourceVersion);
       let next = mergePatch(current, body) as Json;
       if (this.#statusSubresource) {
         // The status subresource changes only the status; the object itself everything else.
         next = options.subresource === "status"
           ? { ...current, status: next.status }
-          : { ...next, status: current.status };
+          : { ...next, status: current!.status };
       }
       return this.#store(key, next, current);
     });
   }
 
   jsonPatch(name: string, ops: readonly JsonPatchOp[], options: ObjectOptions = {}): Promise<T> {
-    const key = this.#key(name, options.namespace ?? this.#namespace);
-    return this.#do({ verb: "jsonPatch", name, body: structuredClone(ops) }, () => {
-      const current = this.objects.get(key);
-      if (current === undefined) throw this.#notFound("PATCH", name);
-      const next = structuredClone(current);
-      for (const op of ops) {
-        const { parent, token } = pointer(next, op.path);
-        const list = Array.isArray(parent) ? parent : undefined;
-        const at = Number(token);
-        const value = list ? list[at] : (parent as Json | undefined)?.[token];
-        if (op.op === "test") {
-          if (JSON.stringify(value) !== JSON.stringify(op.value)) {
-            throw this.#error(
-              "PATCH",
-              name,
-              422,
-              "Invalid",
-              "the server rejected our request due to an error in our request",
-            );
-          }
-        } else if (op.op === "remove") {
-          if (list) list.splice(at, 1);
-          else delete (parent as Json)[token];
-        } else if (list && op.op === "add") {
-          list.splice(token === "-" ? list.length : at, 0, op.value);
-        } else if (list) {
-          list[at] = op.value;
-        } else {
-          (parent as Json)[token] = op.value;
-        }
-      }
+    const write: RecordedWrite = { verb: "jsonPatch", name, body: structuredClone(ops) };
+    return this.#do(write, options, (key, current) => {
+      this.#check("PATCH", name, current, (current?.metadata as Json)?.resourceVersion);
+      const next = structuredClone(current!);
+      for (const op of ops) this.#applyOp(name, next, op);
       return this.#store(key, next, current);
     });
   }
 
+  /** One JSON patch operation on `target`; a failed `test` is the API server's 422. */
+  #applyOp(name: string, target: Json, op: JsonPatchOp): void {
+    const { parent, token } = pointer(target, op.path);
+    const list = Array.isArray(parent) ? parent : undefined;
+    const at = Number(token);
+    const value = list ? list[at] : (parent as Json | undefined)?.[token];
+    if (op.op === "test") {
+      if (JSON.stringify(value) === JSON.stringify(op.value)) return;
+      throw this.#error(
+        "PATCH",
+        name,
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+      );
+    }
+    if (op.op === "remove") {
+      if (list) list.splice(at, 1);
+      else delete (parent as Json)[token];
+    } else if (list && op.op === "add") {
+      list.splice(token === "-" ? list.length : at, 0, op.value);
+    } else if (list) {
+      list[at] = op.value;
+    } else {
+      (parent as Json)[token] = op.value;
+    }
+  }
+
   apply(name: string, object: object, options: ObjectOptions = {}): Promise<T> {
-    const key = this.#key(name, options.namespace ?? this.#namespace);
     const raw = structuredClone(object) as Json;
-    return this.#do({ verb: "apply", name, body: raw }, () => {
-      const current = this.objects.get(key);
+    return this.#do({ verb: "apply", name, body: raw }, options, (key, current) => {
       const meta = { ...(current?.metadata as Json | undefined), ...(raw.metadata as Json) };
       return this.#store(key, { ...raw, metadata: meta, status: current?.status }, current);
     });
@@ -237,40 +223,42 @@ export class MemoryObjects<T> implements Objects<T> {
     name: string,
     options: { namespace?: string; resourceVersion?: string } = {},
   ): Promise<boolean> {
-    const key = this.#key(name, options.namespace ?? this.#namespace);
-    try {
-      this.#write({ verb: "delete", name, body: options });
-      const current = this.objects.get(key);
-      if (current === undefined) return Promise.resolve(false);
+    let deleted = false;
+    return this.#do({ verb: "delete", name, body: options }, options, (key, current) => {
+      if (current === undefined) return current;
       const meta = current.metadata as Json;
-      if (
-        options.resourceVersion !== undefined && options.resourceVersion !== meta.resourceVersion
-      ) {
-        throw this.#conflict(name);
-      }
+      this.#check("DELETE", name, current, options.resourceVersion ?? meta.resourceVersion);
+      deleted = true;
       const finalizers = (meta.finalizers as string[] | undefined) ?? [];
-      if (finalizers.length === 0) {
-        this.objects.delete(key);
-      } else if (meta.deletionTimestamp === undefined) {
-        this.#store(key, {
-          ...current,
-          metadata: { ...meta, deletionTimestamp: new Date().toISOString() },
-        }, current);
+      if (finalizers.length === 0) this.objects.delete(key);
+      else if (meta.deletionTimestamp === undefined) {
+        const deletionTimestamp = new Date().toISOString();
+        this.#store(key, { ...current, metadata: { ...meta, deletionTimestamp } }, current);
       }
-      this.onWrite?.({ verb: "delete", name });
-      return Promise.resolve(true);
-    } catch (error: unknown) {
-      return Promise.reject(error);
-    }
+      return current;
+    }).then(() => deleted);
   }
 
-  /** Records and runs one write, narrowing the object it returns. */
-  #do(write: RecordedWrite, run: () => Json): Promise<T> {
+  /** 404 when the object is missing, 409 when `resourceVersion` is not its version. */
+  #check(method: string, name: string, current: Json | undefined, resourceVersion: unknown) {
+    if (current === undefined) {
+      throw this.#error(method, name, 404, "NotFound", `${this.#kind} "${name}" not found`);
+    }
+    if (resourceVersion !== (current.metadata as Json).resourceVersion) throw this.#conflict(name);
+  }
+
+  /** Records and runs one write on the object's current state, narrowing what it returns. */
+  #do(
+    write: RecordedWrite,
+    options: { namespace?: string },
+    run: (key: string, current: Json | undefined) => Json | undefined,
+  ): Promise<T> {
     try {
       this.#write(write);
-      const object = this.#narrow(run());
+      const key = this.#key(write.name, options.namespace ?? this.#namespace);
+      const result = run(key, this.objects.get(key));
       this.onWrite?.(write);
-      return Promise.resolve(object);
+      return Promise.resolve(result === undefined ? undefined as T : this.#narrow(result));
     } catch (error: unknown) {
       return Promise.reject(error);
     }

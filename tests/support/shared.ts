@@ -33,3 +33,33 @@ export function killAtExit(pid: () => number | undefined): void {
     }
   });
 }
+
+/** A scenario's hold on a shared part: readied before its body, cleaned up after it. */
+export interface Scenario {
+  /** Brings the shared part to the state every scenario starts from (e.g. agents running). */
+  prepare(): Promise<void>;
+  /** Removes what the scenario made, also after a failure. */
+  cleanup(): Promise<void>;
+  /** Shows what helps to understand a failure (e.g. the tails of the logs). */
+  printLogs?(): Promise<void>;
+}
+
+/** A test `name` (with `SHARED`) running `body` on a scenario that `open` makes. */
+export function scenarioTest<S extends Scenario>(
+  name: string,
+  open: () => Promise<S>,
+  body: (scenario: S) => Promise<void>,
+): void {
+  Deno.test(name, SHARED, async () => {
+    const scenario = await open();
+    try {
+      await scenario.prepare();
+      await body(scenario);
+    } catch (error: unknown) {
+      await scenario.printLogs?.();
+      throw error;
+    } finally {
+      await scenario.cleanup();
+    }
+  });
+}
