@@ -73,7 +73,7 @@ export interface Cache<T> {
 /** A cache that takes in the results of our own writes at once (see `Informer.learn`). */
 export interface WritableCache<T> extends Cache<T> {
   /** An object as our write returned it: in the cache now, its watch event changes nothing. */
-  learn(object: unknown): void;
+  learn(object: T): void;
   /** An object our write deleted. */
   forget(key: string): void;
 }

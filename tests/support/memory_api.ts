@@ -291,9 +291,9 @@ export class MemoryCache<T> implements WritableCache<T> {
     }
   }
 
-  learn(object: unknown): void {
+  learn(object: T): void {
     const key = objectKey(object);
-    if (key !== undefined) this.store.set(key, this.#narrow(structuredClone(object)));
+    if (key !== undefined) this.store.set(key, object);
   }
 
   forget(key: string): void {
