@@ -26,6 +26,7 @@ import type { Rule, RuleChange } from "../../ffi/mod.ts";
 import { stopAction } from "../drain.ts";
 import type { Readiness } from "../health_server.ts";
 import type { Logger } from "../log.ts";
+import { VERSION } from "../version.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { NodeReport } from "./node_state.ts";
 import {
@@ -264,7 +265,10 @@ export class NodeAgent {
     const fatal = this.#fatal !== undefined;
     const action = stopAction({ fatal, drainMarked: fatal ? undefined : await readDrainMark() });
     if (!action.removeRules) {
-      this.#log.info("Agent stopped; kernel rules left in place", { reason: action.reason });
+      this.#log.info("Agent stopped; kernel rules left in place", {
+        version: VERSION,
+        reason: action.reason,
+      });
       return fatal ? 1 : 0;
     }
     let result: RuleReconcileResult;

@@ -20,24 +20,18 @@ function spec(src: string, protocol = PROTO): RuleSpec {
   return { family: 4, src, srcLen: 32, table: 100, priority: 1000, protocol };
 }
 
-/** A status sink recording every report; `next()` resolves at the next background update. */
+/** A status sink recording every report. */
 class MemoryStatus implements StatusSink {
   readonly updates: NodeReport[] = [];
   readonly writes: NodeReport[] = [];
-  #waiters: (() => void)[] = [];
 
   update(report: NodeReport): void {
     this.updates.push(report);
-    for (const resolve of this.#waiters.splice(0)) resolve();
   }
 
   write(report: NodeReport): Promise<boolean> {
     this.writes.push(report);
     return Promise.resolve(true);
-  }
-
-  next(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
   get last(): NodeReport | undefined {
