@@ -60,8 +60,9 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     ],
     env: [
       { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
-      { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
       { name: "IPRULE_HOST_ROOT", value: HOST_ROOT },
+      // The node's address (a host-network pod's IP), where the endpoints listen.
+      { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
     ],
     // The host's network managers' settings, read-only, for the agent's start-up checks.
     // Recursively where the runtime can: other containers' root filesystems mounted below the

@@ -73,7 +73,9 @@ function narrowDaemonSet(raw: unknown): DaemonSetInfo {
 }
 
 /** The agents' DaemonSet counts for the state metrics, when the DaemonSet exists. */
-function daemonSetCounts(daemonSets: Iterable<DaemonSetInfo>): { daemonSet?: DaemonSetInfo["counts"] } {
+function daemonSetCounts(
+  daemonSets: Iterable<DaemonSetInfo>,
+): { daemonSet?: DaemonSetInfo["counts"] } {
   const [ds] = daemonSets;
   return ds === undefined ? {} : { daemonSet: ds.counts };
 }

@@ -47,9 +47,11 @@ export interface StateSeries {
 export function stateSeries(source: StateSource): StateSeries {
   const [agent] = source.agents;
   const nodes = [...source.nodes];
-  const awaited = agent === undefined ? [] : selectedNodes(agent, nodes).filter((n) =>
-    source.nodeStates.has(n.name) || daemonPodSchedules(agent.spec.tolerations, n.taints)
-  );
+  const awaited = agent === undefined
+    ? []
+    : selectedNodes(agent, nodes).filter((n) =>
+      source.nodeStates.has(n.name) || daemonPodSchedules(agent.spec.tolerations, n.taints)
+    );
   const names = new Set(awaited.map((n) => n.name));
   for (const [name, state] of source.nodeStates) {
     if (state.spec?.drain !== true) names.add(name);
