@@ -5,7 +5,7 @@
  * - `deploy/crds/`: copies of `crds/*.yaml` and their kustomization (kustomize loads no file
  *   from outside the kustomization's directory).
  * - `deploy/olm/manifests/`: the OLM bundle's CRDs and its ClusterServiceVersion, built from
- *   `deploy/olm/clusterserviceversion.template.yaml`, `deploy/controller.yaml`,
+ *   `deploy/olm-csv-template.yaml`, `deploy/controller.yaml`,
  *   `deploy/rbac.yaml`, `deploy/samples/` and the version in `deno.json`.
  * - `deploy/install.yaml`: `kubectl kustomize deploy/` with our kubectl (built from upstream
  *   into `.cache/controlplane/bin/`), so the single-file install equals `kubectl apply -k`.
@@ -139,7 +139,7 @@ export function rulesByServiceAccount(
 
 /** The ClusterServiceVersion of the OLM bundle. */
 export async function renderCsv(): Promise<GeneratedFile> {
-  const [template] = await readYaml("deploy/olm/clusterserviceversion.template.yaml");
+  const [template] = await readYaml("deploy/olm-csv-template.yaml");
   const [deployment] = await readYaml("deploy/controller.yaml");
   const rbac = await readYaml("deploy/rbac.yaml");
   const samples = [
@@ -204,7 +204,7 @@ export async function renderCsv(): Promise<GeneratedFile> {
       ],
     },
   };
-  const header = `${GENERATED} from deploy/olm/clusterserviceversion.template.yaml, ` +
+  const header = `${GENERATED} from deploy/olm-csv-template.yaml, ` +
     `deploy/controller.yaml,\n# deploy/rbac.yaml, deploy/samples/ and deno.json; edit those instead.\n`;
   return { path: CSV_PATH, content: header + stringify(csv, { lineWidth: 0 }) };
 }

@@ -2,10 +2,10 @@
 # Builds the tools the chart, monitoring and bundle tests run, from upstream Go modules pinned in
 # tools/go.mod, into .cache/tools/bin/: helm (helm.sh/helm/v4), prometheus and promtool
 # (github.com/prometheus/prometheus; its Go module versions v0.3XX.Y are Prometheus 3.XX.Y) and
-# bundle-validate (tools/cmd/bundle-validate around github.com/operator-framework/api's
-# validators). Idempotent like controlplane-build.sh: when every binary exists and the stamp
-# matches (go.mod, go.sum, the validator's source, this script, the Go version), it returns at
-# once. Prometheus is built with `remove_all_sd` (static, file and HTTP discovery only) and
+# bundle-validate (tools/bundle-validate/, its own module around github.com/operator-framework/
+# api's validators). Idempotent like controlplane-build.sh: when every binary exists and the
+# stamp matches (both modules' go.mod and go.sum, the validator's source, this script, the Go
+# version), it returns at once. Prometheus is built with `remove_all_sd` (static, file and HTTP discovery only) and
 # without its web UI assets (not in the Go module; the HTTP API is all the tests use).
 # Measured on 2 cores with an empty Go build cache: see the log line "built ... in N s".
 set -euo pipefail
@@ -17,6 +17,7 @@ OPERATOR_FRAMEWORK_API_VERSION=v0.31.0
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 module="$root/tools"
+validator="$root/tools/bundle-validate"
 bin="$root/.cache/tools/bin"
 stamp="$bin/.stamp"
 binaries=(helm prometheus promtool bundle-validate)
@@ -36,7 +37,8 @@ want=$(
   {
     echo "helm=$HELM_VERSION prometheus=$PROMETHEUS_MODULE_VERSION api=$OPERATOR_FRAMEWORK_API_VERSION"
     go env GOVERSION GOOS GOARCH
-    cat "$module/go.mod" "$module/go.sum" "$module/cmd/bundle-validate/main.go" "${BASH_SOURCE[0]}"
+    cat "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}"
+    cat "$validator/go.mod" "$validator/go.sum" "$validator/main.go"
   } | sha256sum | cut -d' ' -f1
 )
 
@@ -47,10 +49,11 @@ if [ "$ok" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
 fi
 
 # The module's pins must match the versions named above, or the stamp would lie.
-for pin in "helm.sh/helm/v4 $HELM_VERSION" "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" \
-  "github.com/operator-framework/api $OPERATOR_FRAMEWORK_API_VERSION"; do
+for pin in "helm.sh/helm/v4 $HELM_VERSION" "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION"; do
   grep -q "^	$pin\$" "$module/go.mod" || { log "tools/go.mod does not require '$pin'"; exit 1; }
 done
+grep -q "^require github.com/operator-framework/api $OPERATOR_FRAMEWORK_API_VERSION\$" "$validator/go.mod" ||
+  { log "tools/bundle-validate/go.mod does not require '$OPERATOR_FRAMEWORK_API_VERSION'"; exit 1; }
 
 log "building helm $HELM_VERSION, prometheus and promtool $PROMETHEUS_VERSION, bundle-validate (first build several minutes)"
 start=$(date +%s)
@@ -68,7 +71,8 @@ trap 'rm -rf "$tmp"' EXIT
   go build -mod=readonly -trimpath -tags remove_all_sd -o "$tmp/" \
     -ldflags="-s -w -X $pv.Version=$PROMETHEUS_VERSION -X $pv.Revision=$PROMETHEUS_MODULE_VERSION -X $pv.Branch=module -X $pv.BuildUser=tools-build -X $pv.BuildDate=19700101-00:00:00" \
     github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
-  go build -mod=readonly -trimpath -ldflags="-s -w" -o "$tmp/" ./cmd/bundle-validate
+  cd "$validator"
+  go build -mod=readonly -trimpath -ldflags="-s -w" -o "$tmp/" .
 )
 for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$bin/"; done
 echo "$want" >"$stamp"

@@ -20,7 +20,7 @@ import (
 	apimanifests "github.com/operator-framework/api/pkg/manifests"
 	"github.com/operator-framework/api/pkg/validation"
 	"github.com/operator-framework/api/pkg/validation/errors"
-	"github.com/operator-framework/api/pkg/validation/interfaces"
+	validator "github.com/operator-framework/api/pkg/validation/interfaces"
 )
 
 type finding struct {
@@ -45,12 +45,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bundle-validate: cannot load bundle %q: %v\n", flag.Arg(0), err)
 		os.Exit(1)
 	}
-	var validators interfaces.Validators
+	var validators validator.Validators
 	switch *suite {
 	case "default":
 		validators = validation.DefaultBundleValidators.WithValidators(validation.ObjectValidator)
 	case "operatorhub":
-		validators = interfaces.Validators{
+		validators = validator.Validators{
 			validation.OperatorHubV2Validator,
 			validation.StandardCapabilitiesValidator,
 			validation.StandardCategoriesValidator,
