@@ -7,6 +7,8 @@
  * @module
  */
 
+import { selfSignedPem } from "./x509.ts";
+
 /** A certificate chain and its private key, PEM-encoded. */
 export interface TlsPair {
   cert: string;
@@ -47,27 +49,11 @@ export async function readCertificate(dir: string): Promise<TlsPair> {
   return { cert, key, source: dir };
 }
 
-/**
- * A self-signed ECDSA P-256 certificate for `names` (DNS names and IP addresses). The
- * library is loaded only here, so a process with a mounted certificate never loads it.
- */
+/** A self-signed ECDSA P-256 certificate for `names` (DNS names and IP addresses). */
 export async function selfSignedCertificate(names: readonly string[]): Promise<TlsPair> {
-  const { generate } = await import("selfsigned");
-  const isIp = (n: string) => /^[\d.]+$/.test(n) || n.includes(":");
-  const altNames = [...new Set(names)].filter((n) => n !== "" && n !== "::" && n !== "0.0.0.0")
-    .map((n) => isIp(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n });
-  const pems = await generate([{ name: "commonName", value: names[0] ?? "localhost" }], {
-    keyType: "ec",
-    algorithm: "sha256",
-    notAfterDate: new Date(Date.now() + SELF_SIGNED_DAYS * 86_400_000),
-    extensions: [
-      { name: "basicConstraints", cA: false },
-      { name: "keyUsage", digitalSignature: true, critical: true },
-      { name: "extKeyUsage", serverAuth: true },
-      { name: "subjectAltName", altNames },
-    ],
-  });
-  return { cert: pems.cert, key: pems.private, source: "self-signed" };
+  const unique = [...new Set(names)].filter((n) => n !== "" && n !== "::" && n !== "0.0.0.0");
+  const pair = await selfSignedPem(unique, SELF_SIGNED_DAYS);
+  return { ...pair, source: "self-signed" };
 }
 
 /** The mounted certificate when `dir` is set, else a self-signed one for `names`. */
