@@ -347,9 +347,9 @@ const NOTES =
   `ip-rule-operator {{ .Chart.AppVersion }} is installed in the namespace {{ .Values.namespace.name }}.
 {{- if not .Values.agent.create }}
 
-Create the node agents (edit its nodeSelector and tolerations first), then your IPRules:
-  kubectl apply -f https://raw.githubusercontent.com/ip-rule-operator/ip-rule-operator/main/deploy/samples/agent.yaml
-or upgrade with --set agent.create=true.
+Create the node agents: upgrade with --set agent.create=true (agent.nodeSelector and
+agent.tolerations choose the nodes), or apply deploy/samples/agent.yaml of the repository.
+Then your IPRules (deploy/samples/iprule.yaml).
 {{- end }}
 
   kubectl get iprulenodestates    # one per node: converged or not
