@@ -14,7 +14,7 @@ import {
 } from "../../ffi/mod.ts";
 import { narrowIPRuleConfig } from "../api/narrow.ts";
 import type { AgentOptions } from "../agent_flags.ts";
-import { startHealthServer } from "../health_server.ts";
+import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
 import { backoffDelay, sleep } from "../k8s/backoff.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, objectKey } from "../k8s/informer.ts";
@@ -113,6 +113,7 @@ export async function runAgent(
   const stopping = AbortSignal.any([signal, stop.signal]);
   const metrics = new AgentMetrics();
   metrics.requests = client.requests;
+  client.observer = (method, status) => metrics.observeRequest(method, status);
   const writer = new NodeStateWriter(client, {
     nodeName: options.nodeName,
     protocol,
@@ -304,21 +305,27 @@ export async function runAgent(
     ...(options.once ? { once: true } : {}),
     ...(options.dryRun ? { dryRun: true } : {}),
   });
-  let health: { port: number; finished: Promise<void> } | undefined;
+  let health: Endpoints | undefined;
   if (!oneShot) {
     try {
-      health = startHealthServer({
-        ...options.metricsAddr,
+      health = await startEndpoints(options, {
         registry: metrics.registry,
         readiness,
+        client,
+        certNames: [options.nodeName, "localhost"],
+        onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
         signal: stopping,
       });
     } catch (error: unknown) {
-      log.error("Health endpoint not started", { err: error, addr: options.metricsAddr });
+      log.error("Endpoints not started", {
+        err: error,
+        metricsAddr: options.metricsAddr,
+        healthAddr: options.healthAddr,
+      });
       return 1;
     }
     metrics.readiness = readiness;
-    log.info("Health endpoint listening", { port: health.port });
+    log.info("Endpoints listening", endpointsLog(health));
   }
   const informerRun = informer.run(stopping);
   if (oneShot || health === undefined) {

@@ -17,18 +17,23 @@ async function controller(
   cp: { kubeconfig: (id: "controller") => string; dir: string },
   name: string,
   extra: string[] = [],
-): Promise<ExecutableProcess & { port: number }> {
+): Promise<ExecutableProcess & { port: number; healthPort: number }> {
   const port = freePort();
+  const healthPort = freePort();
   const proc = await ExecutableProcess.start("controller", [
     `--kubeconfig=${cp.kubeconfig("controller")}`,
+    // Plain metrics: this file reads the counters; tests/apiserver/metrics_auth_test.ts covers
+    // the protected endpoint.
     `--metrics-addr=127.0.0.1:${port}`,
+    "--metrics-insecure",
+    `--health-addr=127.0.0.1:${healthPort}`,
     "--grace-period=2s",
     "--log-format=json",
     "--log-level=debug",
     "--agent-image=example.test/agent:1",
     ...extra,
   ], { logFile: `${cp.dir}/${name}.log`, env: { POD_NAME: name } });
-  return Object.assign(proc, { port });
+  return Object.assign(proc, { port, healthPort });
 }
 
 async function metric(port: number, name: string): Promise<number> {
@@ -73,7 +78,7 @@ Deno.test("controller against a real API server", async (t) => {
 
   let ctl = await controller(cp, "controller-1");
   try {
-    await eventually("controller ready", () => ready(ctl.port));
+    await eventually("controller ready", () => ready(ctl.healthPort));
 
     await t.step(
       "an LB IP in an IPRule's CIDR gets its config with the right name and spec",
@@ -444,7 +449,7 @@ Deno.test("controller against a real API server", async (t) => {
       assert.ok(versions.size >= 5);
       ctl = await controller(cp, "controller-2");
       try {
-        await eventually("restarted controller ready", () => ready(ctl.port));
+        await eventually("restarted controller ready", () => ready(ctl.healthPort));
         await eventually(
           "a reconcile ran",
           async () =>

@@ -52,6 +52,7 @@ Deno.test("end to end: controller and three agents on a real control plane", asy
   const controller = await ExecutableProcess.start("controller", [
     `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
     `--metrics-addr=127.0.0.1:${freePort()}`,
+    `--health-addr=127.0.0.1:${freePort()}`,
     "--grace-period=2s",
     "--log-format=json",
   ], { logFile: `${topo.cp.dir}/controller.log` });
