@@ -14,7 +14,12 @@ import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
 import { MemoryCgroup, privateRuntime } from "../tests/support/memory_cgroup.ts";
 import { eventually, type ExecutableProcess } from "../tests/support/process.ts";
-import { AGENT_PORT, startTopology, type TopologyNode } from "../tests/support/topology.ts";
+import {
+  AGENT_HEALTH_PORT,
+  AGENT_PORT,
+  startTopology,
+  type TopologyNode,
+} from "../tests/support/topology.ts";
 
 const CONFIGS = Number(Deno.env.get("CONFIGS") ?? 10_000);
 const SMALL = Number(Deno.env.get("SMALL_CONFIGS") ?? 1_000);
@@ -74,7 +79,9 @@ async function metric(node: TopologyNode, name: string): Promise<number> {
 }
 
 async function ready(node: TopologyNode): Promise<boolean> {
-  const res = await fetch(`http://${node.address}:${AGENT_PORT}/readyz`).catch(() => undefined);
+  const res = await fetch(`http://${node.address}:${AGENT_HEALTH_PORT}/readyz`).catch(() =>
+    undefined
+  );
   await res?.body?.cancel();
   return res?.status === 200;
 }

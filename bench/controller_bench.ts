@@ -82,6 +82,8 @@ const started = performance.now();
 const ctl = await ExecutableProcess.start("controller", [
   `--kubeconfig=${cp.kubeconfig("controller")}`,
   `--metrics-addr=127.0.0.1:${port}`,
+  "--metrics-insecure",
+  `--health-addr=127.0.0.1:${freePort()}`,
   "--log-level=warn",
 ], {
   logFile: `${cp.dir}/controller.log`,

@@ -27,6 +27,7 @@ const processes = [
   await ExecutableProcess.start("controller", [
     `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
     `--metrics-addr=127.0.0.1:${freePort()}`,
+    `--health-addr=127.0.0.1:${freePort()}`,
     "--grace-period=1s",
     "--log-level=warn",
   ], { logFile: `${topo.cp.dir}/controller.log` }),

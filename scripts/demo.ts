@@ -6,8 +6,19 @@
  * the rules leaving every node when a Service goes. `task demo` runs it (root);
  * `task demo:down` cleans up after a crashed run.
  */
-import { startTopology, type Topology, type TopologyNode } from "../tests/support/topology.ts";
+import {
+  AGENT_PORT,
+  startTopology,
+  type Topology,
+  type TopologyNode,
+} from "../tests/support/topology.ts";
 import { eventually, ExecutableProcess, freePort } from "../tests/support/process.ts";
+import {
+  operatorJobs,
+  type Prometheus,
+  prometheusToken,
+  startPrometheus,
+} from "../tests/support/prometheus.ts";
 import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
 
@@ -28,7 +39,7 @@ interface DemoState {
 const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
 const dim = (s: string) => Deno.stdout.isTerminal() ? `\x1b[2m${s}\x1b[0m` : s;
 let stepNo = 0;
-const STEPS = 7;
+const STEPS = 8;
 function step(title: string): void {
   console.log(`\n${bold(`[${++stepNo}/${STEPS}] ${title}`)}`);
 }
@@ -161,6 +172,7 @@ async function main(): Promise<number> {
   const state: DemoState = { namespaces: [], links: [], pids: [] };
   const processes: ExecutableProcess[] = [];
   let topo: Topology | undefined;
+  let prometheus: Prometheus | undefined;
   const onSignal = () => {
     console.error("\nInterrupted: cleaning up");
     for (const p of processes) state.pids.push(p.pid);
@@ -204,15 +216,18 @@ async function main(): Promise<number> {
     const controller = await ExecutableProcess.start("controller", [
       `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
       `--metrics-addr=127.0.0.1:${port}`,
+      `--health-addr=127.0.0.1:${freePort()}`,
       "--grace-period=10s",
       "--log-format=json",
     ], { logFile: `${topo.cp.dir}/controller.log` });
     processes.push(controller);
-    for (const node of topo.nodes) processes.push(await topo.startAgent(node));
+    for (const node of topo.nodes) {
+      processes.push(await topo.startAgent(node, [], { secureMetrics: true }));
+    }
     state.pids = processes.map((p) => p.pid);
     await saveState(state);
     console.log(
-      `    controller (metrics http://127.0.0.1:${port}/metrics), agents on ${
+      `    controller (metrics https://127.0.0.1:${port}/metrics, token required), agents on ${
         topo.nodes.map((n) => n.name).join(", ")
       }`,
     );
@@ -323,6 +338,46 @@ async function main(): Promise<number> {
     const agents = await topo.cp.kubectl(["-n", "ip-rule-operator-system", "get", "agent"]);
     console.log(indent(agents.stdout));
 
+    step(
+      "Prometheus scrapes the controller and the agents over HTTPS with a service-account token",
+    );
+    const tokenFile = `${topo.cp.dir}/prometheus.token`;
+    await prometheusToken(topo.cp, tokenFile);
+    prometheus = await startPrometheus({
+      dir: `${topo.cp.dir}/prometheus`,
+      jobs: operatorJobs(
+        `127.0.0.1:${port}`,
+        topo.nodes.map((n) => ({ address: `${n.address}:${AGENT_PORT}`, node: n.name })),
+        tokenFile,
+      ),
+      ruleFiles: [`${ROOT}deploy/monitoring/alerts.rules.yaml`],
+    });
+    const prom = prometheus;
+    await eventually("every target up and every node's state scraped", async () => {
+      const up = await prom.query("up == 1");
+      const nodes = await prom.query('iprule_controller_node_rules{state="applied"} > 0');
+      return up.length === topo!.nodes.length + 1 && nodes.length === topo!.nodes.length;
+    }, 60_000);
+    const value = async (expr: string) =>
+      Object.fromEntries(
+        (await prom.query(expr)).map((r) => [r.metric.node ?? "", r.value[1]] as const),
+      );
+    const converged = await value("iprule_controller_node_converged");
+    const applied = await value('iprule_controller_node_rules{state="applied"}');
+    const failed = await value('iprule_controller_node_rules{state="failed"}');
+    console.log(indent(
+      [
+        `Prometheus ${prom.url} (while the demo runs), rules deploy/monitoring/alerts.rules.yaml:`,
+        "node     converged  applied  failed",
+        ...topo.nodes.map((n) =>
+          `${n.name.padEnd(9)}${(converged[n.name] ?? "-").padEnd(11)}${
+            (applied[n.name] ?? "-").padEnd(9)
+          }${failed[n.name] ?? "-"}`
+        ),
+        dim("Grafana: import deploy/monitoring/dashboard.json; in a cluster: README, Monitoring"),
+      ].join("\n"),
+    ));
+
     step("Service default/api is deleted: its rule leaves every node");
     await admin.delete(RESOURCES.services, "api", { namespace: "default" });
     const apiIP = clusterIPs.get("api")![0]!;
@@ -371,6 +426,7 @@ async function main(): Promise<number> {
     ));
     return 0;
   } finally {
+    await prometheus?.stop();
     for (const p of processes) await p.stop().catch(() => {});
     await topo?.stop().catch((e) => console.error(`Cleanup: ${e}`));
     cleanupSync({

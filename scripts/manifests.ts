@@ -5,7 +5,7 @@
  * - `deploy/crds/`: copies of `crds/*.yaml` and their kustomization (kustomize loads no file
  *   from outside the kustomization's directory).
  * - `deploy/olm/manifests/`: the OLM bundle's CRDs and its ClusterServiceVersion, built from
- *   `deploy/olm/clusterserviceversion.template.yaml`, `deploy/controller.yaml`,
+ *   `deploy/olm-csv-template.yaml`, `deploy/controller.yaml`,
  *   `deploy/rbac.yaml`, `deploy/samples/` and the version in `deno.json`.
  * - `deploy/install.yaml`: `kubectl kustomize deploy/` with our kubectl (built from upstream
  *   into `.cache/controlplane/bin/`), so the single-file install equals `kubectl apply -k`.
@@ -14,13 +14,27 @@
  */
 import { parseAllDocuments, stringify } from "yaml";
 import { AGENT_SERVICE_ACCOUNT } from "../src/controller/daemonset.ts";
+import { CHART_DIR, renderChart } from "./chart.ts";
 
 /** Repository root, without a trailing slash. */
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** Our kubectl, built by scripts/controlplane-build.sh. */
 export const KUBECTL = `${ROOT}/.cache/controlplane/bin/kubectl`;
 /** Directories whose every file is generated (stale files there are removed). */
-export const GENERATED_DIRS: readonly string[] = ["deploy/crds", "deploy/olm/manifests"];
+export const GENERATED_DIRS: readonly string[] = [
+  "deploy/crds",
+  "deploy/olm/manifests",
+  CHART_DIR,
+  `${CHART_DIR}/crds`,
+  `${CHART_DIR}/dashboards`,
+  `${CHART_DIR}/templates`,
+];
+/** The alerts in Prometheus' rule-file format, the source of the PrometheusRule. */
+export const ALERTS_PATH = "deploy/monitoring/alerts.rules.yaml";
+/** The generated PrometheusRule. */
+export const PROMETHEUS_RULE_PATH = "deploy/monitoring/prometheusrule.yaml";
+/** The operator's namespace in deploy/. */
+export const NAMESPACE = "ip-rule-operator-system";
 /** Path of the single-file install, relative to the root. */
 export const INSTALL_YAML = "deploy/install.yaml";
 /** Path of the generated ClusterServiceVersion, relative to the root. */
@@ -125,7 +139,7 @@ export function rulesByServiceAccount(
 
 /** The ClusterServiceVersion of the OLM bundle. */
 export async function renderCsv(): Promise<GeneratedFile> {
-  const [template] = await readYaml("deploy/olm/clusterserviceversion.template.yaml");
+  const [template] = await readYaml("deploy/olm-csv-template.yaml");
   const [deployment] = await readYaml("deploy/controller.yaml");
   const rbac = await readYaml("deploy/rbac.yaml");
   const samples = [
@@ -190,9 +204,80 @@ export async function renderCsv(): Promise<GeneratedFile> {
       ],
     },
   };
-  const header = `${GENERATED} from deploy/olm/clusterserviceversion.template.yaml, ` +
+  const header = `${GENERATED} from deploy/olm-csv-template.yaml, ` +
     `deploy/controller.yaml,\n# deploy/rbac.yaml, deploy/samples/ and deno.json; edit those instead.\n`;
   return { path: CSV_PATH, content: header + stringify(csv, { lineWidth: 0 }) };
+}
+
+/**
+ * The objects of the bundle besides the CSV and the CRDs: the ClusterRoles of deploy/rbac.yaml
+ * that no binding grants (the metrics-reader role, for users to bind), as OLM installs them.
+ */
+export async function renderBundleExtras(): Promise<GeneratedFile[]> {
+  const rbac = await readYaml("deploy/rbac.yaml");
+  const bound = new Set(
+    rbac.filter((o) => o.kind === "ClusterRoleBinding").map((b) => b.roleRef.name),
+  );
+  return rbac.filter((o) => o.kind === "ClusterRole" && !bound.has(o.metadata.name)).map((
+    role,
+  ) => ({
+    path:
+      `deploy/olm/manifests/${role.metadata.name}_rbac.authorization.k8s.io_v1_clusterrole.yaml`,
+    content: `${GENERATED} from deploy/rbac.yaml; edit that file instead.\n` + stringify(role),
+  }));
+}
+
+/** The PrometheusRule of deploy/monitoring/, wrapping the rule groups of alerts.rules.yaml. */
+export async function renderPrometheusRule(): Promise<GeneratedFile> {
+  const [alerts] = await readYaml(ALERTS_PATH);
+  const rule = {
+    apiVersion: "monitoring.coreos.com/v1",
+    kind: "PrometheusRule",
+    metadata: {
+      name: "ip-rule-operator",
+      namespace: NAMESPACE,
+      labels: { "app.kubernetes.io/name": "ip-rule-operator" },
+    },
+    spec: { groups: alerts.groups },
+  };
+  return {
+    path: PROMETHEUS_RULE_PATH,
+    content: `${GENERATED} from ${ALERTS_PATH}; edit that file instead.\n` +
+      stringify(rule, { lineWidth: 0 }),
+  };
+}
+
+/** Every generated file that needs no kubectl: CRD copies, CSV, bundle extras, PrometheusRule. */
+export async function renderStaticFiles(): Promise<GeneratedFile[]> {
+  return [
+    ...await renderCrdCopies(),
+    await renderCsv(),
+    ...await renderBundleExtras(),
+    await renderPrometheusRule(),
+  ];
+}
+
+/** The Helm chart's files from the kustomized deploy/ and deploy/monitoring/. */
+export async function renderChartFiles(
+  kustomized: { install: string; monitoring: string },
+): Promise<GeneratedFile[]> {
+  const docs = (text: string) =>
+    parseAllDocuments(text).map((d) => d.toJS()).filter((o) => o !== null);
+  const [agent] = await readYaml("deploy/samples/agent.yaml");
+  const { version } = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  const crds = await Promise.all((await crdSources()).map(async (source) => ({
+    name: source.slice("crds/".length),
+    text: await Deno.readTextFile(`${ROOT}/${source}`),
+  })));
+  return renderChart({
+    install: docs(kustomized.install),
+    monitoring: docs(kustomized.monitoring),
+    agent,
+    crds,
+    dashboard: await Deno.readTextFile(`${ROOT}/deploy/monitoring/dashboard.json`),
+    version,
+    namespace: NAMESPACE,
+  });
 }
 
 /** deploy/install.yaml from the output of `kubectl kustomize deploy/`. */
@@ -202,16 +287,16 @@ export function renderInstallYaml(kustomized: string): GeneratedFile {
   return { path: INSTALL_YAML, content: header + kustomized };
 }
 
-/** Runs `kubectl kustomize deploy/` with our kubectl and returns its output. */
-export async function kustomize(kubectl: string = KUBECTL): Promise<string> {
+/** Runs `kubectl kustomize <dir>` (default deploy/) with our kubectl and returns its output. */
+export async function kustomize(kubectl: string = KUBECTL, dir = "deploy"): Promise<string> {
   const output = await new Deno.Command(kubectl, {
-    args: ["kustomize", `${ROOT}/deploy`],
+    args: ["kustomize", `${ROOT}/${dir}`],
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (!output.success) {
     throw new Error(
-      `Command 'kubectl kustomize deploy/' failed: ${new TextDecoder().decode(output.stderr)}`,
+      `Command 'kubectl kustomize ${dir}/' failed: ${new TextDecoder().decode(output.stderr)}`,
     );
   }
   return new TextDecoder().decode(output.stdout);
@@ -248,9 +333,14 @@ if (import.meta.main) {
     console.error(`Missing "${KUBECTL}": run ./scripts/controlplane-build.sh first`);
     Deno.exit(1);
   }
-  const files = [...await renderCrdCopies(), await renderCsv()];
+  const files = await renderStaticFiles();
   await writeFiles(files);
-  await removeStale(files);
-  // After the CRD copies: kustomize reads them from deploy/crds/.
-  await writeFiles([renderInstallYaml(await kustomize())]);
+  // After the CRD copies and the PrometheusRule: kustomize reads them.
+  const install = await kustomize();
+  const chart = await renderChartFiles({
+    install,
+    monitoring: await kustomize(KUBECTL, "deploy/monitoring"),
+  });
+  await writeFiles([renderInstallYaml(install), ...chart]);
+  await removeStale([...files, ...chart]);
 }

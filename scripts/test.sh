@@ -3,8 +3,9 @@
 # the real totals as one line `N passed, N failed`. Exits non-zero when any test failed.
 #   unit      src/, net/, ffi/, scripts/ *_test.ts (no privileges; loopback only)
 #   netns     tests/netns/                        (root: network namespaces)
-#   apiserver tests/apiserver/                    (real kube-apiserver + etcd, built on demand)
-#   e2e       tests/e2e/                          (root + control plane)
+#   apiserver tests/apiserver/                    (real kube-apiserver + etcd, helm, promtool,
+#                                                  OLM validators; all built on demand)
+#   e2e       tests/e2e/                          (root + control plane + Prometheus)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -27,6 +28,8 @@ for tier in "$@"; do
   fi
   if [ "$tier" = apiserver ] || [ "$tier" = e2e ]; then
     ./scripts/controlplane-build.sh || { echo "test.sh: control-plane build failed" >&2; status=1; }
+    # helm, prometheus, promtool and bundle-validate for the chart, monitoring and bundle tests.
+    ./scripts/tools-build.sh || { echo "test.sh: tools build failed" >&2; status=1; }
   fi
   echo "== $tier"
   # A hung tier fails (exit 124/137) and the others still run and get counted.

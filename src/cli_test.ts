@@ -12,6 +12,8 @@ Deno.test("parseAgentFlags() applies the documented defaults", () => {
   assert.equal(o.protocol, DEFAULT_PROTOCOL);
   assert.equal(o.logFormat, "json");
   assert.deepEqual(o.metricsAddr, { hostname: "::", port: 9472 });
+  assert.deepEqual(o.healthAddr, { hostname: "::", port: 9473 });
+  assert.equal(o.metricsSecure, true);
   assert.equal(o.once, false);
   assert.equal(
     parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" }, isTerminal: true }).logFormat,
@@ -30,6 +32,8 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     "--dry-run",
     "--libmnl=/opt/libmnl.so.0",
     "--metrics-addr=127.0.0.1:9999",
+    "--health-addr=[::1]:9998",
+    "--metrics-cert-dir=/certs",
     "--log-format=text",
     "--log-level=debug",
   ], ctx);
@@ -44,6 +48,9 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     dryRun: true,
     libmnlPath: "/opt/libmnl.so.0",
     metricsAddr: { hostname: "127.0.0.1", port: 9999 },
+    healthAddr: { hostname: "::1", port: 9998 },
+    metricsSecure: true,
+    metricsCertDir: "/certs",
     logFormat: "text",
     logLevel: "debug",
   });
@@ -63,6 +70,12 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
     [["--protocol=186"], /--protocol: "186" \(186 is the "bgp" protocol/],
     [["--log-format=xml"], /--log-format: "xml"/],
     [["--metrics-addr=9090"], /--metrics-addr: "9090"/],
+    [["--health-addr=:99999"], /--health-addr: ":99999"/],
+    // --metrics-insecure serves no TLS: a certificate directory would be silently unused.
+    [
+      ["--metrics-insecure", "--metrics-cert-dir=/c"],
+      /--metrics-cert-dir: "\/c" \(--metrics-insecure/,
+    ],
     [["--node-name=Bad_Name"], /--node-name: "Bad_Name"/],
     [["--bogus"], /Unknown option '--bogus'/],
     [["stray"], /stray/],
@@ -84,6 +97,11 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
   assert.equal(o.gracePeriodMs, 300_000);
   assert.equal(o.drainTimeoutMs, 120_000);
   assert.equal(o.leaderElect, false);
+  // kubebuilder's ports: /metrics over HTTPS on 8443, the probes on 8081.
+  assert.deepEqual(o.metricsAddr, { hostname: "::", port: 8443 });
+  assert.deepEqual(o.healthAddr, { hostname: "::", port: 8081 });
+  assert.equal(o.metricsSecure, true);
+  assert.equal(parseControllerFlags(["--metrics-insecure"], ctx).metricsSecure, false);
   assert.equal(
     parseControllerFlags([], { ...ctx, env: { POD_NAMESPACE: "ops" } }).namespace,
     "ops",
@@ -113,6 +131,9 @@ Deno.test("helpText() lists every flag of both executables", () => {
       "protocol",
       "log-format",
       "metrics-addr",
+      "health-addr",
+      "metrics-insecure",
+      "metrics-cert-dir",
     ]
   ) {
     assert.ok(AGENT_FLAGS.some((d) => d.name === name), name);

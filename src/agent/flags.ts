@@ -1,6 +1,5 @@
 /** The agent's flags: table, defaults and typed options (pure; the entry point wires). */
 import {
-  addressFlag,
   COMMON_FLAGS,
   type CommonOptions,
   commonOptions,
@@ -14,6 +13,12 @@ import {
   UsageError,
 } from "../cli.ts";
 import { MAX_PROTOCOL, RESERVED_PROTOCOLS } from "../api/limits.ts";
+import {
+  type EndpointDefaults,
+  endpointFlags,
+  type EndpointOptions,
+  endpointOptions,
+} from "../metrics/flags.ts";
 
 /**
  * Netlink rule protocol (FRA_PROTOCOL) marking the rules the agent owns. 201 is unassigned in
@@ -43,6 +48,16 @@ export const MIN_RESYNC_MS = 50;
 
 /** Where Debian installs libmnl. */
 export const DEFAULT_LIBMNL_PATH = "/usr/lib/x86_64-linux-gnu/libmnl.so.0";
+
+/**
+ * Ports of the agent's /metrics (HTTPS) and health endpoints. In the host network: the
+ * DaemonSet binds both to the node's own address (status.hostIP), not every address.
+ */
+export const AGENT_ENDPOINTS: EndpointDefaults = {
+  metricsPort: 9472,
+  healthPort: 9473,
+  note: "host network: pick a free port",
+};
 
 /** Every flag of the agent. */
 export const AGENT_FLAGS: readonly FlagDef[] = [
@@ -82,25 +97,18 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
     default: `$IPRULE_LIBMNL_PATH or ${DEFAULT_LIBMNL_PATH}`,
     help: "Path of libmnl.so.0",
   },
-  {
-    name: "metrics-addr",
-    type: "string",
-    value: "HOST:PORT",
-    default: ":9472",
-    help: "Listen address of /metrics, /healthz and /readyz (host network: pick a free port)",
-  },
+  ...endpointFlags(AGENT_ENDPOINTS),
   ...COMMON_FLAGS,
 ];
 
 /** The agent's typed options. */
-export interface AgentOptions extends CommonOptions {
+export interface AgentOptions extends CommonOptions, EndpointOptions {
   nodeName: string;
   resyncMs: number;
   protocol: number;
   once: boolean;
   dryRun: boolean;
   libmnlPath: string;
-  metricsAddr: { hostname: string; port: number };
 }
 
 /** Parses the agent's argv into typed options; mistakes throw a UsageError. */
@@ -123,6 +131,6 @@ export function parseAgentFlags(
     once: v.once === true,
     dryRun: v["dry-run"] === true,
     libmnlPath: str(v, "libmnl") ?? ctx.env.IPRULE_LIBMNL_PATH ?? DEFAULT_LIBMNL_PATH,
-    metricsAddr: addressFlag("metrics-addr", str(v, "metrics-addr") ?? ":9472"),
+    ...endpointOptions(v, AGENT_ENDPOINTS),
   };
 }

@@ -64,6 +64,16 @@ export class AgentMetrics {
     labelNames: ["type", "origin"] as const,
     registers: [this.registry],
   });
+  readonly apiResponses = new Counter({
+    name: "iprule_agent_api_responses_total",
+    help: 'API responses by HTTP verb and status code ("0": none arrived)',
+    labelNames: ["verb", "code"] as const,
+    registers: [this.registry],
+  });
+  /** Records one API response (KubeClient.observer). */
+  observeRequest(method: string, status: number): void {
+    this.apiResponses.inc({ verb: method, code: String(status) });
+  }
   /** The agent's readiness, read at each scrape. */
   readiness: () => { ready: boolean } = () => ({ ready: false });
   readonly ready = ((read: () => { ready: boolean }) =>

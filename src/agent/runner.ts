@@ -1,14 +1,14 @@
 /**
  * Wires the agent: host checks, the netlink socket, the IPRuleConfig informer, the node agent
  * (src/agent/node_agent.ts: the control loop and its states), the kernel's rule events, the
- * IPRuleNodeState writer and the health endpoint. Flags → parts → start → wait → finish.
+ * IPRuleNodeState writer, and the metrics and health endpoints. Flags → parts → start → wait → finish.
  */
 import { LibmnlLoadError, RuleSocket } from "../../ffi/mod.ts";
 import { objectClient } from "../api/clients.ts";
 import { narrowIPRuleConfig } from "../api/narrow.ts";
-import { startHealthServer } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, objectKey } from "../k8s/informer.ts";
+import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
 import { RESOURCES } from "../k8s/resources.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
@@ -67,6 +67,7 @@ export async function runAgent(
   const stopping = AbortSignal.any([signal, stop.signal]);
   const metrics = new AgentMetrics();
   metrics.requests = client.requests;
+  client.observer = (method, status) => metrics.observeRequest(method, status);
   const nodeStates = objectClient(client, "ipRuleNodeStates");
   const writer = new NodeStateWriter({ nodeStates, nodes: objectClient(client, "nodes") }, {
     nodeName: options.nodeName,
@@ -115,20 +116,26 @@ export async function runAgent(
     }
   }
 
-  let health: { port: number; finished: Promise<void> };
+  let health: Endpoints;
   try {
-    health = startHealthServer({
-      ...options.metricsAddr,
+    health = await startEndpoints(options, {
       registry: metrics.registry,
       readiness: () => agent.readiness(),
+      client,
+      certNames: [options.nodeName, "localhost"],
+      onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
       signal: stopping,
     });
   } catch (error: unknown) {
-    log.error("Health endpoint not started", { err: error, addr: options.metricsAddr });
+    log.error("Endpoints not started", {
+      err: error,
+      metricsAddr: options.metricsAddr,
+      healthAddr: options.healthAddr,
+    });
     return 1;
   }
   metrics.readiness = () => agent.readiness();
-  log.info("Health endpoint listening", { port: health.port });
+  log.info("Endpoints listening", endpointsLog(health));
   const running = [
     informer.run(stopping),
     watchKernel(agent, {

@@ -7,8 +7,10 @@ export const DAEMONSET_NAME = "iprule-agent";
 export const AGENT_SERVICE_ACCOUNT = "ip-rule-operator-agent";
 /** Annotation carrying the hash of the rendered spec: the DaemonSet is written only when it changes. */
 export const SPEC_HASH_ANNOTATION = "ip-rule-operator.brtrm.dev/spec-hash";
-/** Port of the agents' /metrics, /healthz, /readyz on the host network. */
+/** Port of the agents' /metrics (HTTPS, token-checked) on the node's address. */
 export const AGENT_METRICS_PORT = 9472;
+/** Port of the agents' /healthz and /readyz (plain HTTP, for the kubelet) on the node's address. */
+export const AGENT_HEALTH_PORT = 9473;
 const POD_LABELS = { app: DAEMONSET_NAME };
 /** Where the host paths the agent checks at start are mounted (IPRULE_HOST_ROOT). */
 const HOST_ROOT = "/host";
@@ -51,11 +53,16 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       `--resync=${spec.resyncPeriod ?? "10s"}`,
       `--log-level=${spec.logLevel ?? "info"}`,
       "--log-format=json",
-      `--metrics-addr=:${AGENT_METRICS_PORT}`,
+      // The node's own address only, not every address of the host network (brackets: the
+      // address may be IPv6). The kubelet probes a host-network pod there too.
+      `--metrics-addr=[$(HOST_IP)]:${AGENT_METRICS_PORT}`,
+      `--health-addr=[$(HOST_IP)]:${AGENT_HEALTH_PORT}`,
     ],
     env: [
       { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
       { name: "IPRULE_HOST_ROOT", value: HOST_ROOT },
+      // The node's address (a host-network pod's IP), where the endpoints listen.
+      { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
     ],
     // The host's network managers' settings, read-only, for the agent's start-up checks.
     // Recursively where the runtime can: other containers' root filesystems mounted below the
@@ -66,14 +73,17 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       readOnly: true,
       recursiveReadOnly: "IfPossible",
     })),
-    ports: [{ name: "metrics", containerPort: AGENT_METRICS_PORT, protocol: "TCP" }],
+    ports: [
+      { name: "metrics", containerPort: AGENT_METRICS_PORT, protocol: "TCP" },
+      { name: "health", containerPort: AGENT_HEALTH_PORT, protocol: "TCP" },
+    ],
     readinessProbe: {
-      httpGet: { path: "/readyz", port: AGENT_METRICS_PORT },
+      httpGet: { path: "/readyz", port: AGENT_HEALTH_PORT },
       periodSeconds: 5,
       failureThreshold: 3,
     },
     livenessProbe: {
-      httpGet: { path: "/healthz", port: AGENT_METRICS_PORT },
+      httpGet: { path: "/healthz", port: AGENT_HEALTH_PORT },
       periodSeconds: 20,
       failureThreshold: 3,
     },

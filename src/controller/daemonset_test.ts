@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION } from "../api/types.ts";
-import { DAEMONSET_NAME, hashOf, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+import { AGENT_ENDPOINTS, parseAgentFlags } from "../agent/flags.ts";
+import {
+  AGENT_HEALTH_PORT,
+  AGENT_METRICS_PORT,
+  DAEMONSET_NAME,
+  hashOf,
+  renderDaemonSet,
+  SPEC_HASH_ANNOTATION,
+} from "./daemonset.ts";
 
 const agent: Agent = {
   apiVersion: API_VERSION,
@@ -58,6 +66,32 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
     ["/run", "Directory"],
   ]);
   assert.equal(c.readinessProbe.httpGet.path, "/readyz");
+});
+
+Deno.test("renderDaemonSet() binds the agent's endpoints to the node's address and probes the plain health port", () => {
+  const c: Json = (renderDaemonSet(agent, { defaultImage: "img" }) as Json).spec.template.spec
+    .containers[0];
+  assert.deepEqual(c.env.find((e: Json) => e.name === "HOST_IP"), {
+    name: "HOST_IP",
+    valueFrom: { fieldRef: { fieldPath: "status.hostIP" } },
+  });
+  // $(HOST_IP) is expanded by the kubelet; brackets keep an IPv6 address parseable.
+  assert.ok(c.args.includes(`--metrics-addr=[$(HOST_IP)]:${AGENT_METRICS_PORT}`));
+  assert.ok(c.args.includes(`--health-addr=[$(HOST_IP)]:${AGENT_HEALTH_PORT}`));
+  assert.ok(!c.args.includes("--metrics-insecure"), "agents serve protected metrics");
+  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: AGENT_HEALTH_PORT });
+  assert.deepEqual(c.livenessProbe.httpGet, { path: "/healthz", port: AGENT_HEALTH_PORT });
+  assert.deepEqual(c.ports.map((p: Json) => [p.name, p.containerPort]), [
+    ["metrics", AGENT_METRICS_PORT],
+    ["health", AGENT_HEALTH_PORT],
+  ]);
+  // The agent parses what the DaemonSet passes, once the kubelet expanded $(HOST_IP).
+  for (const ip of ["10.0.0.7", "fd00::7"]) {
+    const args = c.args.map((a: string) => a.replace("$(HOST_IP)", ip));
+    const o = parseAgentFlags(args, { env: {}, isTerminal: false, hostname: "n1" });
+    assert.deepEqual(o.metricsAddr, { hostname: ip, port: AGENT_ENDPOINTS.metricsPort });
+    assert.deepEqual(o.healthAddr, { hostname: ip, port: AGENT_ENDPOINTS.healthPort });
+  }
 });
 
 Deno.test("renderDaemonSet() takes spec.image over the default and changes the hash only with the spec", () => {

@@ -1,6 +1,5 @@
 /** The controller's flags: table, defaults and typed options (pure; the entry point wires). */
 import {
-  addressFlag,
   COMMON_FLAGS,
   type CommonOptions,
   commonOptions,
@@ -11,12 +10,21 @@ import {
   parseFlags,
   stringFlag as str,
 } from "../cli.ts";
+import {
+  type EndpointDefaults,
+  endpointFlags,
+  type EndpointOptions,
+  endpointOptions,
+} from "../metrics/flags.ts";
 import { VERSION } from "../version.ts";
 
 /** Namespace the operator runs in when neither --namespace nor POD_NAMESPACE says. */
 export const DEFAULT_NAMESPACE = "ip-rule-operator-system";
 /** Agent image used when the Agent CR names none. */
 export const DEFAULT_AGENT_IMAGE = `ghcr.io/ip-rule-operator/iprule-agent:v${VERSION}`;
+
+/** Ports of the controller's /metrics (HTTPS) and health endpoints, as kubebuilder's. */
+export const CONTROLLER_ENDPOINTS: EndpointDefaults = { metricsPort: 8443, healthPort: 8081 };
 
 /** Every flag of the controller. */
 export const CONTROLLER_FLAGS: readonly FlagDef[] = [
@@ -61,25 +69,18 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     default: "15s",
     help: "Leader lease duration; a standby takes over this long after the leader stops renewing",
   },
-  {
-    name: "metrics-addr",
-    type: "string",
-    value: "HOST:PORT",
-    default: ":8080",
-    help: "Listen address of /metrics, /healthz and /readyz",
-  },
+  ...endpointFlags(CONTROLLER_ENDPOINTS),
   ...COMMON_FLAGS,
 ];
 
 /** The controller's typed options. */
-export interface ControllerOptions extends CommonOptions {
+export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
   drainTimeoutMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
-  metricsAddr: { hostname: string; port: number };
 }
 
 /** Parses the controller's argv into typed options; mistakes throw a UsageError. */
@@ -93,6 +94,6 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     drainTimeoutMs: durationFlag("drain-timeout", str(v, "drain-timeout") ?? "2m"),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),
-    metricsAddr: addressFlag("metrics-addr", str(v, "metrics-addr") ?? ":8080"),
+    ...endpointOptions(v, CONTROLLER_ENDPOINTS),
   };
 }

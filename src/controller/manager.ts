@@ -3,8 +3,9 @@
  * leader election, the health endpoint. Nothing is reconciled before every cache has synced.
  */
 import { objectClient, typed } from "../api/clients.ts";
+import type { DaemonSetInfo } from "../api/types.ts";
 import type { ControllerOptions } from "./flags.ts";
-import { startHealthServer } from "../health_server.ts";
+import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
@@ -22,6 +23,14 @@ export const CONFIGS_KEY = "configs";
 export const AGENT_KEY = "agent";
 /** Name of the leader Lease. */
 export const LEASE_NAME = "ip-rule-operator-controller";
+
+/** The agents' DaemonSet counts for the state metrics, when the DaemonSet exists. */
+function daemonSetCounts(
+  daemonSets: Iterable<DaemonSetInfo>,
+): { daemonSet?: DaemonSetInfo["counts"] } {
+  const [ds] = daemonSets;
+  return ds === undefined ? {} : { daemonSet: ds.counts };
+}
 
 /** A random id for one reconcile, for the logs. */
 function reconcileID(): string {
@@ -41,21 +50,28 @@ export async function runController(
   if (client === undefined) return 1;
   const metrics = new ControllerMetrics();
   metrics.requests = client.requests;
+  client.observer = (method, status, seconds) => metrics.observeRequest(method, status, seconds);
   let state: "standby" | "syncing" | "ready" = "standby";
-  let health: ReturnType<typeof startHealthServer>;
+  let endpoints: Endpoints;
   try {
-    health = startHealthServer({
-      ...options.metricsAddr,
+    endpoints = await startEndpoints(options, {
       registry: metrics.registry,
       readiness: () => ({ ready: state !== "syncing", reason: state }),
+      client,
+      certNames: [Deno.hostname(), "localhost"],
+      onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
       signal,
     });
   } catch (error: unknown) {
     client.close();
-    log.error("Health endpoint not started", { err: error, addr: options.metricsAddr });
+    log.error("Endpoints not started", {
+      err: error,
+      metricsAddr: options.metricsAddr,
+      healthAddr: options.healthAddr,
+    });
     return 1;
   }
-  log.info("Controller started", { metricsPort: health.port, namespace: options.namespace });
+  log.info("Controller started", { ...endpointsLog(endpoints), namespace: options.namespace });
   const identity = `${Deno.env.get("POD_NAME") ?? Deno.hostname()}_${
     crypto.randomUUID().slice(0, 8)
   }`;
@@ -86,7 +102,7 @@ export async function runController(
     return 0;
   } finally {
     client.close();
-    await health.finished;
+    await endpoints.finished;
   }
 }
 
@@ -183,6 +199,18 @@ async function reconcileWhileLeading(
   await Promise.all(all.map((i) => (i as Informer<unknown>).whenSynced(signal)));
   if (signal.aborted) return void await Promise.all(running);
   log.info("Caches synced", { informers: all.length });
+  metrics.queueLength = () => queue.length;
+  metrics.stateSource = () => ({
+    agents: agentCaches.agents.store.values(),
+    nodes: agentCaches.nodes.store.values(),
+    nodeStates: agentCaches.nodeStates.store,
+    ipRules: configCaches.ipRules.store.values(),
+    ...daemonSetCounts(agentCaches.daemonSets.store.values()),
+  });
+  signal.addEventListener("abort", () => {
+    metrics.queueLength = () => 0;
+    metrics.stateSource = undefined;
+  }, { once: true });
   onSynced();
   queue.add(CONFIGS_KEY);
   queue.add(AGENT_KEY);

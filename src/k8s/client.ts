@@ -69,6 +69,11 @@ export class KubeClient {
   readonly #http: Deno.HttpClient;
   /** Requests made, by verb, for metrics and benchmarks. */
   readonly requests = new Map<string, number>();
+  /**
+   * Told of each response (status 0: none arrived) and the seconds until its headers, for the
+   * metrics of API errors and write latency.
+   */
+  observer?: (method: string, status: number, seconds: number) => void;
 
   private constructor(access: KubeAccess, http: Deno.HttpClient) {
     this.#access = access;
@@ -144,6 +149,9 @@ export class KubeClient {
 
   async #send(method: string, path: string, options: RequestOptions): Promise<Response> {
     this.requests.set(method, (this.requests.get(method) ?? 0) + 1);
+    const started = performance.now();
+    const observe = (status: number) =>
+      this.observer?.(method, status, (performance.now() - started) / 1000);
     let response: Response;
     try {
       response = await fetch(this.#url(path, options.query), {
@@ -157,9 +165,11 @@ export class KubeClient {
       });
     } catch (err: unknown) {
       if (options.signal?.aborted) throw err;
+      observe(0);
       const detail = err instanceof Error ? err.message : String(err);
       throw new ApiError(method, path, 0, "", detail);
     }
+    observe(response.status);
     if (!response.ok) {
       const text = await response.text();
       let reason = "";

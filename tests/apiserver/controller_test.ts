@@ -27,18 +27,23 @@ async function controller(
   cp: { kubeconfig: (id: "controller") => string; dir: string },
   name: string,
   extra: string[] = [],
-): Promise<ExecutableProcess & { port: number }> {
+): Promise<ExecutableProcess & { port: number; healthPort: number }> {
   const port = freePort();
+  const healthPort = freePort();
   const proc = await ExecutableProcess.start("controller", [
     `--kubeconfig=${cp.kubeconfig("controller")}`,
+    // Plain metrics: this file reads the counters; tests/apiserver/metrics_auth_test.ts covers
+    // the protected endpoint.
     `--metrics-addr=127.0.0.1:${port}`,
+    "--metrics-insecure",
+    `--health-addr=127.0.0.1:${healthPort}`,
     "--grace-period=2s",
     "--log-format=json",
     "--log-level=debug",
     "--agent-image=example.test/agent:1",
     ...extra,
   ], { logFile: `${cp.dir}/${name}.log`, env: { POD_NAME: name } });
-  return Object.assign(proc, { port });
+  return Object.assign(proc, { port, healthPort });
 }
 
 async function metric(port: number, name: string): Promise<number> {
@@ -111,7 +116,7 @@ async function scenario(name: string, options: { controller?: boolean } = {}) {
   };
   try {
     const ctl = options.controller === false ? undefined : await start(name);
-    if (ctl) await eventually("controller ready", () => ready(ctl.port));
+    if (ctl) await eventually("controller ready", () => ready(ctl.healthPort));
     const ipRule = (name: string, spec: Json) =>
       admin.create(RESOURCES.ipRules, { metadata: { name }, spec });
     const service = async (name: string, dual = false): Promise<Json> =>
@@ -565,7 +570,7 @@ Deno.test(
     const { admin, start, ipRule, service, ingress, configFor } = s;
     // A first controller writes five configs, then stops.
     const first = await start("restart-1");
-    await eventually("first controller ready", () => ready(first.port));
+    await eventually("first controller ready", () => ready(first.healthPort));
     await ipRule("restart", { cidrs: ["10.68.0.0/24"], table: 680 });
     for (let i = 1; i <= 5; i++) {
       const svc = await service(`restart-${i}`);
@@ -582,7 +587,7 @@ Deno.test(
     );
     assert.ok(versions.size >= 5);
     const ctl = await start("restart-2");
-    await eventually("restarted controller ready", () => ready(ctl.port));
+    await eventually("restarted controller ready", () => ready(ctl.healthPort));
     await eventually(
       "a reconcile ran",
       async () =>

@@ -23,7 +23,12 @@ import {
   scenarioTest,
   sharedPart,
 } from "../support/shared.ts";
-import { AGENT_PORT, startTopology, type TopologyNode } from "../support/topology.ts";
+import {
+  AGENT_HEALTH_PORT,
+  AGENT_PORT,
+  startTopology,
+  type TopologyNode,
+} from "../support/topology.ts";
 
 const PROTO = 201;
 const MANAGED = { "app.kubernetes.io/managed-by": "ip-rule-operator" };
@@ -69,7 +74,7 @@ async function metric(node: TopologyNode, name: string): Promise<number> {
 }
 
 async function readyz(node: TopologyNode): Promise<{ status: number; text: string }> {
-  const res = await fetch(`http://${node.address}:${AGENT_PORT}/readyz`);
+  const res = await fetch(`http://${node.address}:${AGENT_HEALTH_PORT}/readyz`);
   return { status: res.status, text: await res.text() };
 }
 

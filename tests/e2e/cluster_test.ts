@@ -64,6 +64,7 @@ const world = sharedPart(async () => {
   const controller = await ExecutableProcess.start("controller", [
     `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
     `--metrics-addr=127.0.0.1:${freePort()}`,
+    `--health-addr=127.0.0.1:${freePort()}`,
     "--grace-period=2s",
     "--log-format=json",
   ], { logFile: `${topo.cp.dir}/controller.log` });

@@ -17,8 +17,10 @@ import { Netns, requireRoot } from "./netns.ts";
 import { ExecutableProcess } from "./process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-/** Port of every agent's /metrics, /healthz and /readyz on its node address. */
+/** Port of every agent's /metrics on its node address. */
 export const AGENT_PORT = 9472;
+/** Port of every agent's /healthz and /readyz on its node address. */
+export const AGENT_HEALTH_PORT = 9473;
 const START_TIMEOUT_MS = 60_000;
 
 /** One node: its Kubernetes name, network namespace and address on the bridge. */
@@ -51,6 +53,11 @@ export interface StartAgentOptions {
   wrapper?: readonly string[];
   /** The deno binary; default the test's. */
   runtime?: string;
+  /**
+   * Serve /metrics as in a cluster: HTTPS, each request's token checked with the API server.
+   * Default false: plain HTTP, so that tests read the counters without a token.
+   */
+  secureMetrics?: boolean;
 }
 
 async function run(cmd: string, args: string[]): Promise<string> {
@@ -144,8 +151,8 @@ export class Topology implements AsyncDisposable {
 
   /**
    * Starts the agent inside `node`'s namespace with the compiled agent's permission flags, the
-   * agent's RBAC identity, `--node-name`, `--metrics-addr=<address>:9472` and JSON logs, plus
-   * `args`.
+   * agent's RBAC identity, `--node-name`, `--metrics-addr=<address>:9472` (plain HTTP unless
+   * `secureMetrics`), `--health-addr=<address>:9473` and JSON logs, plus `args`.
    */
   startAgent(
     node: TopologyNode,
@@ -156,6 +163,8 @@ export class Topology implements AsyncDisposable {
       `--kubeconfig=${this.cp.kubeconfig("agent")}`,
       `--node-name=${node.name}`,
       `--metrics-addr=${node.address}:${AGENT_PORT}`,
+      ...(options.secureMetrics ? [] : ["--metrics-insecure"]),
+      `--health-addr=${node.address}:${AGENT_HEALTH_PORT}`,
       "--log-format=json",
     ];
     return ExecutableProcess.start("agent", [...defaults, ...args], {
