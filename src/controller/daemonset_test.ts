@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION } from "../api/types.ts";
-import { AGENT_ENDPOINTS, parseAgentFlags } from "../agent_flags.ts";
+import { AGENT_ENDPOINTS, parseAgentFlags } from "../agent/flags.ts";
 import {
   AGENT_HEALTH_PORT,
   AGENT_METRICS_PORT,
