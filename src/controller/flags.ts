@@ -51,6 +51,14 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     help: "How long an absent IPRuleConfig is kept before it is deleted",
   },
   {
+    name: "resync-period",
+    type: "string",
+    value: "DURATION",
+    default: "5m",
+    help: "Period of the full resync that checks every IPRuleConfig and IPRule status (the " +
+      "safety net under the per-change reconciles; it writes nothing when they were right)",
+  },
+  {
     name: "drain-timeout",
     type: "string",
     value: "DURATION",
@@ -78,6 +86,7 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
+  resyncPeriodMs: number;
   drainTimeoutMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
@@ -91,6 +100,7 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     namespace: str(v, "namespace") ?? ctx.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
+    resyncPeriodMs: durationFlag("resync-period", str(v, "resync-period") ?? "5m"),
     drainTimeoutMs: durationFlag("drain-timeout", str(v, "drain-timeout") ?? "2m"),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),

@@ -3,9 +3,6 @@ import type { IPRule, IPRuleStatus } from "../api/types.ts";
 import type { IPRuleReport } from "./plan.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
 
-/** Most conflicting Services named in a Conflict condition message. */
-const MESSAGE_SERVICE_LIMIT = 5;
-
 /** The status an IPRule should have after a reconcile. */
 export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): IPRuleStatus {
   const generation = rule.metadata.generation;
@@ -24,13 +21,13 @@ export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): I
       },
     now,
   );
-  const shown = report.conflicts.slice(0, MESSAGE_SERVICE_LIMIT).map((c) =>
+  const shown = report.conflicts.map((c) =>
     `${c.service.namespace}/${c.service.name} (LB IP ${c.lbIP}) went to IPRule "${c.winner}"`
   );
-  const more = report.conflicts.length - shown.length;
+  const more = report.conflictCount - shown.length;
   conditions = setCondition(
     conditions,
-    report.conflicts.length > 0
+    report.conflictCount > 0
       ? {
         type: "Conflict",
         status: "True",

@@ -589,9 +589,9 @@ Deno.test(
     const ctl = await start("restart-2");
     await eventually("restarted controller ready", () => ready(ctl.healthPort));
     await eventually(
-      "a reconcile ran",
+      "the first resync ran",
       async () =>
-        (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="configs"')) >= 1,
+        (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="resync"')) >= 1,
     );
     const after: Json = await admin.request(
       "GET",

@@ -274,6 +274,8 @@ export class MemoryObjects<T> implements Objects<T> {
 export class MemoryCache<T> implements WritableCache<T> {
   synced = true;
   readonly store = new Map<string, T>();
+  /** Called by `sync` for each key whose object changed or went, as the informer's `onChange`. */
+  onChange: ((key: string) => void) | undefined;
   readonly #objects: MemoryObjects<T>;
   readonly #narrow: (raw: unknown) => T;
 
@@ -285,9 +287,16 @@ export class MemoryCache<T> implements WritableCache<T> {
 
   /** Delivers every change since the last sync, as the watch would. */
   sync(): void {
+    const version = (o: unknown) =>
+      (o as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
+    const before = new Map([...this.store].map(([key, o]) => [key, version(o)]));
     this.store.clear();
     for (const [key, raw] of this.#objects.objects) {
       this.store.set(key, this.#narrow(structuredClone(raw)));
+    }
+    if (!this.onChange) return;
+    for (const key of new Set([...before.keys(), ...this.store.keys()])) {
+      if (before.get(key) !== version(this.store.get(key))) this.onChange(key);
     }
   }
 
