@@ -590,8 +590,7 @@ Deno.test(
     await eventually("restarted controller ready", () => ready(ctl.healthPort));
     await eventually(
       "the first resync ran",
-      async () =>
-        (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="resync"')) >= 1,
+      async () => (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="resync"')) >= 1,
     );
     const after: Json = await admin.request(
       "GET",
