@@ -577,6 +577,11 @@ Deno.test(
       await ingress(`restart-${i}`, [`10.68.0.${i}`]);
       await configFor(svc);
     }
+    // The first controller is done when the IPRule's status counts all five.
+    await eventually("IPRule status written", async () => {
+      const r: Json = await admin.get(RESOURCES.ipRules, "restart");
+      return r.status?.matchedServices === 5;
+    });
     await first.stop();
     const before: Json = await admin.request(
       "GET",
