@@ -373,10 +373,22 @@ try {
   const agentS = agentsAfter.map((a, k) =>
     delta(a, agentsBefore[k]!, "iprule_agent_reconcile_duration_seconds_sum")
   );
+  const writeVerbs = ["POST", "PUT", "PATCH", "DELETE"];
+  const writes = (a: Scrape, b: Scrape, prefix: string) =>
+    writeVerbs.reduce((n, v) => n + delta(a, b, `${prefix}_api_requests{verb="${v}"}`), 0);
   console.log(
     `  agents: ${agentRuns.join("/")} reconciles, ${
       agentS.map((s) => (1000 * s).toFixed(0)).join("/")
-    } ms in them`,
+    } ms in them, ${
+      agentsAfter.map((a, k) => writes(a, agentsBefore[k]!, "iprule_agent")).join("/")
+    } API writes`,
+  );
+  console.log(
+    `  API writes during the burst: ${SERVICES} status patches (bench), ${
+      writes(ctlAfter, ctlBefore, "iprule_controller")
+    } controller, ${
+      agentsAfter.reduce((n, a, k) => n + writes(a, agentsBefore[k]!, "iprule_agent"), 0)
+    } agents`,
   );
 } finally {
   clearInterval(watchdog);
