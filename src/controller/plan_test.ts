@@ -8,6 +8,7 @@ import {
   MANAGED_BY_LABEL,
   type ServiceInfo,
 } from "../api/types.ts";
+import { service } from "../../tests/support/config_harness.ts";
 import { ClusterPlan, type Plan, planConfigs, type PlanInput } from "./plan.ts";
 
 const NOW = Date.parse("2026-01-01T00:00:00Z");
@@ -28,16 +29,7 @@ function lbService(
   clusterIPs: string[] = ["10.96.1.50"],
   extra: Partial<ServiceInfo> = {},
 ): ServiceInfo {
-  return {
-    namespace: "default",
-    name,
-    labels: {},
-    type: "LoadBalancer",
-    clusterIPs,
-    ingressIPs,
-    hostnameOnlyIngress: 0,
-    ...extra,
-  };
+  return service(name, ingressIPs, clusterIPs, extra);
 }
 
 function config(name: string, spec: IPRuleConfigSpec, managed = true): IPRuleConfig {
