@@ -50,10 +50,11 @@ export const RESYNC_KEY = "resync";
 /** Default period of the full resync, ms. */
 export const DEFAULT_RESYNC_MS = 5 * 60_000;
 /**
- * An IPRule's status waits this long after the change that affected it: a burst of Service
- * changes becomes one status write per IPRule, not one per change.
+ * An IPRule's status waits this long after the change that affected it: a stream of Service
+ * changes becomes one status write (and at most one Conflict Event) per IPRule and second, not
+ * one per change. The status is a summary (counts, conditions); the configs do not wait.
  */
-export const STATUS_DELAY_MS = 100;
+export const STATUS_DELAY_MS = 1000;
 
 /** What a queue key names. */
 export type ConfigWork =

@@ -12,8 +12,8 @@ import { Logger } from "../../src/log.ts";
 import {
   ConfigReconciler,
   type ConfigReconcilerOptions,
+  parseWorkKey,
   RESYNC_KEY,
-  STATUS_DELAY_MS,
 } from "../../src/controller/config_reconciler.ts";
 import { ControllerMetrics } from "../../src/controller/metrics.ts";
 import type { PlanEvent } from "../../src/controller/plan.ts";
@@ -96,16 +96,19 @@ export function setup(extra: Partial<ConfigReconcilerOptions> = {}) {
   caches.agents.onChange = () => reconciler.agentChanged();
 
   /**
-   * Works off the keys in the order they are due, those due by now and those within an IPRule
-   * status delay (the clock moves to their time); returns the writes made.
+   * Works off the keys due by now, in the order they are due, and the IPRule status keys at
+   * once (their delay only batches changes); returns the writes made. Later keys (grace periods,
+   * stale-cache retries) wait for `advance`.
    */
   const run = async () => {
     let writes = 0;
     for (;;) {
-      const [next] = [...queued].sort(([, a], [, b]) => a - b);
-      if (!next || next[1] > clock.now + STATUS_DELAY_MS) return writes;
-      const [key, due] = next;
-      clock.now = Math.max(clock.now, due);
+      const runnable = [...queued].filter(([key, due]) =>
+        due <= clock.now || parseWorkKey(key)?.kind === "iprule"
+      );
+      const [next] = runnable.sort(([, a], [, b]) => a - b);
+      if (!next) return writes;
+      const [key] = next;
       queued.delete(key);
       reconciled.push(key);
       const result = await reconciler.reconcile(key, "test");
