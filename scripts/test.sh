@@ -5,6 +5,7 @@
 #   netns     tests/netns/                        (root: network namespaces)
 #   apiserver tests/apiserver/                    (real kube-apiserver + etcd, built on demand)
 #   e2e       tests/e2e/                          (root + control plane)
+#   cluster   tests/cluster/                      (root; kubelet nodes, podman images: built here)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,14 +20,20 @@ for tier in "$@"; do
     netns) paths=(tests/netns) flags=(-A) ;;
     apiserver) paths=(tests/apiserver) flags=(-A) ;;
     e2e) paths=(tests/e2e) flags=(-A) ;;
-    *) echo "test.sh: unknown tier '$tier' (unit, netns, apiserver, e2e)" >&2; exit 2 ;;
+    cluster) paths=(tests/cluster) flags=(-A) ;;
+    *) echo "test.sh: unknown tier '$tier' (unit, netns, apiserver, e2e, cluster)" >&2; exit 2 ;;
   esac
   if [ -z "$(find "${paths[@]}" -name '*_test.ts' 2>/dev/null | head -n1)" ]; then
     echo "== $tier: no tests yet"
     continue
   fi
-  if [ "$tier" = apiserver ] || [ "$tier" = e2e ]; then
+  if [ "$tier" = apiserver ] || [ "$tier" = e2e ] || [ "$tier" = cluster ]; then
     ./scripts/controlplane-build.sh || { echo "test.sh: control-plane build failed" >&2; status=1; }
+  fi
+  if [ "$tier" = cluster ]; then
+    # The tests fail naming what is missing when these fail.
+    { ./scripts/cluster-setup.sh && ./scripts/images-build.sh; } ||
+      { echo "test.sh: cluster setup or image build failed" >&2; status=1; }
   fi
   echo "== $tier"
   # A hung tier fails (exit 124/137) and the others still run and get counted.

@@ -123,6 +123,10 @@ export interface StartControlPlaneOptions {
    * 127.0.0.1. End-to-end tests pass a bridge address so agents in node namespaces reach it.
    */
   bindAddress?: string;
+  /** More kube-apiserver flags, after (and so overriding) the defaults; the cluster tier's. */
+  apiserverArgs?: readonly string[];
+  /** More users with a static token (e.g. kubelets: `system:node:<name>` in `system:nodes`). */
+  users?: readonly { user: string; groups: readonly string[] }[];
 }
 
 /** Options of {@linkcode ControlPlane.kubectl}. */
@@ -201,6 +205,7 @@ export class ControlPlane {
   /** PEM of the CA that signed the API server's serving certificate. */
   readonly caCert: string;
   readonly #tokens: Record<Identity, string>;
+  readonly #userTokens: ReadonlyMap<string, string>;
   readonly #processes: Process[];
   readonly #ownsDir: boolean;
   readonly #binDir: string;
@@ -212,6 +217,7 @@ export class ControlPlane {
     server: string;
     caCert: string;
     tokens: Record<Identity, string>;
+    userTokens?: ReadonlyMap<string, string>;
     processes: Process[];
     ownsDir: boolean;
     binDir: string;
@@ -220,6 +226,7 @@ export class ControlPlane {
     this.server = init.server;
     this.caCert = init.caCert;
     this.#tokens = init.tokens;
+    this.#userTokens = init.userTokens ?? new Map();
     this.#processes = init.processes;
     this.#ownsDir = init.ownsDir;
     this.#binDir = init.binDir;
@@ -233,6 +240,13 @@ export class ControlPlane {
   /** Bearer token of `identity`. */
   token(identity: Identity): string {
     return this.#tokens[identity];
+  }
+
+  /** Bearer token of a user given in {@linkcode StartControlPlaneOptions.users}. */
+  userToken(user: string): string {
+    const token = this.#userTokens.get(user);
+    if (token === undefined) throw new ControlPlaneError(`No token for user "${user}"`);
+    return token;
   }
 
   /** Path of the log file of `etcd` or `kube-apiserver`. */
@@ -386,11 +400,14 @@ async function startOnce(
       controller: crypto.randomUUID(),
       agent: crypto.randomUUID(),
     } satisfies Record<Identity, string>;
+    const userTokens = new Map((options.users ?? []).map((u) => [u.user, crypto.randomUUID()]));
+    const lines = [
+      ...IDENTITIES.map((id) => ({ token: tokens[id], ...USERS[id] })),
+      ...(options.users ?? []).map((u) => ({ token: userTokens.get(u.user)!, ...u })),
+    ];
     await Deno.writeTextFile(
       `${dir}/tokens.csv`,
-      IDENTITIES.map((id, i) =>
-        `${tokens[id]},${USERS[id].user},uid-${i},"${USERS[id].groups.join(",")}"\n`
-      ).join(""),
+      lines.map((l, i) => `${l.token},${l.user},uid-${i},"${l.groups.join(",")}"\n`).join(""),
     );
     const saKeys = await serviceAccountKeys();
     await Deno.writeTextFile(`${dir}/pki/sa.key`, saKeys.key);
@@ -436,6 +453,7 @@ async function startOnce(
       "--enable-priority-and-fairness=false",
       "--profiling=false",
       "--logging-format=text",
+      ...(options.apiserverArgs ?? []),
     ], { dir, detached });
     processes.push(apiserver);
     if (detached) {
@@ -457,7 +475,16 @@ async function startOnce(
       caCert = await Deno.readTextFile(certPath).catch(() => "");
       return caCert.includes("END CERTIFICATE");
     });
-    cp = new ControlPlane({ dir, server, caCert, tokens, processes, ownsDir, binDir });
+    cp = new ControlPlane({
+      dir,
+      server,
+      caCert,
+      tokens,
+      userTokens,
+      processes,
+      ownsDir,
+      binDir,
+    });
     if (!detached) track(cp);
     const client = Deno.createHttpClient({ caCerts: [caCert] });
     try {
