@@ -131,7 +131,7 @@ EOF
 fi
 # --- end debian
 if ! podman image exists "$debian_image"; then
-  podman import --change 'CMD ["bash"]' "$debian_tar" "$debian_image" >/dev/null
+  podman import -q --change 'CMD ["bash"]' "$debian_tar" "$debian_image" >/dev/null
 fi
 
 # --- distroless cc-debian12 equivalent, Deno build image, pause -------------------------------------
@@ -146,6 +146,7 @@ deno_image=$PREFIX/deno:debian-$deno_version
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 cp "$(readlink -f "$deno")" "$context/deno"
+cp /etc/ssl/certs/ca-certificates.crt "$context/ca-certificates.crt"
 build -q -f "$root/images/deno.Containerfile" --build-arg "DEBIAN_IMAGE=$debian_image" \
   -t "$deno_image" "$context" >/dev/null
 rm -rf "$context"/*
