@@ -6,7 +6,7 @@
  * there here, never repeated. Unbundled on purpose: a one-file `deno bundle` of the agent took
  * 246 MB of RSS at start and was OOM-killed under its 128 MiB limit.
  *
- *   deno run --frozen --allow-read --allow-write --allow-env --allow-run scripts/standin.ts /out
+ *   deno run -A --frozen scripts/standin.ts /out
  *
  * writes `/out/<name>/` (copied to `/` by the runtime stages): the launcher, and below
  * {@linkcode STANDIN_DIR} the deno binary, the sources and a DENO_DIR with the npm packages and
