@@ -42,7 +42,6 @@ const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 export const IMAGES_FILE = `${ROOT}/.cache/images/images.json`;
 const STATE_FILE = "cluster.json";
 const TEMP_PREFIX = "ipro-cluster-";
-const API_PORT = 6443;
 const READY_TIMEOUT_MS = 180_000;
 /** The kubelet's global sysctls (pkg/kubelet/cm: setupKernelTunables). */
 const KUBELET_SYSCTLS = [
@@ -412,10 +411,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     log(`bridge ${state.bridge} (${gateway}/24) and ${count} node namespaces (${elapsed()})`);
     cp = await startControlPlane({
       dir: `${dir}/controlplane`,
+      crds: false,
       detached: options.detached ?? false,
       bindAddress: gateway,
       apiserverArgs: [
-        `--secure-port=${API_PORT}`,
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
         "--kubelet-preferred-address-types=InternalIP",
@@ -423,10 +422,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       users: state.nodes.map((n) => ({ user: `system:node:${n.name}`, groups: ["system:nodes"] })),
     });
     log(`control plane at ${cp.server} (${elapsed()})`);
+    // Nodes start in parallel: their state writes go one after the other.
+    let saving = Promise.resolve();
     const spawn = async (name: string, argv: string[], logFile: string) => {
       const pid = spawnProcess(argv, logFile, options.detached ?? false);
       state.pids.push(pid);
-      await writeState(dir, state);
+      await (saving = saving.then(() => writeState(dir, state)));
       log(`  ${name} pid ${pid}`);
     };
     await spawn("kube-controller-manager", [

@@ -123,7 +123,7 @@ export interface StartControlPlaneOptions {
    * 127.0.0.1. End-to-end tests pass a bridge address so agents in node namespaces reach it.
    */
   bindAddress?: string;
-  /** More kube-apiserver flags, after (and so overriding) the defaults; the cluster tier's. */
+  /** More kube-apiserver flags (`--name=value`), replacing defaults of the same name. */
   apiserverArgs?: readonly string[];
   /** More users with a static token (e.g. kubelets: `system:node:<name>` in `system:nodes`). */
   users?: readonly { user: string; groups: readonly string[] }[];
@@ -438,23 +438,30 @@ async function startOnce(
       return body?.includes('"health":"true"') ?? false;
     });
 
-    const apiserver = spawn("kube-apiserver", `${binDir}/kube-apiserver`, [
-      `--etcd-servers=${etcdUrl}`,
-      `--bind-address=${bindAddress}`,
-      `--advertise-address=${bindAddress}`,
-      `--secure-port=${apiPort}`,
-      `--cert-dir=${dir}/pki`,
-      "--authorization-mode=RBAC",
-      `--token-auth-file=${dir}/tokens.csv`,
-      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-      `--service-account-key-file=${dir}/pki/sa.pub`,
-      `--service-account-signing-key-file=${dir}/pki/sa.key`,
-      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-      "--enable-priority-and-fairness=false",
-      "--profiling=false",
-      "--logging-format=text",
-      ...(options.apiserverArgs ?? []),
-    ], { dir, detached });
+    const extra = options.apiserverArgs ?? [];
+    const flagName = (arg: string) => arg.split("=")[0];
+    const overridden = new Set(extra.map(flagName));
+    const apiserver = spawn(
+      "kube-apiserver",
+      `${binDir}/kube-apiserver`,
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--bind-address=${bindAddress}`,
+        `--advertise-address=${bindAddress}`,
+        `--secure-port=${apiPort}`,
+        `--cert-dir=${dir}/pki`,
+        "--authorization-mode=RBAC",
+        `--token-auth-file=${dir}/tokens.csv`,
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        `--service-account-key-file=${dir}/pki/sa.pub`,
+        `--service-account-signing-key-file=${dir}/pki/sa.key`,
+        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
+        "--enable-priority-and-fairness=false",
+        "--profiling=false",
+        "--logging-format=text",
+      ].filter((arg) => !overridden.has(flagName(arg))).concat(extra),
+      { dir, detached },
+    );
     processes.push(apiserver);
     if (detached) {
       // Recorded before waiting, so `down` finds the processes even when `up` is interrupted.

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { relative } from "node:path";
 import { DEFAULT_PROTOCOL } from "../../src/agent_flags.ts";
 import { controllerImages, readYaml } from "../../scripts/manifests.ts";
 import { type Cluster, type ClusterNode, startCluster } from "./cluster.ts";
@@ -38,6 +39,7 @@ export async function find(cluster: Cluster, args: readonly string[]): Promise<J
  * makes kustomize fail rather than replace another argument.
  */
 export function overlayKustomization(
+  base: string,
   images: { controller: string; agent: string },
   released: { controller: string; agent: string },
 ): string {
@@ -49,7 +51,7 @@ export function overlayKustomization(
     "apiVersion: kustomize.config.k8s.io/v1beta1",
     "kind: Kustomization",
     "resources:",
-    `  - ${ROOT}/deploy`,
+    `  - ${base}`,
     "images:",
     `  - name: ${name}`,
     `    newTag: ${tag}`,
@@ -77,9 +79,11 @@ export async function writeOverlay(cluster: Cluster): Promise<string> {
   const dir = `${cluster.dir}/overlay`;
   await Deno.mkdir(dir, { recursive: true });
   const [deployment] = await readYaml("deploy/controller.yaml");
+  // kustomize takes bases by relative path only.
+  const base = relative(dir, `${ROOT}/deploy`);
   await Deno.writeTextFile(
     `${dir}/kustomization.yaml`,
-    overlayKustomization(cluster.images, controllerImages(deployment)),
+    overlayKustomization(base, cluster.images, controllerImages(deployment)),
   );
   return dir;
 }
