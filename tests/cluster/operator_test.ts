@@ -149,9 +149,9 @@ async function waitForLeader(c: Cluster): Promise<string> {
   let holder = "";
   await waitFor("a leader Lease", async () => {
     const leases = await getJson(c, ["-n", NS, "get", "leases"]);
-    holder = leases.items.map((l: Json) =>
-      l.spec.holderIdentity ?? ""
-    ).find((h: string) => h.startsWith(CONTROLLER)) ?? "";
+    // The holder identity is `<pod name>_<random>`.
+    holder = leases.items.map((l: Json) => String(l.spec.holderIdentity ?? "").split("_")[0])
+      .find((h: string) => h.startsWith(CONTROLLER)) ?? "";
     return holder !== "";
   });
   return holder;
@@ -401,9 +401,10 @@ clusterTest(
     const dropin = "/usr/lib/systemd/networkd.conf.d/50-ipro-test.conf";
     const state = "/run/systemd/netif/state";
     const sh = (script: string) => c.exec(node!, ["sh", "-c", script]);
+    const content = `secret-${crypto.randomUUID()}`;
     try {
       await sh(
-        `mkdir -p /etc/kubernetes/pki && echo planted > ${secret} && echo planted > ${inMount}`,
+        `mkdir -p /etc/kubernetes/pki && echo ${content} > ${secret} && echo ${content} > ${inMount}`,
       );
       const pod = await agentPod(c, node!);
       const pid = await containerPid(c, pod);
@@ -411,7 +412,7 @@ clusterTest(
       const root = `/proc/${pid}/root`;
       await assert.rejects(Deno.stat(`${root}/host${secret}`), Deno.errors.NotFound);
       await assert.rejects(Deno.stat(`${root}/host/etc/kubernetes`), Deno.errors.NotFound);
-      assert.equal(await Deno.readTextFile(`${root}/host${inMount}`), "planted\n");
+      assert.equal(await Deno.readTextFile(`${root}/host${inMount}`), `${content}\n`);
       // Permissions: the agent's executable may not read a file even where a mount shows it.
       const probe = await c.cp.kubectl([
         "-n",
@@ -427,7 +428,7 @@ clusterTest(
       ], { check: false });
       assert.notEqual(probe.code, 0);
       assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/);
-      assert.doesNotMatch(probe.stdout + probe.stderr, /planted/);
+      assert.ok(!(probe.stdout + probe.stderr).includes(content));
 
       // No networkd on this node yet: no warning; the empty NetworkManager dir is none either.
       assert.deepEqual(hostWarnings(await restartedAgentLog(c, node!)), []);

@@ -114,8 +114,12 @@ export async function install(cluster: Cluster): Promise<string> {
 export async function ourRules(cluster: Cluster, node: ClusterNode): Promise<string[]> {
   const lines: string[] = [];
   for (const family of ["-4", "-6"]) {
-    const out = await cluster.ip(node, [family, "rule", "show", "protocol", `${DEFAULT_PROTOCOL}`]);
-    lines.push(...out.split("\n").map((l) => l.trim()).filter((l) => l !== ""));
+    const out = await cluster.ip(node, [family, "rule", "show"]);
+    lines.push(
+      ...out.split("\n").map((l) => l.trim()).filter((l) =>
+        l.endsWith(` proto ${DEFAULT_PROTOCOL}`)
+      ),
+    );
   }
   return lines;
 }
