@@ -10,17 +10,8 @@ APT_PACKAGES=(podman runc containerd containernetworking-plugins debootstrap ipt
 
 log() { printf 'cluster-setup: %s\n' "$*" >&2; }
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-((${#missing[@]})) || exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  log "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
-  exit 1
-fi
-log "installing Debian packages: ${missing[*]}"
-DEBIAN_FRONTEND=noninteractive apt-get update -qq
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$root/scripts/apt-install.sh"
 # No recommends: crun (refuses this machine's hybrid cgroups), slirp4netns, fuse-overlayfs and
 # the like are for rootless podman.
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt_install "${APT_PACKAGES[@]}"

@@ -10,7 +10,7 @@
  * @module
  */
 import { startCluster } from "../tests/support/cluster.ts";
-import { install, NS, waitFor } from "../tests/support/operator.ts";
+import { apply, install, lbService, NS, waitFor } from "../tests/support/operator.ts";
 import {
   addServiceLink,
   bold,
@@ -81,49 +81,17 @@ async function main(): Promise<number> {
     console.log("    table 100: default via 192.0.2.1 (uplink A), table 200: via 198.51.100.1 (B)");
 
     step("Sample IPRules and LoadBalancer Services; an LB provider assigns their IPs");
-    const items = [
-      ...IP_RULES.map((r) => ({
+    await apply(
+      cluster,
+      IP_RULES.map((r) => ({
         apiVersion: "api.operator.brtrm.dev/v1alpha1",
         kind: "IPRule",
         ...r,
       })),
-      ...SERVICES.map((svc) => ({
-        apiVersion: "v1",
-        kind: "Service",
-        metadata: { name: svc.name, namespace: "default" },
-        spec: {
-          type: "LoadBalancer",
-          allocateLoadBalancerNodePorts: false,
-          ports: [{ port: 443 }],
-          ...(svc.dual ? { ipFamilyPolicy: "RequireDualStack", ipFamilies: ["IPv4", "IPv6"] } : {}),
-        },
-      })),
-    ];
-    await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+    );
     const clusterIPs = new Map<string, string[]>();
     for (const svc of SERVICES) {
-      await kubectl([
-        "-n",
-        "default",
-        "patch",
-        "service",
-        svc.name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        JSON.stringify({
-          status: { loadBalancer: { ingress: svc.ingress.map((ip) => ({ ip })) } },
-        }),
-      ]);
-      const ips = (await kubectl([
-        "-n",
-        "default",
-        "get",
-        "service",
-        svc.name,
-        "-o",
-        "jsonpath={.spec.clusterIPs[*]}",
-      ])).split(" ");
+      const ips = await lbService(cluster, svc.name, svc.ingress);
       clusterIPs.set(svc.name, ips);
       console.log(
         `    Service default/${svc.name}: ClusterIP ${ips.join(", ")}, LB IP ${

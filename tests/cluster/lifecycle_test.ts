@@ -6,14 +6,18 @@
 import assert from "node:assert/strict";
 import type { Cluster } from "../support/cluster.ts";
 import {
+  apply,
   clusterTest,
   fileCluster,
   find,
   getJson,
   install,
+  iprule,
   type Json,
+  lbService,
   NS,
   ourRules,
+  removeObjects,
   waitFor,
 } from "../support/operator.ts";
 
@@ -24,42 +28,8 @@ function operator(): Promise<{ c: Cluster; overlay: string }> {
 }
 
 async function ruleEverywhere(c: Cluster, name: string, cidr: string, lb: string): Promise<void> {
-  await c.cp.kubectl(["apply", "-f", "-"], {
-    stdin: JSON.stringify({
-      apiVersion: "v1",
-      kind: "List",
-      items: [
-        {
-          apiVersion: "api.operator.brtrm.dev/v1alpha1",
-          kind: "IPRule",
-          metadata: { name },
-          spec: { cidrs: [cidr], table: 160, priority: 1000 },
-        },
-        {
-          apiVersion: "v1",
-          kind: "Service",
-          metadata: { name, namespace: "default" },
-          spec: {
-            type: "LoadBalancer",
-            allocateLoadBalancerNodePorts: false,
-            ports: [{ port: 443 }],
-          },
-        },
-      ],
-    }),
-  });
-  await c.cp.kubectl([
-    "-n",
-    "default",
-    "patch",
-    "service",
-    name,
-    "--subresource=status",
-    "--type=merge",
-    "-p",
-    JSON.stringify({ status: { loadBalancer: { ingress: [{ ip: lb }] } } }),
-  ]);
-  const ip = (await getJson(c, ["-n", "default", "get", "service", name])).spec.clusterIP;
+  await apply(c, [iprule(name, [cidr], 160)]);
+  const [ip] = await lbService(c, name, [lb]);
   await waitFor(`the rule of ${name} on the live nodes`, async () => {
     for (const node of c.nodes) {
       if ((await find(c, ["get", "node", node.name])) === undefined) continue;
@@ -91,8 +61,7 @@ clusterTest(
     for (const other of c.nodes.slice(0, 2)) {
       assert.ok(await find(c, ["get", "iprulenodestate", other.name]), other.name);
     }
-    await c.cp.kubectl(["delete", "iprule", "gc-web"]);
-    await c.cp.kubectl(["-n", "default", "delete", "service", "gc-web"]);
+    await removeObjects(c, { service: "gc-web", iprule: "gc-web" });
   },
 );
 

@@ -8,19 +8,25 @@ import assert from "node:assert/strict";
 import { type Cluster, type ClusterNode } from "../support/cluster.ts";
 import {
   agentPod,
+  agentPods,
+  apply,
   clusterTest,
   containerPid,
   CONTROLLER,
+  controllerRolledOut,
   fileCluster,
   find,
   getJson,
   install,
+  iprule,
   type Json,
+  lbService,
   logLines,
   NS,
   ourRules,
   podLog,
   processCredentials,
+  removeObjects,
   waitFor,
 } from "../support/operator.ts";
 import { LIBMNL_PATH } from "../../scripts/permissions.ts";
@@ -37,50 +43,6 @@ function operator(): Promise<Cluster> {
 
 /** Bit of CAP_NET_ADMIN in /proc/<pid>/status CapEff. */
 const CAP_NET_ADMIN = 1n << 12n;
-
-async function apply(c: Cluster, objects: Json[]): Promise<void> {
-  await c.cp.kubectl(["apply", "-f", "-"], {
-    stdin: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }),
-  });
-}
-
-function iprule(name: string, cidrs: string[], table: number): Json {
-  return {
-    apiVersion: "api.operator.brtrm.dev/v1alpha1",
-    kind: "IPRule",
-    metadata: { name },
-    spec: { cidrs, table, priority: 1000 },
-  };
-}
-
-/** A LoadBalancer Service (dual-stack when `ingress` has an IPv6 address) with its LB IPs set. */
-async function lbService(c: Cluster, name: string, ingress: string[]): Promise<string[]> {
-  const dual = ingress.some((ip) => ip.includes(":"));
-  await apply(c, [{
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: { name, namespace: "default" },
-    spec: {
-      type: "LoadBalancer",
-      allocateLoadBalancerNodePorts: false,
-      ports: [{ port: 443 }],
-      selector: { app: name },
-      ...(dual ? { ipFamilyPolicy: "RequireDualStack", ipFamilies: ["IPv4", "IPv6"] } : {}),
-    },
-  }]);
-  await c.cp.kubectl([
-    "-n",
-    "default",
-    "patch",
-    "service",
-    name,
-    "--subresource=status",
-    "--type=merge",
-    "-p",
-    JSON.stringify({ status: { loadBalancer: { ingress: ingress.map((ip) => ({ ip })) } } }),
-  ]);
-  return (await getJson(c, ["-n", "default", "get", "service", name])).spec.clusterIPs;
-}
 
 /** `from <ip> lookup <table>` as `ip rule` prints our rule for a ClusterIP. */
 function ruleOf(ip: string, table: number): string {
@@ -209,8 +171,7 @@ clusterTest(
         (rules) => want.every((w) => !rules.includes(w)),
       );
     } finally {
-      await c.cp.kubectl(["-n", "default", "delete", "service", "seed-web", "--ignore-not-found"]);
-      await c.cp.kubectl(["delete", "iprule", "seed-a", "--ignore-not-found"]);
+      await removeObjects(c, { service: "seed-web", iprule: "seed-a" });
     }
   },
 );
@@ -232,24 +193,9 @@ clusterTest(
       const next = await waitForLeader(c);
       assert.notEqual(next, leader);
     } finally {
-      await c.cp.kubectl([
-        "-n",
-        "default",
-        "delete",
-        "service",
-        "failover-web",
-        "--ignore-not-found",
-      ]);
-      await c.cp.kubectl(["delete", "iprule", "failover", "--ignore-not-found"]);
+      await removeObjects(c, { service: "failover-web", iprule: "failover" });
     }
-    await c.cp.kubectl([
-      "-n",
-      NS,
-      "rollout",
-      "status",
-      `deployment/${CONTROLLER}`,
-      "--timeout=180s",
-    ]);
+    await controllerRolledOut(c);
   },
 );
 
@@ -282,15 +228,7 @@ clusterTest(
       assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
       assert.ok(samples > 10, `only ${samples} samples`);
     } finally {
-      await c.cp.kubectl([
-        "-n",
-        "default",
-        "delete",
-        "service",
-        "restart-web",
-        "--ignore-not-found",
-      ]);
-      await c.cp.kubectl(["delete", "iprule", "restart", "--ignore-not-found"]);
+      await removeObjects(c, { service: "restart-web", iprule: "restart" });
     }
   },
 );
@@ -337,17 +275,10 @@ clusterTest(
         async () => (await ourRules(c, node)).length === 0,
       );
       for (const n of others) assert.ok((await ourRules(c, n)).includes(line), n.name);
-      await waitFor(`no agent Pod on ${node.name}`, async () =>
-        (await getJson(c, [
-          "-n",
-          NS,
-          "get",
-          "pods",
-          "-l",
-          "app=iprule-agent",
-          "--field-selector",
-          `spec.nodeName=${node.name}`,
-        ])).items.length === 0);
+      await waitFor(
+        `no agent Pod on ${node.name}`,
+        async () => (await agentPods(c, node)).length === 0,
+      );
     } finally {
       await c.cp.kubectl(["uncordon", node.name]);
       await c.cp.kubectl([
@@ -370,8 +301,7 @@ clusterTest(
         }]),
       ]);
       for (const n of c.nodes) await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent-"]);
-      await c.cp.kubectl(["-n", "default", "delete", "service", "drain-web", "--ignore-not-found"]);
-      await c.cp.kubectl(["delete", "iprule", "drain", "--ignore-not-found"]);
+      await removeObjects(c, { service: "drain-web", iprule: "drain" });
     }
     await agentPod(c, node);
   },

@@ -88,10 +88,8 @@ export async function writeOverlay(cluster: Cluster): Promise<string> {
   return dir;
 }
 
-/** Installs as the README says: apply -k, rollout status, the Agent and the IPRule samples. */
-export async function install(cluster: Cluster): Promise<string> {
-  const overlay = await writeOverlay(cluster);
-  await cluster.cp.kubectl(["apply", "-k", overlay]);
+/** `kubectl rollout status` of the controller Deployment. */
+export async function controllerRolledOut(cluster: Cluster): Promise<void> {
   await cluster.cp.kubectl([
     "-n",
     NS,
@@ -100,6 +98,13 @@ export async function install(cluster: Cluster): Promise<string> {
     `deployment/${CONTROLLER}`,
     "--timeout=180s",
   ]);
+}
+
+/** Installs as the README says: apply -k, rollout status, the Agent and the IPRule samples. */
+export async function install(cluster: Cluster): Promise<string> {
+  const overlay = await writeOverlay(cluster);
+  await cluster.cp.kubectl(["apply", "-k", overlay]);
+  await controllerRolledOut(cluster);
   await cluster.cp.kubectl(["apply", "-f", `${ROOT}/deploy/samples/agent.yaml`]);
   await cluster.cp.kubectl(["apply", "-f", `${ROOT}/deploy/samples/iprule.yaml`]);
   await waitFor("the agents' DaemonSet ready on every node", async () => {
@@ -108,6 +113,77 @@ export async function install(cluster: Cluster): Promise<string> {
       ds.status.updatedNumberScheduled === cluster.nodes.length;
   });
   return overlay;
+}
+
+/** `kubectl apply` of plain objects. */
+export async function apply(c: Cluster, objects: Json[]): Promise<void> {
+  await c.cp.kubectl(["apply", "-f", "-"], {
+    stdin: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }),
+  });
+}
+
+/** An IPRule with priority 1000. */
+export function iprule(name: string, cidrs: string[], table: number): Json {
+  return {
+    apiVersion: "api.operator.brtrm.dev/v1alpha1",
+    kind: "IPRule",
+    metadata: { name },
+    spec: { cidrs, table, priority: 1000 },
+  };
+}
+
+/** A LoadBalancer Service (dual-stack when `ingress` has an IPv6 address) with its LB IPs set. */
+export async function lbService(c: Cluster, name: string, ingress: string[]): Promise<string[]> {
+  const dual = ingress.some((ip) => ip.includes(":"));
+  await apply(c, [{
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name, namespace: "default" },
+    spec: {
+      type: "LoadBalancer",
+      allocateLoadBalancerNodePorts: false,
+      ports: [{ port: 443 }],
+      selector: { app: name },
+      ...(dual ? { ipFamilyPolicy: "RequireDualStack", ipFamilies: ["IPv4", "IPv6"] } : {}),
+    },
+  }]);
+  await c.cp.kubectl([
+    "-n",
+    "default",
+    "patch",
+    "service",
+    name,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify({ status: { loadBalancer: { ingress: ingress.map((ip) => ({ ip })) } } }),
+  ]);
+  return (await getJson(c, ["-n", "default", "get", "service", name])).spec.clusterIPs;
+}
+
+/** Deletes a test's Service (in default) and IPRule, if they exist. */
+export async function removeObjects(
+  c: Cluster,
+  names: { service?: string; iprule?: string },
+): Promise<void> {
+  if (names.service) {
+    await c.cp.kubectl(["-n", "default", "delete", "service", names.service, "--ignore-not-found"]);
+  }
+  if (names.iprule) await c.cp.kubectl(["delete", "iprule", names.iprule, "--ignore-not-found"]);
+}
+
+/** The agent Pods on `node`, from the API server. */
+export async function agentPods(c: Cluster, node: ClusterNode): Promise<Json[]> {
+  return (await getJson(c, [
+    "-n",
+    NS,
+    "get",
+    "pods",
+    "-l",
+    "app=iprule-agent",
+    "--field-selector",
+    `spec.nodeName=${node.name}`,
+  ])).items;
 }
 
 /** The kernel's rules with our protocol on a node, IPv4 then IPv6, as `ip rule` prints them. */
@@ -151,17 +227,7 @@ export async function waitFor(
 export async function agentPod(cluster: Cluster, node: ClusterNode): Promise<Json> {
   let found: Json;
   await waitFor(`a Ready agent Pod on ${node.name}`, async () => {
-    const pods = await getJson(cluster, [
-      "-n",
-      NS,
-      "get",
-      "pods",
-      "-l",
-      "app=iprule-agent",
-      "--field-selector",
-      `spec.nodeName=${node.name}`,
-    ]);
-    found = pods.items.find((p: Json) =>
+    found = (await agentPods(cluster, node)).find((p: Json) =>
       p.metadata.deletionTimestamp === undefined &&
       p.status.conditions?.some((c: Json) => c.type === "Ready" && c.status === "True")
     );
