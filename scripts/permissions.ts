@@ -85,17 +85,18 @@ export const EXECUTABLES = {
 export type Executable = keyof typeof EXECUTABLES;
 
 /**
- * The kubeconfig files a run names as the executables find them: `--kubeconfig`, else
- * $KUBECONFIG's, else ~/.kube/config.
+ * The kubeconfig files a run names as the executables find them: `--kubeconfig` (each one given:
+ * the last wins, but reading all of them is no wider), else $KUBECONFIG's, else ~/.kube/config.
  */
 export function kubeconfigFiles(
   args: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): string[] {
-  for (const [i, arg] of args.entries()) {
+  const given = args.flatMap((arg, i) => {
     if (arg.startsWith("--kubeconfig=")) return [arg.slice("--kubeconfig=".length)];
-    if (arg === "--kubeconfig" && args[i + 1] !== undefined) return [args[i + 1]!];
-  }
+    return arg === "--kubeconfig" && args[i + 1] !== undefined ? [args[i + 1]!] : [];
+  });
+  if (given.length > 0) return given;
   if (env.KUBECONFIG) return env.KUBECONFIG.split(":").filter((f) => f !== "");
   return env.HOME ? [`${env.HOME}/.kube/config`] : [];
 }

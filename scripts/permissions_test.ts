@@ -16,6 +16,8 @@ Deno.test("the agent may read its service account and the host checks' paths, on
 Deno.test("kubeconfigFiles() takes --kubeconfig, else $KUBECONFIG, else ~/.kube/config", () => {
   assert.deepEqual(kubeconfigFiles(["--kubeconfig=/a"], { KUBECONFIG: "/b" }), ["/a"]);
   assert.deepEqual(kubeconfigFiles(["--kubeconfig", "/a"], {}), ["/a"]);
+  // Given twice (a test's default and its own): the agent takes the last; both are readable.
+  assert.deepEqual(kubeconfigFiles(["--kubeconfig=/a", "--kubeconfig=/b"], {}), ["/a", "/b"]);
   assert.deepEqual(kubeconfigFiles([], { KUBECONFIG: "/b::/c", HOME: "/h" }), ["/b", "/c"]);
   assert.deepEqual(kubeconfigFiles([], { HOME: "/h" }), ["/h/.kube/config"]);
   assert.deepEqual(kubeconfigFiles([], {}), []);
