@@ -95,7 +95,6 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
   const o = parseControllerFlags([], ctx);
   assert.equal(o.namespace, DEFAULT_NAMESPACE);
   assert.equal(o.gracePeriodMs, 300_000);
-  assert.equal(o.drainTimeoutMs, 120_000);
   assert.equal(o.leaderElect, false);
   // kubebuilder's ports: /metrics over HTTPS on 8443, the probes on 8081.
   assert.deepEqual(o.metricsAddr, { hostname: "::", port: 8443 });

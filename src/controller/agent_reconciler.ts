@@ -1,11 +1,12 @@
 /**
  * The Agent reconcile: Agent CR → DaemonSet `iprule-agent` (written only when its rendered
- * spec changes), Agent status, each node's drain mark, and the uninstall drain as the drain
- * module decides it (src/drain.ts). Writes go through typed clients; the results of our own
- * writes go into the caches at once, and a write the API server refuses as stale (409, or a
- * vanished object) requeues the key instead of failing the reconcile.
+ * spec changes), Agent status and each node's drain mark, as the drain module decides
+ * (src/drain.ts): the drain marks before the DaemonSet changes, nothing deployed for an Agent
+ * being deleted (its agents drain as they stop), and an earlier version's finalizer removed.
+ * Writes go through typed clients; the results of our own writes go into the caches at once, and
+ * a write the API server refuses as stale (409, or a vanished object) requeues the key instead of
+ * failing the reconcile.
  */
-import { nameList, setCondition } from "../api/conditions.ts";
 import {
   type Agent,
   AGENT_NAME,
@@ -14,13 +15,7 @@ import {
   type IPRuleNodeState,
   type NodeInfo,
 } from "../api/types.ts";
-import {
-  AGENT_FINALIZER,
-  type DrainCondition,
-  drainMarks,
-  finalizerRemoval,
-  uninstallStep,
-} from "../drain.ts";
+import { drainMarks, finalizerRemoval, uninstallStep } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import {
   type Cache,
@@ -35,8 +30,6 @@ import type { Logger } from "../log.ts";
 import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
 
-export { AGENT_FINALIZER };
-
 /** The caches an Agent reconcile reads. */
 export interface AgentCaches {
   agents: WritableCache<Agent>;
@@ -49,7 +42,7 @@ export interface AgentCaches {
 /** The writes an Agent reconcile makes. */
 export interface AgentWrites {
   agents: Pick<Objects<Agent>, "mergePatch" | "jsonPatch">;
-  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "delete">;
+  daemonSets: Pick<Objects<DaemonSetInfo>, "apply">;
   nodeStates: Pick<Objects<IPRuleNodeState>, "mergePatch">;
 }
 
@@ -59,8 +52,6 @@ export interface AgentReconcilerOptions {
   namespace: string;
   /** Image when the Agent names none. */
   agentImage: string;
-  /** How long an uninstall waits for the nodes, ms. */
-  drainTimeoutMs: number;
   log: Logger;
   /** Clock (ms since the epoch), for tests. */
   now?: () => number;
@@ -96,38 +87,15 @@ export class AgentReconciler {
   async reconcile(reconcileID: string): Promise<number | undefined> {
     if (!this.synced) throw new Error("Caches not synced");
     const agent = this.#agent();
-    const step = uninstallStep({
-      agent,
-      configs: this.#caches.configs.store.values(),
-      nodeStates: this.#caches.nodeStates.store.values(),
-      now: this.#now(),
-      timeoutMs: this.#options.drainTimeoutMs,
-    });
-    // No Agent: its DaemonSet goes with it (owner reference). Released: nothing of ours left.
-    if (agent === undefined || step.phase === "NoAgent" || step.phase === "Released") return;
+    const step = uninstallStep(agent);
+    // No Agent: its DaemonSet goes with it (owner reference), its agents drain as they stop.
+    if (agent === undefined || step.phase === "NoAgent") return;
     const log = this.#options.log.with({ reconcileID, kind: "Agent", name: agent.metadata.name });
     try {
-      switch (step.phase) {
-        case "Draining":
-          await this.#setDraining(agent, step.condition);
-          return step.requeueMs;
-        case "TimedOut":
-          log.warn("Drain timed out; nodes keep rules", {
-            count: step.nodes.length,
-            nodes: nameList(step.nodes),
-          });
-          await this.#setDraining(agent, step.condition);
-          await this.#finish(agent, step.elapsedMs, log);
-          return;
-        case "Drained":
-          await this.#finish(agent, step.elapsedMs, log);
-          return;
-        case "Installing":
-          await this.#addFinalizer(agent, log);
-          return await this.#deploy(log);
-        case "Installed":
-          return await this.#deploy(log);
-      }
+      if (step.releaseFinalizer) await this.#releaseFinalizer(agent, step.phase, log);
+      // Deleting: the DaemonSet is left to the garbage collector, the drain to the agents.
+      if (step.phase === "Deleting") return;
+      return await this.#deploy(log);
     } catch (error: unknown) {
       if (!staleWrite(error)) throw error;
       log.debug("Write skipped, cache stale", { err: error, delayMs: STALE_REQUEUE_MS });
@@ -135,21 +103,42 @@ export class AgentReconciler {
     }
   }
 
-  async #addFinalizer(agent: Agent, log: Logger): Promise<void> {
-    this.#caches.agents.learn(
-      await this.#api.agents.mergePatch(agent.metadata.name, {
-        metadata: {
-          resourceVersion: agent.metadata.resourceVersion,
-          finalizers: [...(agent.metadata.finalizers ?? []), AGENT_FINALIZER],
-        },
-      }),
+  /**
+   * Removes the finalizer an earlier version put on the Agent. The cached resourceVersion may be
+   * stale (our own status write, anyone's): the patch tests the finalizer's entry instead.
+   */
+  async #releaseFinalizer(
+    agent: Agent,
+    phase: "Installed" | "Deleting",
+    log: Logger,
+  ): Promise<void> {
+    let released: Agent;
+    try {
+      released = await this.#api.agents.jsonPatch(
+        agent.metadata.name,
+        finalizerRemoval(agent.metadata.finalizers ?? []),
+      );
+    } catch (error: unknown) {
+      // 422 is the API server's answer to a failed `test`: the finalizers changed since cached.
+      if (!(error instanceof ApiError && error.status === 422)) throw error;
+      throw new StaleCacheError("Agent finalizers changed since cached", { cause: error });
+    }
+    this.#caches.agents.learn(released);
+    log.info(
+      phase === "Deleting"
+        ? "Finalizer of an earlier version removed; the agents remove their rules as they stop"
+        : "Finalizer of an earlier version removed",
     );
-    log.info("Finalizer added");
   }
 
-  /** The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent. */
+  /**
+   * The nodes' drain marks, the DaemonSet and the Agent's status, for a live Agent. The marks
+   * come first: a DaemonSet that no longer selects a node stops its agent at once, and that
+   * agent must find its mark when it stops.
+   */
   async #deploy(log: Logger): Promise<undefined> {
     const agent = this.#agent()!;
+    await this.#markDrains(agent, log);
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
     const key = `${this.#options.namespace}/${DAEMONSET_NAME}`;
@@ -171,8 +160,6 @@ export class AgentReconciler {
         log.warn("DaemonSet refused; Agent spec invalid", { err: error });
       }
     }
-
-    await this.#markDrains(agent, log);
 
     const status = agentStatus(agent, {
       ...(current ? { daemonSet: current.counts } : {}),
@@ -209,41 +196,6 @@ export class AgentReconciler {
   #statesByNode(): Map<string, IPRuleNodeState> {
     return new Map(
       [...this.#caches.nodeStates.store.values()].map((s) => [s.metadata.name, s]),
-    );
-  }
-
-  /** The end of a drain: the DaemonSet deleted, then the finalizer removed. */
-  async #finish(agent: Agent, elapsedMs: number, log: Logger): Promise<void> {
-    await this.#api.daemonSets.delete(DAEMONSET_NAME);
-    this.#caches.daemonSets.forget(`${this.#options.namespace}/${DAEMONSET_NAME}`);
-    // The cached resourceVersion may be stale (our own status write, anyone's): the patch
-    // tests the finalizer's entry instead.
-    try {
-      await this.#api.agents.jsonPatch(
-        agent.metadata.name,
-        finalizerRemoval(agent.metadata.finalizers ?? []),
-      );
-    } catch (error: unknown) {
-      // 422 is the API server's answer to a failed `test`: the finalizers changed since cached.
-      if (!(error instanceof ApiError && error.status === 422)) throw error;
-      throw new StaleCacheError("Agent finalizers changed since cached", { cause: error });
-    }
-    log.info("Agent drained; DaemonSet deleted and finalizer removed", { elapsedMs });
-  }
-
-  async #setDraining(agent: Agent, condition: DrainCondition): Promise<void> {
-    const existing = agent.status?.conditions?.find((c) => c.type === condition.type);
-    if (
-      existing?.status === condition.status && existing.reason === condition.reason &&
-      existing.message === condition.message
-    ) {
-      return;
-    }
-    const conditions = setCondition(agent.status?.conditions, condition, apiTime(this.#now()));
-    this.#caches.agents.learn(
-      await this.#api.agents.mergePatch(agent.metadata.name, { status: { conditions } }, {
-        subresource: "status",
-      }),
     );
   }
 }

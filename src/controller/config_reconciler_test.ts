@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { MemoryObjects } from "../../tests/support/memory_api.ts";
 import { narrowAgent, narrowIPRule, narrowIPRuleConfig } from "../api/narrow.ts";
 import type { Condition, ServiceInfo } from "../api/types.ts";
-import { AGENT_FINALIZER } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import { STALE_REQUEUE_MS } from "../k8s/objects.ts";
 import { Logger } from "../log.ts";
@@ -32,7 +31,7 @@ function setup() {
   });
   const ipRules = new MemoryObjects("iprules", narrowIPRule);
   const agents = new MemoryObjects("agents", narrowAgent, { namespace: NS });
-  agents.put({ metadata: { name: "agent", namespace: NS, finalizers: [AGENT_FINALIZER] } });
+  agents.put({ metadata: { name: "agent", namespace: NS } });
   const services = new Map<string, ServiceInfo>();
   const caches = {
     services: { synced: true, store: services },

@@ -51,13 +51,6 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     help: "How long an absent IPRuleConfig is kept before it is deleted",
   },
   {
-    name: "drain-timeout",
-    type: "string",
-    value: "DURATION",
-    default: "2m",
-    help: "How long an uninstall waits for every node to report its rules removed",
-  },
-  {
     name: "leader-elect",
     type: "boolean",
     help: "Elect a leader through a coordination.k8s.io Lease so only one replica writes",
@@ -78,7 +71,6 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
-  drainTimeoutMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
 }
@@ -91,7 +83,6 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     namespace: str(v, "namespace") ?? ctx.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
-    drainTimeoutMs: durationFlag("drain-timeout", str(v, "drain-timeout") ?? "2m"),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),
     ...endpointOptions(v, CONTROLLER_ENDPOINTS),

@@ -174,7 +174,6 @@ async function reconcileWhileLeading(
     {
       ...ns,
       agentImage: options.agentImage,
-      drainTimeoutMs: options.drainTimeoutMs,
       log,
     },
   );
