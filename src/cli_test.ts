@@ -15,6 +15,11 @@ Deno.test("parseAgentFlags() applies the documented defaults", () => {
   assert.deepEqual(o.healthAddr, { hostname: "::", port: 9473 });
   assert.equal(o.metricsSecure, true);
   assert.equal(o.once, false);
+  assert.equal(o.namespace, undefined, "no namespace outside a Pod: no uninstall watch");
+  assert.equal(
+    parseAgentFlags([], { ...ctx, env: { POD_NAMESPACE: "ops" } }).namespace,
+    "ops",
+  );
   assert.equal(
     parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" }, isTerminal: true }).logFormat,
     "text",
@@ -26,6 +31,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
   const o = parseAgentFlags([
     "--kubeconfig=/k",
     "--node-name=n1",
+    "--namespace=ops",
     "--resync=250ms",
     "--protocol=77",
     "--once",
@@ -42,6 +48,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     version: false,
     kubeconfig: "/k",
     nodeName: "n1",
+    namespace: "ops",
     resyncMs: 250,
     protocol: 77,
     once: true,
@@ -77,6 +84,7 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
       /--metrics-cert-dir: "\/c" \(--metrics-insecure/,
     ],
     [["--node-name=Bad_Name"], /--node-name: "Bad_Name"/],
+    [["--namespace=Ops.System"], /--namespace: "Ops.System" \(expected a DNS-1123 label\)/],
     [["--bogus"], /Unknown option '--bogus'/],
     [["stray"], /stray/],
   ];

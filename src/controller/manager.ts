@@ -6,6 +6,7 @@ import { objectClient, typed } from "../api/clients.ts";
 import type { DaemonSetInfo } from "../api/types.ts";
 import type { ControllerOptions } from "./flags.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
+import type { EarlyHealth } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
@@ -45,6 +46,7 @@ export async function runController(
   options: ControllerOptions,
   log: Logger,
   signal: AbortSignal,
+  parts: { health?: EarlyHealth } = {},
 ): Promise<number> {
   const client = await KubeClient.connectOrReport(options.kubeconfig, log);
   if (client === undefined) return 1;
@@ -60,6 +62,7 @@ export async function runController(
       client,
       certNames: [Deno.hostname(), "localhost"],
       onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
+      ...(parts.health === undefined ? {} : { health: parts.health }),
       signal,
     });
   } catch (error: unknown) {

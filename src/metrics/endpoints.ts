@@ -7,7 +7,7 @@
  * @module
  */
 import type { Registry } from "prom-client";
-import { type Readiness, serveOn, startHealthServer } from "../health_server.ts";
+import { type EarlyHealth, type Readiness, serveOn, startHealthServer } from "../health_server.ts";
 import { MetricsAuth, type ReviewClient } from "./auth.ts";
 import { metricsCertificate } from "./certificate.ts";
 import type { EndpointOptions } from "./flags.ts";
@@ -22,6 +22,11 @@ export interface EndpointsInput {
   certNames: readonly string[];
   /** Told about requests refused because a review failed (HTTP 500). */
   onReviewError?: (reason: string) => void;
+  /**
+   * The health endpoint the entry point started already (src/health_server.ts): it gets
+   * `readiness`, and stays the entry point's to close; without it one is started here.
+   */
+  health?: EarlyHealth;
   signal: AbortSignal;
 }
 
@@ -72,7 +77,13 @@ export async function startEndpoints(
   // Stops the health endpoint again when /metrics cannot start.
   const stop = new AbortController();
   const signal = AbortSignal.any([input.signal, stop.signal]);
-  const health = startHealthServer({ ...options.healthAddr, readiness: input.readiness, signal });
+  let health: { port: number; finished: Promise<void> };
+  if (input.health === undefined) {
+    health = startHealthServer({ ...options.healthAddr, readiness: input.readiness, signal });
+  } else {
+    input.health.readiness = input.readiness;
+    health = { port: input.health.port, finished: Promise.resolve() };
+  }
   try {
     if (!options.metricsSecure) {
       const metrics = serveOn({ ...options.metricsAddr, signal }, metricsHandler(input.registry));
