@@ -20,12 +20,12 @@ if (import.meta.main) {
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "agent" });
     return await untilSignal(log, async (signal) => {
-      // The health endpoint listens before the rest loads (src/health_server.ts); one-shot runs
-      // serve none.
+      // The health endpoint listens before the rest loads and until all of it has stopped
+      // (src/health_server.ts); one-shot runs serve none.
       let health: EarlyHealth | undefined;
       if (!options.once && !options.dryRun) {
         try {
-          health = startEarlyHealth(options.healthAddr, signal);
+          health = startEarlyHealth(options.healthAddr);
         } catch (error: unknown) {
           log.error("Endpoints not started", { err: error, healthAddr: options.healthAddr });
           return 1;

@@ -19,10 +19,11 @@ if (import.meta.main) {
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "controller" });
     const code = await untilSignal(log, async (signal) => {
-      // The health endpoint listens before the rest loads (src/health_server.ts).
+      // The health endpoint listens before the rest loads and until all of it has stopped
+      // (src/health_server.ts).
       let health;
       try {
-        health = startEarlyHealth(options.healthAddr, signal);
+        health = startEarlyHealth(options.healthAddr);
       } catch (error: unknown) {
         log.error("Endpoints not started", { err: error, healthAddr: options.healthAddr });
         return 1;

@@ -142,25 +142,24 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 export interface EarlyHealth extends StartedServer {
   /** The readiness `/readyz` reports; {@link STARTING} until set. */
   readiness: () => Readiness;
-  /** Stops the endpoint (also when the process's signal aborts) and waits until it has. */
+  /** Stops the endpoint and waits until it has. */
   close(): Promise<void>;
 }
 
 /**
  * Starts the health endpoint before the rest of the process loads (loading the API client takes
- * ~0.5 s, more on a busy node, and the kubelet probes from the first second). Throws as
- * `startHealthServer` does (e.g. the address is in use).
+ * ~0.5 s, more on a busy node, and the kubelet probes from the first second). It serves until
+ * `close`, which the entry point calls when everything else has stopped: a probe during the
+ * shutdown (the kubelet probes readiness until the container exits) gets an answer, not a
+ * refused connection. Throws as `startHealthServer` does (e.g. the address is in use).
  */
-export function startEarlyHealth(
-  listen: { hostname: string; port: number },
-  signal: AbortSignal,
-): EarlyHealth {
-  const own = new AbortController();
+export function startEarlyHealth(listen: { hostname: string; port: number }): EarlyHealth {
+  const stop = new AbortController();
   let current: () => Readiness = () => STARTING;
   const server = startHealthServer({
     ...listen,
     readiness: () => current(),
-    signal: AbortSignal.any([signal, own.signal]),
+    signal: stop.signal,
   });
   return {
     port: server.port,
@@ -172,7 +171,7 @@ export function startEarlyHealth(
       current = check;
     },
     close: async () => {
-      own.abort();
+      stop.abort();
       await server.finished;
     },
   };

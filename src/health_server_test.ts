@@ -83,8 +83,7 @@ Deno.test("/readyz?wait= answers not ready once the wait is over", async () => {
 });
 
 Deno.test("startEarlyHealth() says starting until the process sets its readiness, and closes", async () => {
-  const signal = new AbortController().signal;
-  const health = startEarlyHealth({ hostname: "127.0.0.1", port: 0 }, signal);
+  const health = startEarlyHealth({ hostname: "127.0.0.1", port: 0 });
   const get = (path: string) => fetch(`http://127.0.0.1:${health.port}${path}`);
   try {
     const alive = await get("/healthz");
