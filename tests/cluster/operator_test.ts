@@ -9,6 +9,7 @@ import { type Cluster, type ClusterNode } from "../support/cluster.ts";
 import {
   agentPod,
   agentPods,
+  agentsRolledOut,
   apply,
   clusterTest,
   containerPid,
@@ -234,6 +235,68 @@ clusterTest(
 );
 
 clusterTest(
+  "cluster: a rolling update of the agents (the Agent's spec changed) keeps every rule in place",
+  async () => {
+    const c = await operator();
+    await apply(c, [iprule("rollout", ["10.54.0.0/16"], 154)]);
+    const node = c.nodes[1]!;
+    try {
+      const [ip] = await lbService(c, "rollout-web", ["10.54.0.10"]);
+      const line = ruleOf(ip!, 154);
+      await onEveryNode(c, "the rule", (rules) => rules.includes(line));
+      const before = await agentPod(c, node);
+      // Sampled as fast as `ip rule` runs, until the DaemonSet has replaced every agent.
+      let samples = 0;
+      const missing: number[] = [];
+      let done = false;
+      const sampling = (async () => {
+        while (!done) {
+          if (!(await ourRules(c, node)).includes(line)) missing.push(samples);
+          samples++;
+        }
+      })();
+      try {
+        await c.cp.kubectl([
+          "-n",
+          NS,
+          "patch",
+          "agent",
+          "agent",
+          "--type=merge",
+          "-p",
+          JSON.stringify({ spec: { logLevel: "debug" } }),
+        ]);
+        await waitFor("the DaemonSet changed", async () => {
+          const ds = await getJson(c, ["-n", NS, "get", "daemonset", "iprule-agent"]);
+          return ds.spec.template.spec.containers[0].args.includes("--log-level=debug");
+        });
+        await agentsRolledOut(c);
+      } finally {
+        done = true;
+        await sampling;
+      }
+      assert.notEqual((await agentPod(c, node)).metadata.uid, before.metadata.uid, "replaced");
+      assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
+      assert.ok(samples > 10, `only ${samples} samples`);
+      for (const n of c.nodes) assert.ok((await ourRules(c, n)).includes(line), n.name);
+    } finally {
+      await c.cp.kubectl([
+        "-n",
+        NS,
+        "patch",
+        "agent",
+        "agent",
+        "--type=json",
+        "-p",
+        JSON.stringify([{ op: "remove", path: "/spec/logLevel" }]),
+      ]);
+      await removeObjects(c, { service: "rollout-web", iprule: "rollout" });
+      await agentsRolledOut(c);
+    }
+  },
+);
+
+clusterTest(
   "cluster: kubectl drain keeps a node's agent and rules; a node leaving the Agent's nodeSelector loses them",
   async () => {
     const c = await operator();
@@ -383,5 +446,61 @@ clusterTest(
     for (const path of [secret, inMount, dropin, state]) {
       assert.equal(await Deno.stat(path).then(() => true, () => false), false, path);
     }
+  },
+);
+
+clusterTest(
+  "cluster: on a node whose /usr is read-only and has no /usr/local/lib/systemd, the agent starts",
+  async () => {
+    const c = await operator();
+    const node = c.nodes[2]!;
+    const sh = (script: string, check = true) => c.exec(node, ["sh", "-c", script], { check });
+    // As on Flatcar or Fedora CoreOS: nothing can be created below /usr (the node's own view).
+    await sh(
+      "rm -rf /usr/local/lib/systemd && mount --bind /usr /usr && mount -o remount,bind,ro /usr",
+    );
+    try {
+      assert.notEqual((await sh("mkdir /usr/local/lib/systemd", false)).code, 0, "read-only");
+      const old = await agentPod(c, node);
+      await c.cp.kubectl(["-n", NS, "delete", "pod", old.metadata.name]);
+      const pod = await agentPod(c, node);
+      assert.notEqual(pod.metadata.uid, old.metadata.uid);
+      // The vendor's tree is there, read-only; the missing directory stays missing.
+      const root = `/proc/${await containerPid(c, pod)}/root/host`;
+      assert.ok((await Deno.stat(`${root}/usr/lib/systemd`)).isDirectory);
+      await assert.rejects(Deno.stat(`${root}/usr/local/lib/systemd`), Deno.errors.NotFound);
+      // The executable may read networkd's files there, nothing else of /usr.
+      const probe = await c.cp.kubectl([
+        "-n",
+        NS,
+        "exec",
+        pod.metadata.name,
+        "--",
+        "/usr/local/bin/iprule-agent",
+        "--once",
+        "--kubeconfig=/host/usr/lib/os-release",
+        `--node-name=${node.name}`,
+        "--metrics-addr=127.0.0.1:0",
+      ], { check: false });
+      assert.notEqual(probe.code, 0);
+      assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/);
+    } finally {
+      await sh("umount /usr");
+    }
+    assert.equal((await sh("touch /usr/.ipro-rw && rm /usr/.ipro-rw", false)).code, 0, "rw again");
+  },
+);
+
+clusterTest(
+  "cluster: no probe failed as this file's Pods started, rolled and stopped (no Unhealthy event)",
+  async () => {
+    const c = await operator();
+    const events = (await getJson(c, ["-n", NS, "get", "events"])).items as Json[];
+    const started = events.filter((e) => e.reason === "Started");
+    // Every agent and controller Pod of the install, and the restarts of the tests before.
+    assert.ok(started.length > c.nodes.length + 2, `only ${started.length} Started events`);
+    const failed = events.filter((e) => e.reason === "Unhealthy" || e.reason === "ProbeWarning")
+      .map((e) => `${e.involvedObject.name}: ${e.message} (x${e.count ?? 1})`);
+    assert.deepEqual(failed, []);
   },
 );
