@@ -1,7 +1,7 @@
 /** Agent executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli, untilSignal } from "./cli.ts";
 import { AGENT_FLAGS, parseAgentFlags } from "./agent/flags.ts";
-import { type EarlyHealth, startEarlyHealth } from "./health_server.ts";
+import { withEarlyHealth } from "./health_server.ts";
 import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -19,24 +19,16 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "agent" });
-    return await untilSignal(log, async (signal) => {
-      // The health endpoint listens before the rest loads and until all of it has stopped
-      // (src/health_server.ts); one-shot runs serve none.
-      let health: EarlyHealth | undefined;
-      if (!options.once && !options.dryRun) {
-        try {
-          health = startEarlyHealth(options.healthAddr);
-        } catch (error: unknown) {
-          log.error("Endpoints not started", { err: error, healthAddr: options.healthAddr });
-          return 1;
-        }
-      }
-      try {
-        const { runAgent } = await import("./agent/runner.ts");
-        return await runAgent(options, log, signal, health ? { health } : {});
-      } finally {
-        await health?.close();
-      }
-    });
+    // The health endpoint listens before the rest loads and until all of it has stopped
+    // (src/health_server.ts); one-shot runs serve none.
+    const oneShot = options.once || options.dryRun;
+    return await untilSignal(
+      log,
+      (signal) =>
+        withEarlyHealth(oneShot ? undefined : options.healthAddr, log, async (health) => {
+          const { runAgent } = await import("./agent/runner.ts");
+          return await runAgent(options, log, signal, health ? { health } : {});
+        }),
+    );
   });
 }

@@ -1,7 +1,7 @@
 /** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli, untilSignal } from "./cli.ts";
 import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller/flags.ts";
-import { startEarlyHealth } from "./health_server.ts";
+import { withEarlyHealth } from "./health_server.ts";
 import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -18,23 +18,16 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "controller" });
-    const code = await untilSignal(log, async (signal) => {
-      // The health endpoint listens before the rest loads and until all of it has stopped
-      // (src/health_server.ts).
-      let health;
-      try {
-        health = startEarlyHealth(options.healthAddr);
-      } catch (error: unknown) {
-        log.error("Endpoints not started", { err: error, healthAddr: options.healthAddr });
-        return 1;
-      }
-      try {
-        const { runController } = await import("./controller/manager.ts");
-        return await runController(options, log, signal, { health });
-      } finally {
-        await health.close();
-      }
-    });
+    // The health endpoint listens before the rest loads and until all of it has stopped
+    // (src/health_server.ts).
+    const code = await untilSignal(
+      log,
+      (signal) =>
+        withEarlyHealth(options.healthAddr, log, async (health) => {
+          const { runController } = await import("./controller/manager.ts");
+          return await runController(options, log, signal, health ? { health } : {});
+        }),
+    );
     log.info("Controller stopped", { version: VERSION });
     return code;
   });

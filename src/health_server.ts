@@ -176,3 +176,28 @@ export function startEarlyHealth(listen: { hostname: string; port: number }): Ea
     },
   };
 }
+
+/**
+ * Runs `main` with an early health endpoint on `listen` (none when `listen` is undefined, e.g. a
+ * one-shot run), closed once `main` has returned; exit code 1, logged, when it cannot listen.
+ */
+export async function withEarlyHealth(
+  listen: { hostname: string; port: number } | undefined,
+  log: { error: (msg: string, fields?: Record<string, unknown>) => void },
+  main: (health: EarlyHealth | undefined) => Promise<number>,
+): Promise<number> {
+  let health: EarlyHealth | undefined;
+  if (listen !== undefined) {
+    try {
+      health = startEarlyHealth(listen);
+    } catch (error: unknown) {
+      log.error("Endpoints not started", { err: error, healthAddr: listen });
+      return 1;
+    }
+  }
+  try {
+    return await main(health);
+  } finally {
+    await health?.close();
+  }
+}

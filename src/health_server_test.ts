@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Counter, Registry } from "prom-client";
-import { startEarlyHealth, startHealthServer, STARTING } from "./health_server.ts";
+import { startEarlyHealth, startHealthServer, STARTING, withEarlyHealth } from "./health_server.ts";
 
 Deno.test("startHealthServer() serves metrics, liveness and readiness", async () => {
   const registry = new Registry();
@@ -96,4 +96,26 @@ Deno.test("startEarlyHealth() says starting until the process sets its readiness
     await health.close();
   }
   await assert.rejects(get("/healthz"));
+});
+
+Deno.test("withEarlyHealth() serves while main runs, closes after it, and exits 1 when it cannot listen", async () => {
+  const errors: string[] = [];
+  const log = { error: (msg: string) => errors.push(msg) };
+  let port = 0;
+  const code = await withEarlyHealth({ hostname: "127.0.0.1", port: 0 }, log, async (health) => {
+    port = health!.port;
+    const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+    await response.body?.cancel();
+    // Its port is taken meanwhile: a second process cannot start.
+    const second = await withEarlyHealth(
+      { hostname: "127.0.0.1", port },
+      log,
+      () => Promise.resolve(0),
+    );
+    return response.status === 200 && second === 1 ? 7 : 0;
+  });
+  assert.equal(code, 7);
+  assert.deepEqual(errors, ["Endpoints not started"]);
+  await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), "closed after main");
+  assert.equal(await withEarlyHealth(undefined, log, (h) => Promise.resolve(h ? 1 : 0)), 0);
 });

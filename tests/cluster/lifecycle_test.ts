@@ -26,6 +26,7 @@ import {
   liveNodes,
   NS,
   ourRules,
+  patchAgent,
   removeObjects,
   waitFor,
 } from "../support/operator.ts";
@@ -69,13 +70,18 @@ async function everyAgentPod(c: Cluster, live: ClusterNode[]): Promise<Json[]> {
   return pods;
 }
 
-/** The "Agent stopped" line of each log: every agent must have removed its rules itself. */
-function assertDrainedThemselves(logs: Json[][], reasons: RegExp): void {
+/**
+ * The "Agent stopped" line of each log: every agent removed its rules itself, knowing it was an
+ * uninstall (its namespace or its Agent seen being deleted).
+ */
+function assertDrainedThemselves(logs: Json[][]): void {
   for (const lines of logs) {
     const stopped = lines.find((l) => String(l.msg).startsWith("Agent stopped"));
     assert.ok(stopped, `no "Agent stopped" in: ${JSON.stringify(lines.slice(-3))}`);
-    assert.match(stopped.msg, reasons);
-    assert.match(stopped.msg, /its rules removed$/);
+    assert.match(
+      stopped.msg,
+      /^Agent stopped; (the operator's namespace is being deleted|the Agent (is being|was) deleted), its rules removed$/,
+    );
   }
 }
 
@@ -145,10 +151,7 @@ clusterTest(
     await assertUninstalled(c, live);
     // Each agent stopped knowing it was an uninstall, though its token, RBAC and CRDs were
     // being deleted around it: the namespace, or the Agent, seen being deleted.
-    assertDrainedThemselves(
-      await logs.lines(),
-      /^Agent stopped; (the operator's namespace is being deleted|the Agent (is being|was) deleted)/,
-    );
+    assertDrainedThemselves(await logs.lines());
     await c.cp.kubectl(["-n", "default", "delete", "service", "all-web"]);
   },
 );
@@ -164,10 +167,7 @@ clusterTest(
     const config = await getJson(c, ["get", "ipruleconfig", `iprc-${ip.replaceAll(".", "-")}`]);
     assert.equal(config.spec.state, "present");
     for (const node of live) assert.deepEqual(await ourRules(c, node), [], node.name);
-    assertDrainedThemselves(
-      await logs.lines(),
-      /^Agent stopped; (the operator's namespace is being deleted|the Agent (is being|was) deleted)/,
-    );
+    assertDrainedThemselves(await logs.lines());
     await c.cp.kubectl(["delete", "-f", INSTALL_YAML, "--ignore-not-found", "--wait"]);
     await assertUninstalled(c, live);
     await c.cp.kubectl(["-n", "default", "delete", "service", "ns-web"]);
@@ -193,20 +193,11 @@ clusterTest(
       ]);
       return pods.items.length === 0;
     });
-    await c.cp.kubectl([
-      "-n",
-      NS,
-      "patch",
-      "agent",
-      "agent",
-      "--type=json",
-      "-p",
-      JSON.stringify([{
-        op: "add",
-        path: "/metadata/finalizers",
-        value: [LEGACY_AGENT_FINALIZER],
-      }]),
-    ]);
+    await patchAgent(c, [{
+      op: "add",
+      path: "/metadata/finalizers",
+      value: [LEGACY_AGENT_FINALIZER],
+    }]);
     await c.cp.kubectl(["delete", "-k", overlay, "--wait=false"]);
     // Stuck: the namespace names the finalizer, and stays.
     await waitFor("the namespace stuck on the finalizer", async () => {
@@ -219,17 +210,11 @@ clusterTest(
     const crd = await getJson(c, ["get", "crd", "agents.api.operator.brtrm.dev"]);
     assert.ok(crd.metadata.deletionTimestamp, "the agents CRD is Terminating");
     // The README's recovery, word for word.
-    await c.cp.kubectl([
-      "-n",
-      NS,
-      "patch",
-      "agent",
-      "agent",
-      "--type=json",
-      "-p",
+    await patchAgent(
+      c,
       `[{"op":"test","path":"/metadata/finalizers/0","value":"${LEGACY_AGENT_FINALIZER}"},` +
-      `{"op":"remove","path":"/metadata/finalizers/0"}]`,
-    ]);
+        `{"op":"remove","path":"/metadata/finalizers/0"}]`,
+    );
     // This version's agents drained when the namespace began terminating: nothing is left.
     await assertUninstalled(c, live);
 

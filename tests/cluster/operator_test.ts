@@ -25,9 +25,11 @@ import {
   logLines,
   NS,
   ourRules,
+  patchAgent,
   podLog,
   processCredentials,
   removeObjects,
+  sampleRule,
   waitFor,
 } from "../support/operator.ts";
 import { LIBMNL_PATH } from "../../scripts/permissions.ts";
@@ -212,20 +214,12 @@ clusterTest(
       const node = c.nodes[0]!;
       const old = await agentPod(c, node);
       // Sampled as fast as `ip rule` runs, until the new Pod is Ready.
-      let samples = 0;
-      const missing: number[] = [];
-      let replaced = false;
-      const sampling = (async () => {
-        while (!replaced) {
-          if (!(await ourRules(c, node)).includes(line)) missing.push(samples);
-          samples++;
-        }
-      })();
-      await c.cp.kubectl(["-n", NS, "delete", "pod", old.metadata.name]);
-      const fresh = await agentPod(c, node);
-      replaced = true;
-      await sampling;
-      assert.notEqual(fresh.metadata.uid, old.metadata.uid);
+      let fresh: Json;
+      const { missing, samples } = await sampleRule(c, node, line, async () => {
+        await c.cp.kubectl(["-n", NS, "delete", "pod", old.metadata.name]);
+        fresh = await agentPod(c, node);
+      });
+      assert.notEqual(fresh!.metadata.uid, old.metadata.uid);
       assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
       assert.ok(samples > 10, `only ${samples} samples`);
     } finally {
@@ -246,50 +240,20 @@ clusterTest(
       await onEveryNode(c, "the rule", (rules) => rules.includes(line));
       const before = await agentPod(c, node);
       // Sampled as fast as `ip rule` runs, until the DaemonSet has replaced every agent.
-      let samples = 0;
-      const missing: number[] = [];
-      let done = false;
-      const sampling = (async () => {
-        while (!done) {
-          if (!(await ourRules(c, node)).includes(line)) missing.push(samples);
-          samples++;
-        }
-      })();
-      try {
-        await c.cp.kubectl([
-          "-n",
-          NS,
-          "patch",
-          "agent",
-          "agent",
-          "--type=merge",
-          "-p",
-          JSON.stringify({ spec: { logLevel: "debug" } }),
-        ]);
+      const { missing, samples } = await sampleRule(c, node, line, async () => {
+        await patchAgent(c, { spec: { logLevel: "debug" } });
         await waitFor("the DaemonSet changed", async () => {
           const ds = await getJson(c, ["-n", NS, "get", "daemonset", "iprule-agent"]);
           return ds.spec.template.spec.containers[0].args.includes("--log-level=debug");
         });
         await agentsRolledOut(c);
-      } finally {
-        done = true;
-        await sampling;
-      }
+      });
       assert.notEqual((await agentPod(c, node)).metadata.uid, before.metadata.uid, "replaced");
       assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
       assert.ok(samples > 10, `only ${samples} samples`);
       for (const n of c.nodes) assert.ok((await ourRules(c, n)).includes(line), n.name);
     } finally {
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=json",
-        "-p",
-        JSON.stringify([{ op: "remove", path: "/spec/logLevel" }]),
-      ]);
+      await patchAgent(c, [{ op: "remove", path: "/spec/logLevel" }]);
       await removeObjects(c, { service: "rollout-web", iprule: "rollout" });
       await agentsRolledOut(c);
     }
@@ -323,16 +287,7 @@ clusterTest(
       for (const n of others) {
         await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent=yes", "--overwrite"]);
       }
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=merge",
-        "-p",
-        JSON.stringify({ spec: { nodeSelector: { "ipro-test/agent": "yes" } } }),
-      ]);
+      await patchAgent(c, { spec: { nodeSelector: { "ipro-test/agent": "yes" } } });
       await waitFor(
         `no rule of ours left on ${node.name}`,
         async () => (await ourRules(c, node)).length === 0,
@@ -349,26 +304,39 @@ clusterTest(
         "-f",
         new URL("../../deploy/samples/agent.yaml", import.meta.url).pathname,
       ]);
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=json",
-        "-p",
-        JSON.stringify([{
-          op: "replace",
-          path: "/spec/nodeSelector",
-          value: { "kubernetes.io/os": "linux" },
-        }]),
-      ]);
+      await patchAgent(c, [{
+        op: "replace",
+        path: "/spec/nodeSelector",
+        value: { "kubernetes.io/os": "linux" },
+      }]);
       for (const n of c.nodes) await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent-"]);
       await removeObjects(c, { service: "drain-web", iprule: "drain" });
     }
     await agentPod(c, node);
   },
 );
+
+/**
+ * Has the agent's executable in `pod` read `path` (as its kubeconfig) and asserts its
+ * --allow-read refused it; the command's output.
+ */
+async function refusedRead(c: Cluster, pod: Json, path: string): Promise<string> {
+  const probe = await c.cp.kubectl([
+    "-n",
+    NS,
+    "exec",
+    pod.metadata.name,
+    "--",
+    "/usr/local/bin/iprule-agent",
+    "--once",
+    `--kubeconfig=${path}`,
+    `--node-name=${pod.spec.nodeName}`,
+    "--metrics-addr=127.0.0.1:0",
+  ], { check: false });
+  assert.notEqual(probe.code, 0, path);
+  assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/, path);
+  return probe.stdout + probe.stderr;
+}
 
 /** Restarts the agent on `node` and returns the new Pod's log once it is Ready. */
 async function restartedAgentLog(c: Cluster, node: ClusterNode): Promise<Json[]> {
@@ -407,21 +375,7 @@ clusterTest(
       await assert.rejects(Deno.stat(`${root}/host/etc/kubernetes`), Deno.errors.NotFound);
       assert.equal(await Deno.readTextFile(`${root}/host${inMount}`), `${content}\n`);
       // Permissions: the agent's executable may not read a file even where a mount shows it.
-      const probe = await c.cp.kubectl([
-        "-n",
-        NS,
-        "exec",
-        pod.metadata.name,
-        "--",
-        "/usr/local/bin/iprule-agent",
-        "--once",
-        `--kubeconfig=/host${inMount}`,
-        `--node-name=${node!.name}`,
-        "--metrics-addr=127.0.0.1:0",
-      ], { check: false });
-      assert.notEqual(probe.code, 0);
-      assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/);
-      assert.ok(!(probe.stdout + probe.stderr).includes(content));
+      assert.ok(!(await refusedRead(c, pod, `/host${inMount}`)).includes(content));
 
       // No networkd on this node yet: no warning; the empty NetworkManager dir is none either.
       assert.deepEqual(hostWarnings(await restartedAgentLog(c, node!)), []);
@@ -470,20 +424,7 @@ clusterTest(
       assert.ok((await Deno.stat(`${root}/usr/lib/systemd`)).isDirectory);
       await assert.rejects(Deno.stat(`${root}/usr/local/lib/systemd`), Deno.errors.NotFound);
       // The executable may read networkd's files there, nothing else of /usr.
-      const probe = await c.cp.kubectl([
-        "-n",
-        NS,
-        "exec",
-        pod.metadata.name,
-        "--",
-        "/usr/local/bin/iprule-agent",
-        "--once",
-        "--kubeconfig=/host/usr/lib/os-release",
-        `--node-name=${node.name}`,
-        "--metrics-addr=127.0.0.1:0",
-      ], { check: false });
-      assert.notEqual(probe.code, 0);
-      assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/);
+      await refusedRead(c, pod, "/host/usr/lib/os-release");
     } finally {
       await sh("umount /usr");
     }

@@ -233,6 +233,49 @@ export async function lbService(c: Cluster, name: string, ingress: string[]): Pr
   return (await getJson(c, ["-n", "default", "get", "service", name])).spec.clusterIPs;
 }
 
+/** `kubectl patch` of the Agent: a merge patch (an object) or a JSON patch (a list, or its text). */
+export async function patchAgent(c: Cluster, patch: object | string): Promise<void> {
+  const json = typeof patch === "string" || Array.isArray(patch);
+  await c.cp.kubectl([
+    "-n",
+    NS,
+    "patch",
+    "agent",
+    "agent",
+    `--type=${json ? "json" : "merge"}`,
+    "-p",
+    typeof patch === "string" ? patch : JSON.stringify(patch),
+  ]);
+}
+
+/**
+ * Runs `action` while sampling `node`'s rules as fast as `ip rule` runs; the samples that lacked
+ * `line`, and how many were taken.
+ */
+export async function sampleRule(
+  c: Cluster,
+  node: ClusterNode,
+  line: string,
+  action: () => Promise<void>,
+): Promise<{ missing: number[]; samples: number }> {
+  let samples = 0;
+  const missing: number[] = [];
+  let done = false;
+  const sampling = (async () => {
+    while (!done) {
+      if (!(await ourRules(c, node)).includes(line)) missing.push(samples);
+      samples++;
+    }
+  })();
+  try {
+    await action();
+  } finally {
+    done = true;
+    await sampling;
+  }
+  return { missing, samples };
+}
+
 /** Deletes a test's Service (in default) and IPRule, if they exist. */
 export async function removeObjects(
   c: Cluster,
