@@ -140,6 +140,8 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
  * answers "starting" until `readiness` is set to the real check.
  */
 export interface EarlyHealth extends StartedServer {
+  /** When it began to listen, ms since the process started (how much of the start it covers). */
+  listeningMs: number;
   /** The readiness `/readyz` reports; {@link STARTING} until set. */
   readiness: () => Readiness;
   /** Stops the endpoint and waits until it has. */
@@ -164,6 +166,7 @@ export function startEarlyHealth(listen: { hostname: string; port: number }): Ea
   return {
     port: server.port,
     finished: server.finished,
+    listeningMs: Math.round(performance.now()),
     get readiness() {
       return current;
     },

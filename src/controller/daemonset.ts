@@ -108,12 +108,14 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       { name: "health", containerPort: AGENT_HEALTH_PORT, protocol: "TCP" },
     ],
     // No failed probe at a normal start (src/health_server.ts): the endpoint listens before
-    // the agent loads the rest; the startup probe gives it a second and holds the other
-    // probes until it answers; readiness waits up to 4 s for the agent to be ready.
+    // the agent loads the rest; the startup probe gives it two seconds, waits while loading
+    // keeps it from answering, and holds the other probes until it answers; readiness waits up
+    // to 4 s for the agent to be ready.
     startupProbe: {
       httpGet: { path: "/healthz", port: AGENT_HEALTH_PORT },
-      initialDelaySeconds: 1,
+      initialDelaySeconds: 2,
       periodSeconds: 1,
+      timeoutSeconds: 5,
       failureThreshold: 60,
     },
     readinessProbe: {

@@ -37,7 +37,9 @@ export interface Endpoints {
   /** "http", or "https" with the certificate's source ("self-signed" or the directory). */
   metricsScheme: "http" | "https";
   metricsCertificate?: string;
-  /** Resolves when both servers have stopped. */
+  /** With an early health endpoint: when it began to listen, ms since the process started. */
+  healthListeningMs?: number;
+  /** Resolves when both servers have stopped (only /metrics with an early health endpoint). */
   finished: Promise<void>;
 }
 
@@ -77,18 +79,24 @@ export async function startEndpoints(
   // Stops the health endpoint again when /metrics cannot start.
   const stop = new AbortController();
   const signal = AbortSignal.any([input.signal, stop.signal]);
-  let health: { port: number; finished: Promise<void> };
+  let health: { port: number; finished: Promise<void>; listeningMs?: number };
   if (input.health === undefined) {
     health = startHealthServer({ ...options.healthAddr, readiness: input.readiness, signal });
   } else {
     input.health.readiness = input.readiness;
-    health = { port: input.health.port, finished: Promise.resolve() };
+    health = {
+      port: input.health.port,
+      finished: Promise.resolve(),
+      listeningMs: input.health.listeningMs,
+    };
   }
+  const early = health.listeningMs === undefined ? {} : { healthListeningMs: health.listeningMs };
   try {
     if (!options.metricsSecure) {
       const metrics = serveOn({ ...options.metricsAddr, signal }, metricsHandler(input.registry));
       return {
         healthPort: health.port,
+        ...early,
         metricsPort: metrics.port,
         metricsScheme: "http",
         finished: Promise.all([health.finished, metrics.finished]).then(() => {}),
@@ -106,6 +114,7 @@ export async function startEndpoints(
     );
     return {
       healthPort: health.port,
+      ...early,
       metricsPort: metrics.port,
       metricsScheme: "https",
       metricsCertificate: pair.source,
@@ -122,6 +131,9 @@ export async function startEndpoints(
 export function endpointsLog(endpoints: Endpoints): Record<string, string | number> {
   return {
     healthPort: endpoints.healthPort,
+    ...(endpoints.healthListeningMs === undefined
+      ? {}
+      : { healthListeningMs: endpoints.healthListeningMs }),
     metricsPort: endpoints.metricsPort,
     metricsScheme: endpoints.metricsScheme,
     ...(endpoints.metricsCertificate ? { metricsCertificate: endpoints.metricsCertificate } : {}),
