@@ -64,9 +64,10 @@ export function uninstallStep(agent: Agent | undefined): UninstallStep {
 }
 
 /**
- * How the config reconcile plans in the Agent's phase: while the Agent is being deleted every
- * config is withdrawn (planned absent) so the agents remove their rules; while there is no
- * Agent, absent configs stay absent (agents still terminating must not see rules come back).
+ * How the config reconcile plans in the Agent's phase: while the Agent is being deleted (a
+ * foreground deletion, waiting for its DaemonSet's Pods) every config is withdrawn (planned
+ * absent), so the agents remove their rules before they stop; while there is no Agent, absent
+ * configs stay absent (agents still terminating must not see rules come back).
  */
 export function configPolicy(agent: Agent | undefined): {
   withdrawAll: boolean;

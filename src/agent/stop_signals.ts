@@ -150,10 +150,7 @@ export class StopSignals {
         ),
       };
     } catch (error: unknown) {
-      // The object, or its whole kind (a CRD deleted), does not exist.
-      if (error instanceof ApiError && error.status === 404) {
-        return { known: true, object: undefined };
-      }
+      if (objectNotFound(error, where.name)) return { known: true, object: undefined };
       this.#options.log.debug("Read at stop failed; the last watched state stands", {
         kind: resource.kind,
         name: where.name,
@@ -162,6 +159,17 @@ export class StopSignals {
       return UNKNOWN;
     }
   }
+}
+
+/**
+ * Whether the API server said that this object does not exist. Not any 404: one for the kind
+ * itself (a CRD deleted, or not served yet while an API server starts) says nothing about the
+ * object, and the watch, which saw what happened before, decides then.
+ */
+export function objectNotFound(error: unknown, name: string): boolean {
+  // apimachinery's NotFound message: `<resource> "<name>" not found`.
+  return error instanceof ApiError && error.status === 404 && error.reason === "NotFound" &&
+    error.message.endsWith(`"${name}" not found`);
 }
 
 /** What a watch last showed of one object; unknown before its first list. */

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION, type NodeInfo } from "../api/types.ts";
-import { type Known, latest, stopInputOf, type StopKnowledge } from "./stop_signals.ts";
+import { ApiError } from "../k8s/client.ts";
+import {
+  type Known,
+  latest,
+  objectNotFound,
+  stopInputOf,
+  type StopKnowledge,
+} from "./stop_signals.ts";
 
 const NOW = "2026-01-01T00:00:00Z";
 
@@ -82,4 +89,23 @@ Deno.test("stopInputOf() turns what is known at stop into the drain decision's i
   for (const [name, change, expected] of rows) {
     assert.deepEqual(stopInputOf({ ...LIVE, ...change }), expected, name);
   }
+});
+
+Deno.test("objectNotFound() takes the object's NotFound, not a 404 of its kind or anything else", () => {
+  const path = "/apis/api.operator.brtrm.dev/v1alpha1/namespaces/ops/agents/agent";
+  const notFound = (message: string, reason = "NotFound") =>
+    new ApiError("GET", path, 404, reason, message);
+  assert.equal(
+    objectNotFound(notFound('agents.api.operator.brtrm.dev "agent" not found'), "agent"),
+    true,
+  );
+  // The CRD is gone, or not served yet by an API server that is starting.
+  assert.equal(
+    objectNotFound(notFound("the server could not find the requested resource"), "agent"),
+    false,
+  );
+  assert.equal(objectNotFound(notFound("404 page not found", ""), "agent"), false);
+  assert.equal(objectNotFound(notFound('agents "other" not found'), "agent"), false);
+  assert.equal(objectNotFound(new ApiError("GET", path, 403, "Forbidden", "no"), "agent"), false);
+  assert.equal(objectNotFound(new Error("agent not found"), "agent"), false);
 });

@@ -104,6 +104,26 @@ Deno.test("StopSignals: reads at stop, and the watched state once an uninstall t
         });
       },
     );
+
+    await t.step(
+      "the agents CRD deleted: the watch saw the Agent go; a 404 of the kind alone says nothing",
+      async () => {
+        await cp.kubectl(["delete", "crd", "agents.api.operator.brtrm.dev", "--wait"]);
+        const read = await eventually("the Agent seen gone", async () => {
+          const r = await signals.read();
+          return r.agent === "gone" && r;
+        });
+        assert.equal(read.namespace, "deleting");
+        // Reading now, with nothing watched before: the kind is not found, the Agent unknown.
+        const late = new StopSignals(admin, {
+          namespace: NS,
+          nodeName: NODE,
+          log: new Logger({ sink: () => {} }),
+        });
+        const fresh = await late.read();
+        assert.deepEqual([fresh.namespace, fresh.agent], ["deleting", undefined]);
+      },
+    );
   } finally {
     stop.abort();
     await watching;
