@@ -34,6 +34,8 @@ import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
 import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+import type { UserEvent } from "./events.ts";
+import { handOverDaemonSet, handOverEvent, handOverStep, originalMarks } from "./handover.ts";
 
 export { AGENT_FINALIZER };
 
@@ -49,7 +51,7 @@ export interface AgentCaches {
 /** The writes an Agent reconcile makes. */
 export interface AgentWrites {
   agents: Pick<Objects<Agent>, "mergePatch" | "jsonPatch">;
-  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "delete">;
+  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "jsonPatch" | "delete">;
   nodeStates: Pick<Objects<IPRuleNodeState>, "mergePatch">;
 }
 
@@ -62,6 +64,8 @@ export interface AgentReconcilerOptions {
   /** How long an uninstall waits for the nodes, ms. */
   drainTimeoutMs: number;
   log: Logger;
+  /** Where Events for users go (the DaemonSet's hand-over from the original operator). */
+  events?: { record(events: readonly UserEvent[]): Promise<void> };
   /** Clock (ms since the epoch), for tests. */
   now?: () => number;
 }
@@ -147,20 +151,42 @@ export class AgentReconciler {
     log.info("Finalizer added");
   }
 
-  /** The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent. */
-  async #deploy(log: Logger): Promise<undefined> {
+  /**
+   * The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent; returns a
+   * delay after which to look again, if any.
+   */
+  async #deploy(log: Logger): Promise<number | undefined> {
     const agent = this.#agent()!;
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
     const key = `${this.#options.namespace}/${DAEMONSET_NAME}`;
     const current = this.#caches.daemonSets.store.get(key);
+    // The original operator's DaemonSet is taken over in place (handover.ts); while its
+    // controller writes it back, it is left alone (no endless rollouts).
+    const handOver = handOverStep(current, this.#now());
     let invalidSpec: string | undefined;
-    if (current?.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== hash) {
+    if (
+      handOver.action === "handOver" ||
+      (handOver.action === "none" && current?.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== hash)
+    ) {
       try {
-        this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
-        log.info(current ? "DaemonSet updated" : "DaemonSet created", {
-          daemonSet: DAEMONSET_NAME,
-        });
+        if (handOver.action === "handOver") {
+          const marks = originalMarks(current!);
+          this.#caches.daemonSets.learn(
+            await handOverDaemonSet(this.#api.daemonSets, desired, current!, apiTime(this.#now())),
+          );
+          log.info("DaemonSet handed over from the original operator", {
+            daemonSet: DAEMONSET_NAME,
+            managers: handOver.managers,
+            marks,
+          });
+          await this.#event(handOverEvent(agent.metadata, handOver, marks));
+        } else {
+          this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
+          log.info(current ? "DaemonSet updated" : "DaemonSet created", {
+            daemonSet: DAEMONSET_NAME,
+          });
+        }
       } catch (error: unknown) {
         // A spec the CRD admits but the DaemonSet does not (a toleration, label key or quantity
         // Kubernetes refuses): say so in the Agent's status and go on with drains and status.
@@ -187,7 +213,19 @@ export class AgentReconciler {
         }),
       );
     }
-    return undefined;
+    if (handOver.action !== "wait") return undefined;
+    log.warn("DaemonSet carries the original operator's marks again; its controller still runs", {
+      daemonSet: DAEMONSET_NAME,
+      managers: handOver.managers,
+      since: handOver.since,
+      retryMs: handOver.retryMs,
+    });
+    await this.#event(handOverEvent(agent.metadata, handOver, originalMarks(current!)));
+    return handOver.retryMs;
+  }
+
+  async #event(event: UserEvent | undefined): Promise<void> {
+    if (event !== undefined) await this.#options.events?.record([event]);
   }
 
   /** Sets or clears `spec.drain` on each node state to match the Agent's selection. */
