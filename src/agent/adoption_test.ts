@@ -184,6 +184,12 @@ Deno.test("DesiredState tracks the sources of present and absent configs when as
   assert.equal(state.sources!.has("10.96.1.50"), false);
   assert.ok(state.version > version, "a source leaving changes the version");
   assert.equal(state.snapshot().sources, state.sources);
+  // A present config refused as invalid (the original's priority 0) names no source: its
+  // unmarked rule is no leftover while nobody knows which rule it should be.
+  state.update("z", { ...config("10.96.1.90"), priority: 0 });
+  assert.equal(state.sources!.has("10.96.1.90"), false);
+  state.update("z", config("10.96.1.90"));
+  assert.equal(state.sources!.has("10.96.1.90"), true);
 });
 
 Deno.test("changeMatters() with adoption also picks unmarked rules of a config's source", () => {

@@ -249,11 +249,13 @@ export class DesiredState {
 
   /** Applies the change of the config at `key` (undefined: deleted). */
   update(key: string, config: ConfigRule | undefined): void {
-    this.#updateSource(key, config);
     const before = this.#byKey.get(key);
     const after = config?.state === "present"
       ? configRule(config, { protocol: this.#protocol })
       : undefined;
+    // A present config refused as invalid does not say which rule its source should have:
+    // adoption must not take that source's unmarked rules for leftovers.
+    this.#updateSource(key, after !== undefined && "error" in after ? undefined : config);
     if (before === undefined && after === undefined) return;
     if (before !== undefined) {
       if ("error" in before) this.#invalid.delete(key);
@@ -269,7 +271,7 @@ export class DesiredState {
     this.version++;
   }
 
-  /** Counts the config's source in and its former one out, when sources are tracked. */
+  /** Counts the config's source in (none: undefined) and its former one out, when tracked. */
   #updateSource(key: string, config: ConfigRule | undefined): void {
     const sources = this.#sources;
     const sourceOf = this.#sourceOf;
