@@ -1,22 +1,9 @@
 import assert from "node:assert/strict";
 import type { KernelRule, Rule } from "../../ffi/mod.ts";
 import { changeMatters, DesiredState, planCommands, planRules, RuleSet } from "./rule_plan.ts";
-import { kernelRule } from "./test_rules.ts";
+import { kernelRule, rule } from "./test_rules.ts";
 
 const PROTO = 201;
-
-function rule(src: string, extra: Partial<Rule> = {}): Rule {
-  const family = src.includes(":") ? 6 : 4;
-  return {
-    family,
-    src,
-    srcLen: family === 4 ? 32 : 128,
-    table: 100,
-    priority: 1000,
-    protocol: PROTO,
-    ...extra,
-  };
-}
 
 /** An unmarked rule (protocol 0), as the original operator adds them. */
 function unmarked(src: string, extra: Partial<KernelRule> = {}): KernelRule {

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { MemoryObjects } from "../../tests/support/memory_api.ts";
 import {
+  ORIGINAL_MANAGER,
+  originalDaemonSet as originalObject,
+} from "../../tests/support/original.ts";
+import {
   narrowAgent,
   narrowDaemonSet,
   narrowIPRuleConfig,
@@ -17,7 +21,6 @@ import {
   HANDED_OVER_ANNOTATION,
   handOverPatch,
   handOverStep,
-  ORIGINAL_TEMPLATE_HASH_ANNOTATION,
   originalMarks,
 } from "./handover.ts";
 
@@ -26,42 +29,19 @@ const NOW = Date.parse("2026-01-01T00:00:00Z");
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
-/** The agents' DaemonSet as the original operator writes it (its fields, its manager). */
+/** The original's DaemonSet as the API server returns it: its manager owns it, the status. */
 function originalDaemonSet(extra: { annotations?: Record<string, string> } = {}): Json {
-  return {
-    metadata: {
-      name: DAEMONSET_NAME,
-      namespace: NS,
-      labels: {
-        app: "iprule-agent",
-        "app.kubernetes.io/name": "ip-rule-operator",
-        "managed-by": "ip-rule-operator",
-      },
-      annotations: { "deprecated.daemonset.template.generation": "1", ...extra.annotations },
-      managedFields: [
-        { manager: "manager", operation: "Update", fieldsV1: { "f:spec": {} } },
-        { manager: "kube-controller-manager", operation: "Update", subresource: "status" },
-      ],
-    },
-    spec: {
-      selector: { matchLabels: { app: "iprule-agent" } },
-      template: {
-        metadata: {
-          labels: { app: "iprule-agent" },
-          annotations: { [ORIGINAL_TEMPLATE_HASH_ANNOTATION]: "0123abcd" },
-        },
-        spec: {
-          serviceAccountName: "iprule-agent",
-          containers: [{
-            name: "agent",
-            image: "ghcr.io/mariusbertram/iprule-agent:v0.0.1",
-            env: [{ name: "RECONCILE_PERIOD", value: "10s" }],
-          }],
-        },
-      },
-    },
-    status: { desiredNumberScheduled: 1, numberReady: 1 },
+  const ds = originalObject(NS, "u-agent");
+  ds.metadata.annotations = {
+    "deprecated.daemonset.template.generation": "1",
+    ...extra.annotations,
   };
+  ds.metadata.managedFields = [
+    { manager: ORIGINAL_MANAGER, operation: "Update", fieldsV1: { "f:spec": {} } },
+    { manager: "kube-controller-manager", operation: "Update", subresource: "status" },
+  ];
+  ds.status = { desiredNumberScheduled: 1, numberReady: 1 };
+  return ds;
 }
 
 const info = (raw: Json): DaemonSetInfo => narrowDaemonSet(raw);

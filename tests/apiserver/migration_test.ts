@@ -14,6 +14,7 @@ import { DAEMONSET_NAME, renderDaemonSet } from "../../src/controller/daemonset.
 import { HANDED_OVER_ANNOTATION } from "../../src/controller/handover.ts";
 import { KubeClient } from "../../src/k8s/client.ts";
 import { startControlPlane } from "../support/controlplane.ts";
+import { ORIGINAL_MANAGER, originalConfig, originalDaemonSet } from "../support/original.ts";
 import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -21,92 +22,8 @@ const NS = "ip-rule-operator-system";
 const API = "/apis/api.operator.brtrm.dev/v1alpha1";
 const DAEMONSETS = `/apis/apps/v1/namespaces/${NS}/daemonsets`;
 const AGENT_IMAGE = "example.test/agent:1";
-/** The original's field manager: controller-runtime names it after the binary, `manager`. */
-const ORIGINAL_MANAGER = "manager";
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-/** The original's marks on a config it wrote. */
-function originalConfig(name: string, spec: Json, owner: Json, annotations: Json = {}): Json {
-  return {
-    apiVersion: "api.operator.brtrm.dev/v1alpha1",
-    kind: "IPRuleConfig",
-    metadata: {
-      name,
-      labels: { "managed-by": "ip-rule-operator" },
-      annotations: { "iprule.operator.brtrm.dev/spec-hash": "5f0c8d1e", ...annotations },
-      ownerReferences: [{
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "IPRule",
-        name: owner.metadata.name,
-        uid: owner.metadata.uid,
-        controller: true,
-        blockOwnerDeletion: true,
-      }],
-    },
-    spec,
-  };
-}
-
-/** The agents' DaemonSet as the original's Agent controller creates it. */
-function originalDaemonSet(agent: Json): Json {
-  return {
-    apiVersion: "apps/v1",
-    kind: "DaemonSet",
-    metadata: {
-      name: DAEMONSET_NAME,
-      namespace: NS,
-      labels: {
-        app: "iprule-agent",
-        "app.kubernetes.io/name": "ip-rule-operator",
-        "managed-by": "ip-rule-operator",
-      },
-      ownerReferences: [{
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "Agent",
-        name: "agent",
-        uid: agent.metadata.uid,
-        controller: true,
-        blockOwnerDeletion: true,
-      }],
-    },
-    spec: {
-      selector: { matchLabels: { app: "iprule-agent" } },
-      updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
-      template: {
-        metadata: {
-          labels: { app: "iprule-agent" },
-          annotations: { "iprule.operator.brtrm.dev/template-hash": "9b2f41c07d3e8a15" },
-        },
-        spec: {
-          serviceAccountName: "iprule-agent",
-          hostNetwork: true,
-          dnsPolicy: "ClusterFirstWithHostNet",
-          nodeSelector: { "kubernetes.io/os": "linux" },
-          containers: [{
-            name: "agent",
-            image: "ghcr.io/mariusbertram/iprule-agent:v0.0.1",
-            imagePullPolicy: "IfNotPresent",
-            securityContext: {
-              allowPrivilegeEscalation: false,
-              capabilities: { add: ["NET_ADMIN"] },
-              runAsNonRoot: false,
-              runAsUser: 0,
-            },
-            env: [
-              { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
-              { name: "RECONCILE_PERIOD", value: "10s" },
-            ],
-            resources: {
-              requests: { cpu: "10m", memory: "16Mi" },
-              limits: { cpu: "100m", memory: "64Mi" },
-            },
-          }],
-        },
-      },
-    },
-  };
-}
 
 Deno.test("our CRDs and controller take over what the original operator left, in place", async (t) => {
   await using cp = await startControlPlane({
@@ -116,7 +33,7 @@ Deno.test("our CRDs and controller take over what the original operator left, in
   await cp.kubectl(["apply", "-f", `${ROOT}/deploy/rbac.yaml`]);
   const admin = await KubeClient.connect({ kubeconfig: cp.kubeconfig("admin") });
   /** A write as the original makes it: its field manager. */
-  const asOriginal = (path: string, body: Json) =>
+  const asOriginal = (path: string, body: Json): Promise<Json> =>
     admin.request("POST", path, { body, query: { fieldManager: ORIGINAL_MANAGER } });
   const get = (path: string): Promise<Json> => admin.request("GET", path);
   let controller: ExecutableProcess | undefined;
@@ -189,7 +106,7 @@ Deno.test("our CRDs and controller take over what the original operator left, in
           }],
         },
       });
-      await asOriginal(DAEMONSETS, originalDaemonSet(agent));
+      await asOriginal(DAEMONSETS, originalDaemonSet(NS, agent.metadata.uid));
     });
 
     const before = {
