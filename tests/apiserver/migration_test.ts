@@ -1,6 +1,6 @@
 /**
  * The in-place migration from the original Go operator on a real kube-apiserver + etcd: the
- * original's CRDs (its shape, testdata/original-crds/) with objects exactly as it writes them,
+ * original's CRDs (its shape, tests/support/original-crds/) with objects exactly as it writes them,
  * by its field manager ("manager", controller-runtime's default): IPRules with `cidr` and with
  * priority 0, IPRuleConfigs with its label, spec hash, per-node acks and owner reference, the
  * Agent, and the DaemonSet `iprule-agent` with its selector and template. Then our CRDs applied
@@ -27,7 +27,7 @@ type Json = any;
 
 Deno.test("our CRDs and controller take over what the original operator left, in place", async (t) => {
   await using cp = await startControlPlane({
-    crds: `${ROOT}/tests/apiserver/testdata/original-crds`,
+    crds: `${ROOT}/tests/support/original-crds`,
   });
   await cp.kubectl(["apply", "-f", `${ROOT}/deploy/namespace.yaml`]);
   await cp.kubectl(["apply", "-f", `${ROOT}/deploy/rbac.yaml`]);
