@@ -35,7 +35,13 @@ import type { Logger } from "../log.ts";
 import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
 import type { UserEvent } from "./events.ts";
-import { handOverDaemonSet, handOverEvent, handOverStep, originalMarks } from "./handover.ts";
+import {
+  handOverDaemonSet,
+  handOverEvent,
+  type HandOverStep,
+  handOverStep,
+  originalMarks,
+} from "./handover.ts";
 
 export { AGENT_FINALIZER };
 
@@ -171,16 +177,7 @@ export class AgentReconciler {
     ) {
       try {
         if (handOver.action === "handOver") {
-          const marks = originalMarks(current!);
-          this.#caches.daemonSets.learn(
-            await handOverDaemonSet(this.#api.daemonSets, desired, current!, apiTime(this.#now())),
-          );
-          log.info("DaemonSet handed over from the original operator", {
-            daemonSet: DAEMONSET_NAME,
-            managers: handOver.managers,
-            marks,
-          });
-          await this.#event(handOverEvent(agent.metadata, handOver, marks));
+          await this.#handOver(agent, desired, current!, handOver, log);
         } else {
           this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
           log.info(current ? "DaemonSet updated" : "DaemonSet created", {
@@ -214,14 +211,44 @@ export class AgentReconciler {
       );
     }
     if (handOver.action !== "wait") return undefined;
+    await this.#leaveToOriginal(agent, current!, handOver, log);
+    return handOver.retryMs;
+  }
+
+  /** Replaces the original operator's DaemonSet by ours in one write, and says so. */
+  async #handOver(
+    agent: Agent,
+    desired: Record<string, unknown>,
+    live: DaemonSetInfo,
+    step: HandOverStep & { action: "handOver" },
+    log: Logger,
+  ): Promise<void> {
+    const marks = originalMarks(live);
+    this.#caches.daemonSets.learn(
+      await handOverDaemonSet(this.#api.daemonSets, desired, live, apiTime(this.#now())),
+    );
+    log.info("DaemonSet handed over from the original operator", {
+      daemonSet: DAEMONSET_NAME,
+      managers: step.managers,
+      marks,
+    });
+    await this.#event(handOverEvent(agent.metadata, step, marks));
+  }
+
+  /** The original's controller wrote the DaemonSet back: say so, write nothing. */
+  async #leaveToOriginal(
+    agent: Agent,
+    live: DaemonSetInfo,
+    step: HandOverStep & { action: "wait" },
+    log: Logger,
+  ): Promise<void> {
     log.warn("DaemonSet carries the original operator's marks again; its controller still runs", {
       daemonSet: DAEMONSET_NAME,
-      managers: handOver.managers,
-      since: handOver.since,
-      retryMs: handOver.retryMs,
+      managers: step.managers,
+      since: step.since,
+      retryMs: step.retryMs,
     });
-    await this.#event(handOverEvent(agent.metadata, handOver, originalMarks(current!)));
-    return handOver.retryMs;
+    await this.#event(handOverEvent(agent.metadata, step, originalMarks(live)));
   }
 
   async #event(event: UserEvent | undefined): Promise<void> {
