@@ -211,22 +211,24 @@ function readServiceRef(r: Reader, value: unknown, field: string): ServiceRef {
  * Narrows an IPRule; CIDR syntax and ranges are the planner's to judge, not the shape's. The
  * original operator's single `spec.cidr` (deprecated) is normalized here, the one place every
  * reader goes through: it becomes `cidrs: [cidr]` and stays as `spec.cidr` for the deprecation
- * notice (condition and Event). Both at once is refused, as the CRD refuses it.
+ * notice (condition and Event). The CRD refuses it together with `cidrs`; an object stored with
+ * both before our CRD was applied routes both (no Service the original routed loses its rule).
  */
 export function narrowIPRule(raw: unknown): IPRule {
   const r = identity("IPRule", raw);
   const obj = r.record(raw, "");
   const spec = r.record(obj.spec, "spec");
   const cidr = r.optString(spec.cidr, "spec.cidr");
-  if (cidr !== undefined && spec.cidrs !== undefined && spec.cidrs !== null) {
-    r.fail("spec.cidr", cidr, "must not be set together with spec.cidrs (it is deprecated)");
-  }
+  const cidrs = cidr === undefined || (spec.cidrs !== undefined && spec.cidrs !== null)
+    ? r.strings(spec.cidrs, "spec.cidrs")
+    : [];
+  if (cidr !== undefined && !cidrs.includes(cidr)) cidrs.push(cidr);
   const rule: IPRule = {
     apiVersion: API_VERSION,
     kind: "IPRule",
     metadata: readMeta(r, obj),
     spec: {
-      cidrs: cidr === undefined ? r.strings(spec.cidrs, "spec.cidrs") : [cidr],
+      cidrs,
       table: r.integer(spec.table, "spec.table"),
       // 0 is the original operator's "the agent picks one", stored before our CRD (which
       // refuses it) was applied: the default, as for a priority never set.

@@ -71,16 +71,6 @@ Deno.test("narrow*() reject malformed objects with an error naming the field and
       /"Is"/,
     ],
     [
-      "cidr and cidrs together",
-      () =>
-        narrowIPRule({
-          metadata: { name: "r" },
-          spec: { cidr: "10.0.0.0/8", cidrs: ["10.0.0.0/8"], table: 1 },
-        }),
-      "spec.cidr",
-      /must not be set together with spec\.cidrs .*"10\.0\.0\.0\/8"/,
-    ],
-    [
       "cidr not a string",
       () => narrowIPRule({ metadata: { name: "r" }, spec: { cidr: 10, table: 1 } }),
       "spec.cidr",
@@ -181,6 +171,14 @@ Deno.test("narrowIPRule() reads the original's deprecated cidr as cidrs, and its
     table: 100,
     priority: 1000,
   });
+});
+
+Deno.test("narrowIPRule() routes both cidrs and cidr of an IPRule stored with both", () => {
+  const both = (cidrs: string[]) =>
+    narrowIPRule({ metadata: { name: "r" }, spec: { cidr: "10.0.0.0/8", cidrs, table: 1 } }).spec;
+  assert.deepEqual(both(["10.1.0.0/16"]).cidrs, ["10.1.0.0/16", "10.0.0.0/8"]);
+  assert.deepEqual(both(["10.0.0.0/8"]).cidrs, ["10.0.0.0/8"]);
+  assert.equal(both([]).cidr, "10.0.0.0/8");
 });
 
 Deno.test("narrowIPRuleConfig() keeps the owner references", () => {

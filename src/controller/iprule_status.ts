@@ -8,9 +8,13 @@ export const DEPRECATED = "Deprecated";
 
 /** Why an IPRule's spec is deprecated, or undefined when it is not. */
 function deprecation(rule: IPRule): string | undefined {
-  const { cidr } = rule.spec;
-  return cidr === undefined ? undefined : `spec.cidr is deprecated (the original operator's ` +
-    `single CIDR): it is read as spec.cidrs ["${cidr}"]; write spec.cidrs instead`;
+  const { cidr, cidrs } = rule.spec;
+  if (cidr === undefined) return undefined;
+  const read = cidrs.length === 1
+    ? `it is read as spec.cidrs ["${cidr}"]`
+    : `it is set together with spec.cidrs (refused by the CRD since) and both are routed`;
+  return `spec.cidr is deprecated (the original operator's single CIDR): ${read}; ` +
+    "write spec.cidrs instead";
 }
 
 /** A Warning Event for each IPRule that uses a deprecated field (the recorder drops repeats). */
