@@ -34,6 +34,14 @@ import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
 import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+import type { UserEvent } from "./events.ts";
+import {
+  handOverDaemonSet,
+  handOverEvent,
+  type HandOverStep,
+  handOverStep,
+  originalMarks,
+} from "./handover.ts";
 
 export { AGENT_FINALIZER };
 
@@ -49,7 +57,7 @@ export interface AgentCaches {
 /** The writes an Agent reconcile makes. */
 export interface AgentWrites {
   agents: Pick<Objects<Agent>, "mergePatch" | "jsonPatch">;
-  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "delete">;
+  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "jsonPatch" | "delete">;
   nodeStates: Pick<Objects<IPRuleNodeState>, "mergePatch">;
 }
 
@@ -62,6 +70,8 @@ export interface AgentReconcilerOptions {
   /** How long an uninstall waits for the nodes, ms. */
   drainTimeoutMs: number;
   log: Logger;
+  /** Where Events for users go (the DaemonSet's hand-over from the original operator). */
+  events?: { record(events: readonly UserEvent[]): Promise<void> };
   /** Clock (ms since the epoch), for tests. */
   now?: () => number;
 }
@@ -147,20 +157,33 @@ export class AgentReconciler {
     log.info("Finalizer added");
   }
 
-  /** The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent. */
-  async #deploy(log: Logger): Promise<undefined> {
+  /**
+   * The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent; returns a
+   * delay after which to look again, if any.
+   */
+  async #deploy(log: Logger): Promise<number | undefined> {
     const agent = this.#agent()!;
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
     const key = `${this.#options.namespace}/${DAEMONSET_NAME}`;
     const current = this.#caches.daemonSets.store.get(key);
+    // The original operator's DaemonSet is taken over in place (handover.ts); while its
+    // controller writes it back, it is left alone (no endless rollouts).
+    const handOver = handOverStep(current, this.#now());
     let invalidSpec: string | undefined;
-    if (current?.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== hash) {
+    if (
+      handOver.action === "handOver" ||
+      (handOver.action === "none" && current?.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== hash)
+    ) {
       try {
-        this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
-        log.info(current ? "DaemonSet updated" : "DaemonSet created", {
-          daemonSet: DAEMONSET_NAME,
-        });
+        if (handOver.action === "handOver") {
+          await this.#handOver(agent, desired, current!, handOver, log);
+        } else {
+          this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
+          log.info(current ? "DaemonSet updated" : "DaemonSet created", {
+            daemonSet: DAEMONSET_NAME,
+          });
+        }
       } catch (error: unknown) {
         // A spec the CRD admits but the DaemonSet does not (a toleration, label key or quantity
         // Kubernetes refuses): say so in the Agent's status and go on with drains and status.
@@ -187,7 +210,49 @@ export class AgentReconciler {
         }),
       );
     }
-    return undefined;
+    if (handOver.action !== "wait") return undefined;
+    await this.#leaveToOriginal(agent, current!, handOver, log);
+    return handOver.retryMs;
+  }
+
+  /** Replaces the original operator's DaemonSet by ours in one write, and says so. */
+  async #handOver(
+    agent: Agent,
+    desired: Record<string, unknown>,
+    live: DaemonSetInfo,
+    step: HandOverStep & { action: "handOver" },
+    log: Logger,
+  ): Promise<void> {
+    const marks = originalMarks(live);
+    this.#caches.daemonSets.learn(
+      await handOverDaemonSet(this.#api.daemonSets, desired, live, apiTime(this.#now())),
+    );
+    log.info("DaemonSet handed over from the original operator", {
+      daemonSet: DAEMONSET_NAME,
+      managers: step.managers,
+      marks,
+    });
+    await this.#event(handOverEvent(agent.metadata, step, marks));
+  }
+
+  /** The original's controller wrote the DaemonSet back: say so, write nothing. */
+  async #leaveToOriginal(
+    agent: Agent,
+    live: DaemonSetInfo,
+    step: HandOverStep & { action: "wait" },
+    log: Logger,
+  ): Promise<void> {
+    log.warn("DaemonSet carries the original operator's marks again; its controller still runs", {
+      daemonSet: DAEMONSET_NAME,
+      managers: step.managers,
+      since: step.since,
+      retryMs: step.retryMs,
+    });
+    await this.#event(handOverEvent(agent.metadata, step, originalMarks(live)));
+  }
+
+  async #event(event: UserEvent | undefined): Promise<void> {
+    if (event !== undefined) await this.#options.events?.record([event]);
   }
 
   /** Sets or clears `spec.drain` on each node state to match the Agent's selection. */

@@ -164,6 +164,7 @@ async function reconcileWhileLeading(
     nodeStates: informer("iprulenodestates", [AGENT_KEY], typed("ipRuleNodeStates")),
     configs,
   };
+  const events = new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log);
   const agents = new AgentReconciler(
     {
       agents: objectClient(client, "agents", options.namespace),
@@ -176,6 +177,7 @@ async function reconcileWhileLeading(
       agentImage: options.agentImage,
       drainTimeoutMs: options.drainTimeoutMs,
       log,
+      events,
     },
   );
   const configReconciler = new ConfigReconciler(
@@ -188,7 +190,7 @@ async function reconcileWhileLeading(
       ...ns,
       graceMs: options.gracePeriodMs,
       log,
-      events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
+      events,
       metrics,
       leading: signal,
     },
