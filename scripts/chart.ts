@@ -159,7 +159,10 @@ function controllerTemplate(t: Template, deployment: Json): Json {
   return d;
 }
 
-/** The Agent template (created when agent.create): node selection, resync, resources. */
+/**
+ * The Agent template (created when agent.create): node selection, resync, resources, and the
+ * adoption of the original operator's rules while migrating from it.
+ */
 function agentTemplate(t: Template, agent: Json): Json {
   return {
     ...agent,
@@ -172,6 +175,9 @@ function agentTemplate(t: Template, agent: Json): Json {
           "{{- with .Values.agent.resources }}",
           "resources:",
           "  {{- toYaml . | nindent 4 }}",
+          "{{- end }}",
+          "{{- if .Values.agent.adoptUnmarkedRules }}",
+          "adoptUnmarkedRules: true",
           "{{- end }}",
         ])
       ]: "",
@@ -236,6 +242,9 @@ ${indentYaml(spec.tolerations, 4)}
   resyncPeriod: 10s
   # Requests and limits of the agent containers; empty: the operator's defaults.
   resources: {}
+  # Migrating from the original operator (docs/migrating-from-the-original.md): the agents take
+  # over its rules (no protocol) and delete its leftovers. Turn it off once the nodes converged.
+  adoptUnmarkedRules: false
 
 metrics:
   # /metrics over HTTPS, every request's token checked (TokenReview) and authorized for get on
@@ -293,6 +302,7 @@ function valuesSchema(): string {
           tolerations: { type: "array", items: obj },
           resyncPeriod: { type: "string", pattern: "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" },
           resources: obj,
+          adoptUnmarkedRules: { type: "boolean" },
         },
       },
       metrics: {

@@ -20,6 +20,7 @@ Deno.test("parseAgentFlags() applies the documented defaults", () => {
     parseAgentFlags([], { ...ctx, env: { POD_NAMESPACE: "ops" } }).namespace,
     "ops",
   );
+  assert.equal(o.adoptUnmarkedRules, false);
   assert.equal(
     parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" }, isTerminal: true }).logFormat,
     "text",
@@ -36,6 +37,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     "--protocol=77",
     "--once",
     "--dry-run",
+    "--adopt-unmarked-rules",
     "--libmnl=/opt/libmnl.so.0",
     "--metrics-addr=127.0.0.1:9999",
     "--health-addr=[::1]:9998",
@@ -53,6 +55,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     protocol: 77,
     once: true,
     dryRun: true,
+    adoptUnmarkedRules: true,
     libmnlPath: "/opt/libmnl.so.0",
     metricsAddr: { hostname: "127.0.0.1", port: 9999 },
     healthAddr: { hostname: "::1", port: 9998 },
@@ -75,6 +78,13 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
     [["--protocol=4"], /--protocol: "4" \(4 is the "static" protocol/],
     [["--protocol=12"], /--protocol: "12" \(12 is the "bird" protocol/],
     [["--protocol=186"], /--protocol: "186" \(186 is the "bgp" protocol/],
+    // Adoption marks the unmarked rules it takes over: with someone else's number, as theirs.
+    [
+      ["--adopt-unmarked-rules", "--protocol=4"],
+      /--protocol: "4" \(4 is the "static" protocol .* --adopt-unmarked-rules the rules it takes over would carry it too/,
+    ],
+    // Protocol 0 is what the unmarked rules carry: owning it would make them all the agent's.
+    [["--adopt-unmarked-rules", "--protocol=0"], /--protocol: "0" \(expected an integer from 1/],
     [["--log-format=xml"], /--log-format: "xml"/],
     [["--metrics-addr=9090"], /--metrics-addr: "9090"/],
     [["--health-addr=:99999"], /--health-addr: ":99999"/],

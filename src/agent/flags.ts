@@ -26,15 +26,21 @@ import {
  */
 export const DEFAULT_PROTOCOL = 201;
 
-/** The --protocol value, refused when out of range or another owner's number. */
-function protocolFlag(text: string): number {
+/**
+ * The --protocol value, refused when out of range or another owner's number. With adoption the
+ * stake is higher: the unmarked rules it takes over would be marked as that owner's.
+ */
+function protocolFlag(text: string, adopting: boolean): number {
   const protocol = integerFlag("protocol", text, 1, MAX_PROTOCOL);
   const owner = RESERVED_PROTOCOLS.get(protocol);
   if (owner !== undefined) {
+    const adoption = adopting
+      ? ", and with --adopt-unmarked-rules the rules it takes over would carry it too"
+      : "";
     throw new UsageError(
       `Invalid value for --protocol: "${text}" (${protocol} is the "${owner}" protocol of ` +
-        `iproute2's rt_protos; the agent deletes every rule carrying its protocol, so pick an ` +
-        `unassigned number such as ${DEFAULT_PROTOCOL})`,
+        `iproute2's rt_protos; the agent deletes every rule carrying its protocol${adoption}, ` +
+        `so pick an unassigned number such as ${DEFAULT_PROTOCOL})`,
     );
   }
   return protocol;
@@ -93,6 +99,13 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
     help: "Netlink rule protocol marking the rules this agent owns (1-255, not one of " +
       "rt_protos' well-known numbers); it deletes only those",
   },
+  {
+    name: "adopt-unmarked-rules",
+    type: "boolean",
+    help: "Migration from the original operator: replace unmarked rules (no protocol) identical " +
+      "to desired ones with marked copies, and delete unmarked rules from an IPRuleConfig's " +
+      "source whose table or priority no desired rule has (Agent spec.adoptUnmarkedRules)",
+  },
   { name: "once", type: "boolean", help: "Converge once and exit: 0 when converged, 1 otherwise" },
   {
     name: "dry-run",
@@ -119,6 +132,8 @@ export interface AgentOptions extends CommonOptions, EndpointOptions {
   protocol: number;
   once: boolean;
   dryRun: boolean;
+  /** Take over the original operator's unmarked rules (--adopt-unmarked-rules). */
+  adoptUnmarkedRules: boolean;
   libmnlPath: string;
 }
 
@@ -128,6 +143,7 @@ export function parseAgentFlags(
   ctx: FlagContext & { hostname: string },
 ): AgentOptions {
   const v = parseFlags(args, AGENT_FLAGS);
+  const adopt = v["adopt-unmarked-rules"] === true;
   const nodeName = str(v, "node-name") ?? ctx.env.NODE_NAME ?? ctx.hostname;
   if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(nodeName)) {
     throw new UsageError(
@@ -145,9 +161,10 @@ export function parseAgentFlags(
     nodeName,
     namespace,
     resyncMs: durationFlag("resync", str(v, "resync") ?? "10s", MIN_RESYNC_MS),
-    protocol: protocolFlag(str(v, "protocol") ?? String(DEFAULT_PROTOCOL)),
+    protocol: protocolFlag(str(v, "protocol") ?? String(DEFAULT_PROTOCOL), adopt),
     once: v.once === true,
     dryRun: v["dry-run"] === true,
+    adoptUnmarkedRules: adopt,
     libmnlPath: str(v, "libmnl") ?? ctx.env.IPRULE_LIBMNL_PATH ?? DEFAULT_LIBMNL_PATH,
     ...endpointOptions(v, AGENT_ENDPOINTS),
   };

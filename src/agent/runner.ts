@@ -108,6 +108,7 @@ export async function runAgent(
   const agent = new NodeAgent({ table: socket, source: informer, status: writer }, {
     protocol,
     dryRun: options.dryRun,
+    adoptUnmarked: options.adoptUnmarkedRules,
     resyncMs: options.resyncMs,
     log,
     metrics,
@@ -120,6 +121,7 @@ export async function runAgent(
     resyncMs: options.resyncMs,
     ...(options.once ? { once: true } : {}),
     ...(options.dryRun ? { dryRun: true } : {}),
+    ...(options.adoptUnmarkedRules ? { adoptUnmarkedRules: true } : {}),
   });
   if (oneShot) {
     const informerRun = informer.run(stopping);
@@ -219,9 +221,14 @@ async function once(
   if (options.dryRun) {
     for (const line of planCommands(result.plan)) print(line);
     for (const failure of result.failed) print(`# skipped ${failure.rule}: ${failure.error}`);
+    const adoption = result.plan.adoption;
     print(
       `# ${result.plan.add.length} to add, ${result.plan.delete.length} to delete, ` +
-        `${result.plan.satisfied} desired rule(s) already present; nothing was changed`,
+        `${result.plan.satisfied} desired rule(s) already present` +
+        (adoption === undefined ? "" : `, ${adoption.adopt.length} unmarked to adopt, ` +
+          `${adoption.remove.length} unmarked to delete, ${adoption.blocked.length} unmarked ` +
+          "left in place") +
+        "; nothing was changed",
     );
     return 0;
   }

@@ -2,7 +2,8 @@
  * The Agent reconcile: Agent CR → DaemonSet `iprule-agent` (written only when its rendered
  * spec changes), Agent status and each node's drain mark, as the drain module decides
  * (src/drain.ts): the drain marks before the DaemonSet changes, nothing deployed for an Agent
- * being deleted (its agents drain as they stop), and an earlier version's finalizer removed.
+ * being deleted (its agents drain as they stop), and an earlier version's finalizer removed;
+ * the original operator's DaemonSet is handed over in place (handover.ts).
  * Writes go through typed clients; the results of our own writes go into the caches at once, and
  * a write the API server refuses as stale (409, or a vanished object) requeues the key instead of
  * failing the reconcile.
@@ -29,6 +30,14 @@ import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
 import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+import type { UserEvent } from "./events.ts";
+import {
+  handOverDaemonSet,
+  handOverEvent,
+  type HandOverStep,
+  handOverStep,
+  originalMarks,
+} from "./handover.ts";
 
 /** The caches an Agent reconcile reads. */
 export interface AgentCaches {
@@ -42,7 +51,7 @@ export interface AgentCaches {
 /** The writes an Agent reconcile makes. */
 export interface AgentWrites {
   agents: Pick<Objects<Agent>, "mergePatch" | "jsonPatch">;
-  daemonSets: Pick<Objects<DaemonSetInfo>, "apply">;
+  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "jsonPatch">;
   nodeStates: Pick<Objects<IPRuleNodeState>, "mergePatch">;
 }
 
@@ -53,6 +62,8 @@ export interface AgentReconcilerOptions {
   /** Image when the Agent names none. */
   agentImage: string;
   log: Logger;
+  /** Where Events for users go (the DaemonSet's hand-over from the original operator). */
+  events?: { record(events: readonly UserEvent[]): Promise<void> };
   /** Clock (ms since the epoch), for tests. */
   now?: () => number;
 }
@@ -132,27 +143,37 @@ export class AgentReconciler {
   }
 
   /**
-   * The nodes' drain marks, the DaemonSet and the Agent's status, for a live Agent. The marks
-   * come first: a DaemonSet that no longer selects a node stops its agent at once, and that
-   * agent must find its mark when it stops.
+   * The nodes' drain marks, the DaemonSet and the Agent's status, for a live Agent; returns a
+   * delay after which to look again, if any. The marks come first: a DaemonSet that no longer
+   * selects a node stops its agent at once, and that agent must find its mark when it stops.
    */
-  async #deploy(log: Logger): Promise<undefined> {
+  async #deploy(log: Logger): Promise<number | undefined> {
     const agent = this.#agent()!;
     await this.#markDrains(agent, log);
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
     const key = `${this.#options.namespace}/${DAEMONSET_NAME}`;
     const current = this.#caches.daemonSets.store.get(key);
+    // The original operator's DaemonSet is taken over in place (handover.ts); while its
+    // controller writes it back, it is left alone (no endless rollouts).
+    const handOver = handOverStep(current, this.#now());
     let invalidSpec: string | undefined;
-    if (current?.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== hash) {
+    if (
+      handOver.action === "handOver" ||
+      (handOver.action === "none" && current?.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== hash)
+    ) {
       try {
-        this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
-        log.info(current ? "DaemonSet updated" : "DaemonSet created", {
-          daemonSet: DAEMONSET_NAME,
-        });
+        if (handOver.action === "handOver") {
+          await this.#handOver(agent, desired, current!, handOver, log);
+        } else {
+          this.#caches.daemonSets.learn(await this.#api.daemonSets.apply(DAEMONSET_NAME, desired));
+          log.info(current ? "DaemonSet updated" : "DaemonSet created", {
+            daemonSet: DAEMONSET_NAME,
+          });
+        }
       } catch (error: unknown) {
         // A spec the CRD admits but the DaemonSet does not (a toleration, label key or quantity
-        // Kubernetes refuses): say so in the Agent's status and go on with drains and status.
+        // Kubernetes refuses): say so in the Agent's status and go on with the status.
         if (!(error instanceof ApiError) || (error.status !== 400 && error.status !== 422)) {
           throw error;
         }
@@ -174,7 +195,49 @@ export class AgentReconciler {
         }),
       );
     }
-    return undefined;
+    if (handOver.action !== "wait") return undefined;
+    await this.#leaveToOriginal(agent, current!, handOver, log);
+    return handOver.retryMs;
+  }
+
+  /** Replaces the original operator's DaemonSet by ours in one write, and says so. */
+  async #handOver(
+    agent: Agent,
+    desired: Record<string, unknown>,
+    live: DaemonSetInfo,
+    step: HandOverStep & { action: "handOver" },
+    log: Logger,
+  ): Promise<void> {
+    const marks = originalMarks(live);
+    this.#caches.daemonSets.learn(
+      await handOverDaemonSet(this.#api.daemonSets, desired, live, apiTime(this.#now())),
+    );
+    log.info("DaemonSet handed over from the original operator", {
+      daemonSet: DAEMONSET_NAME,
+      managers: step.managers,
+      marks,
+    });
+    await this.#event(handOverEvent(agent.metadata, step, marks));
+  }
+
+  /** The original's controller wrote the DaemonSet back: say so, write nothing. */
+  async #leaveToOriginal(
+    agent: Agent,
+    live: DaemonSetInfo,
+    step: HandOverStep & { action: "wait" },
+    log: Logger,
+  ): Promise<void> {
+    log.warn("DaemonSet carries the original operator's marks again; its controller still runs", {
+      daemonSet: DAEMONSET_NAME,
+      managers: step.managers,
+      since: step.since,
+      retryMs: step.retryMs,
+    });
+    await this.#event(handOverEvent(agent.metadata, step, originalMarks(live)));
+  }
+
+  async #event(event: UserEvent | undefined): Promise<void> {
+    if (event !== undefined) await this.#options.events?.record([event]);
   }
 
   /** Sets or clears `spec.drain` on each node state to match the Agent's selection. */

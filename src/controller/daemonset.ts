@@ -84,6 +84,7 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       // address may be IPv6). The kubelet probes a host-network pod there too.
       `--metrics-addr=[$(HOST_IP)]:${AGENT_METRICS_PORT}`,
       `--health-addr=[$(HOST_IP)]:${AGENT_HEALTH_PORT}`,
+      ...(spec.adoptUnmarkedRules ? ["--adopt-unmarked-rules"] : []),
     ],
     env: [
       { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },

@@ -177,3 +177,19 @@ Deno.test("renderDaemonSet() mounts every path the host checks read, except netw
   }
   for (const whole of ["/", "/etc", "/run", "/var"]) assert.ok(!mounted.includes(whole), whole);
 });
+
+Deno.test("renderDaemonSet() passes spec.adoptUnmarkedRules to the agents as their flag", () => {
+  const args = (spec: Agent["spec"]): string[] =>
+    (renderDaemonSet({ ...agent, spec }, { defaultImage: "img" }) as Json).spec.template.spec
+      .containers[0].args;
+  assert.ok(!args(agent.spec).includes("--adopt-unmarked-rules"));
+  assert.ok(!args({ ...agent.spec, adoptUnmarkedRules: false }).includes("--adopt-unmarked-rules"));
+  const on = args({ ...agent.spec, adoptUnmarkedRules: true });
+  assert.ok(on.includes("--adopt-unmarked-rules"));
+  const o = parseAgentFlags(on.map((a) => a.replace("$(HOST_IP)", "10.0.0.7")), {
+    env: {},
+    isTerminal: false,
+    hostname: "n1",
+  });
+  assert.equal(o.adoptUnmarkedRules, true);
+});

@@ -167,6 +167,7 @@ async function reconcileWhileLeading(
     nodeStates: informer("iprulenodestates", [AGENT_KEY], typed("ipRuleNodeStates")),
     configs,
   };
+  const events = new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log);
   const agents = new AgentReconciler(
     {
       agents: objectClient(client, "agents", options.namespace),
@@ -178,6 +179,7 @@ async function reconcileWhileLeading(
       ...ns,
       agentImage: options.agentImage,
       log,
+      events,
     },
   );
   const configReconciler = new ConfigReconciler(
@@ -190,7 +192,7 @@ async function reconcileWhileLeading(
       ...ns,
       graceMs: options.gracePeriodMs,
       log,
-      events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
+      events,
       metrics,
       leading: signal,
     },

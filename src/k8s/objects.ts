@@ -35,6 +35,12 @@ export interface ObjectOptions {
   subresource?: "status";
 }
 
+/** Options of a server-side apply. */
+export interface ApplyOptions extends ObjectOptions {
+  /** Only compute the result (`dryRun=All`): nothing is stored. */
+  dryRun?: boolean;
+}
+
 /** One JSON patch (RFC 6902) operation, of those the operator sends. */
 export type JsonPatchOp =
   | { op: "test"; path: string; value: unknown }
@@ -54,7 +60,7 @@ export interface Objects<T> {
   /** JSON patch: its `test` operations make it safe without a resourceVersion. */
   jsonPatch(name: string, ops: readonly JsonPatchOp[], options?: ObjectOptions): Promise<T>;
   /** Server-side apply with the operator's field manager, forcing ownership. */
-  apply(name: string, object: object, options?: ObjectOptions): Promise<T>;
+  apply(name: string, object: object, options?: ApplyOptions): Promise<T>;
   /** DELETE; false when already gone, 409 when the resourceVersion precondition fails. */
   delete(
     name: string,
@@ -137,9 +143,12 @@ export class ObjectClient<T> implements Objects<T> {
     );
   }
 
-  async apply(name: string, object: object, options: ObjectOptions = {}): Promise<T> {
+  async apply(name: string, object: object, options: ApplyOptions = {}): Promise<T> {
     return this.#narrow(
-      await this.#client.apply(this.#resource, name, { ...object }, this.#options(options)),
+      await this.#client.apply(this.#resource, name, { ...object }, {
+        ...this.#options(options),
+        ...(options.dryRun ? { dryRun: true } : {}),
+      }),
     );
   }
 

@@ -189,6 +189,25 @@ const REJECTED: RejectCase[] = [
     field: "spec.cidrs[0]",
     message: "must be of type string",
   },
+  // IPRule spec.cidr: the original operator's deprecated single CIDR
+  {
+    name: "IPRule with both the deprecated cidr and cidrs",
+    object: ipRule("cidr-and-cidrs", ruleSpec({ cidr: "192.168.1.0/24" })),
+    field: "spec.cidr",
+    message: "must not be set together with spec.cidrs",
+  },
+  {
+    name: "IPRule with a deprecated cidr with host bits set",
+    object: ipRule("cidr-host-bits", ruleSpec({ cidrs: undefined, cidr: "192.168.1.5/24" })),
+    field: "spec.cidr",
+    message: "must be canonical, with no host bits set",
+  },
+  {
+    name: "IPRule with a deprecated cidr that is not one",
+    object: ipRule("cidr-text", ruleSpec({ cidrs: undefined, cidr: "192.168.1.0" })),
+    field: "spec.cidr",
+    message: "must be an IPv4 or IPv6 CIDR",
+  },
   // IPRule spec.table
   ...[0, -1].map((table) => ({
     name: `IPRule with table ${table}`,
@@ -284,6 +303,13 @@ const REJECTED: RejectCase[] = [
     object: { apiVersion: API_VERSION, kind: "IPRule", metadata: { name: "spec-missing" } },
     field: "spec",
     message: "Required value",
+  },
+  // Agent spec.adoptUnmarkedRules
+  {
+    name: "Agent whose adoptUnmarkedRules is not a boolean",
+    object: agent("agent", { adoptUnmarkedRules: "yes" }),
+    field: "spec.adoptUnmarkedRules",
+    message: "must be of type boolean",
   },
   // IPRuleConfig
   {
@@ -449,6 +475,17 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
     const { spec } = await get(cp, "iprules", "valid-v4");
     assert.deepEqual(spec, {
       cidrs: ["192.168.1.0/24"],
+      table: 100,
+      priority: 1000,
+      source: "ClusterIP",
+    });
+  });
+
+  await t.step("accepts an IPRule with the original's deprecated cidr, as stored", async () => {
+    await createValid(cp, ipRule("valid-cidr", { cidr: "fd00:10::/64", table: 100 }));
+    const { spec } = await get(cp, "iprules", "valid-cidr");
+    assert.deepEqual(spec, {
+      cidr: "fd00:10::/64",
       table: 100,
       priority: 1000,
       source: "ClusterIP",

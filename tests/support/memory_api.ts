@@ -9,7 +9,13 @@
  */
 import { ApiError } from "../../src/k8s/client.ts";
 import { objectKey } from "../../src/k8s/informer.ts";
-import type { JsonPatchOp, ObjectOptions, Objects, WritableCache } from "../../src/k8s/objects.ts";
+import type {
+  ApplyOptions,
+  JsonPatchOp,
+  ObjectOptions,
+  Objects,
+  WritableCache,
+} from "../../src/k8s/objects.ts";
 
 type Json = Record<string, unknown>;
 
@@ -44,7 +50,12 @@ export interface RecordedWrite {
   name: string;
   subresource?: "status";
   body?: unknown;
+  /** A dry run: nothing was stored. */
+  dryRun?: boolean;
 }
+
+/** The field manager of the operator's writes, as the managed fields a dry run returns. */
+const OPERATOR_MANAGER = "ip-rule-operator";
 
 /** One resource's objects, as the API server keeps them. */
 export class MemoryObjects<T> implements Objects<T> {
@@ -211,11 +222,23 @@ export class MemoryObjects<T> implements Objects<T> {
     }
   }
 
-  apply(name: string, object: object, options: ObjectOptions = {}): Promise<T> {
+  apply(name: string, object: object, options: ApplyOptions = {}): Promise<T> {
     const raw = structuredClone(object) as Json;
-    return this.#do({ verb: "apply", name, body: raw }, options, (key, current) => {
+    const write: RecordedWrite = { verb: "apply", name, body: raw };
+    if (options.dryRun) write.dryRun = true;
+    return this.#do(write, options, (key, current) => {
       const meta = { ...(current?.metadata as Json | undefined), ...(raw.metadata as Json) };
-      return this.#store(key, { ...raw, metadata: meta, status: current?.status }, current);
+      const next = { ...raw, metadata: meta, status: current?.status };
+      if (!options.dryRun) return this.#store(key, next, current);
+      // What the API server answers a dry run with: the result, with the applier's entry among
+      // the managed fields (a stand-in: the field set itself is the real server's to compute).
+      const managedFields = [
+        ...((current?.metadata as Json | undefined)?.managedFields as Json[] ?? []).filter((e) =>
+          e.manager !== OPERATOR_MANAGER
+        ),
+        { manager: OPERATOR_MANAGER, operation: "Apply", fieldsType: "FieldsV1", fieldsV1: {} },
+      ];
+      return structuredClone({ ...next, metadata: { ...meta, managedFields } });
     });
   }
 
