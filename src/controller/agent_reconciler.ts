@@ -1,26 +1,24 @@
 /**
  * The Agent reconcile: Agent CR → DaemonSet `iprule-agent` (written only when its rendered
  * spec changes), Agent status, each node's drain mark, and the uninstall drain as the drain
- * module decides it (src/drain.ts). Writes go through typed clients; the results of our own
- * writes go into the caches at once, and a write the API server refuses as stale (409, or a
- * vanished object) requeues the key instead of failing the reconcile.
+ * module decides it (src/drain.ts). What it reads of the fleet comes from the `AgentTally`,
+ * kept per event, so one reconcile costs the same on any number of nodes; the Agent's status
+ * is written at most once per interval, condition changes after a short floor
+ * (src/write_pacer.ts). Writes go through typed clients; the results of our own writes go into
+ * the caches at once, and a write the API server refuses as stale (409, or a vanished object)
+ * requeues the key instead of failing the reconcile.
  */
 import { nameList, setCondition } from "../api/conditions.ts";
 import {
   type Agent,
   AGENT_NAME,
+  type AgentStatus,
   type DaemonSetInfo,
   type IPRuleConfig,
   type IPRuleNodeState,
   type NodeInfo,
 } from "../api/types.ts";
-import {
-  AGENT_FINALIZER,
-  type DrainCondition,
-  drainMarks,
-  finalizerRemoval,
-  uninstallStep,
-} from "../drain.ts";
+import { AGENT_FINALIZER, type DrainCondition, finalizerRemoval, uninstallStep } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import {
   type Cache,
@@ -32,7 +30,9 @@ import {
 } from "../k8s/objects.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
-import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
+import { DEFAULT_STATUS_INTERVAL_MS, WritePacer } from "../write_pacer.ts";
+import { agentStatus, sameAgentStatus, urgentAgentChange } from "./agent_status.ts";
+import type { AgentTally } from "./agent_tally.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
 
 export { AGENT_FINALIZER };
@@ -61,6 +61,13 @@ export interface AgentReconcilerOptions {
   agentImage: string;
   /** How long an uninstall waits for the nodes, ms. */
   drainTimeoutMs: number;
+  /**
+   * The counts of the nodes, node states and configs, fed by the caches' change events (see
+   * `AgentTally`); the reconciler feeds it its own node state writes.
+   */
+  tally: AgentTally;
+  /** Least time between two Agent status writes, ms (default 10 s; 0: no pacing). */
+  statusIntervalMs?: number;
   log: Logger;
   /** Clock (ms since the epoch), for tests. */
   now?: () => number;
@@ -71,11 +78,17 @@ export class AgentReconciler {
   readonly #api: AgentWrites;
   readonly #caches: AgentCaches;
   readonly #options: AgentReconcilerOptions;
+  readonly #tally: AgentTally;
+  readonly #pacer: WritePacer;
 
   constructor(api: AgentWrites, caches: AgentCaches, options: AgentReconcilerOptions) {
     this.#api = api;
     this.#caches = caches;
     this.#options = options;
+    this.#tally = options.tally;
+    this.#pacer = new WritePacer({
+      intervalMs: options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
+    });
   }
 
   /** Whether every cache has synced. */
@@ -96,10 +109,13 @@ export class AgentReconciler {
   async reconcile(reconcileID: string): Promise<number | undefined> {
     if (!this.synced) throw new Error("Caches not synced");
     const agent = this.#agent();
+    const tally = this.#tally;
+    tally.agent(agent);
     const step = uninstallStep({
       agent,
-      configs: this.#caches.configs.store.values(),
-      nodeStates: this.#caches.nodeStates.store.values(),
+      presentConfigs: tally.presentConfigs,
+      foreignConfigs: tally.foreignConfigs,
+      busyNodes: tally.busyNodes,
       now: this.#now(),
       timeoutMs: this.#options.drainTimeoutMs,
     });
@@ -108,15 +124,17 @@ export class AgentReconciler {
     const log = this.#options.log.with({ reconcileID, kind: "Agent", name: agent.metadata.name });
     try {
       switch (step.phase) {
-        case "Draining":
-          await this.#setDraining(agent, step.condition);
-          return step.requeueMs;
+        case "Draining": {
+          const paced = await this.#setDraining(agent, step.condition);
+          return Math.min(step.requeueMs, paced ?? Infinity);
+        }
         case "TimedOut":
           log.warn("Drain timed out; nodes keep rules", {
-            count: step.nodes.length,
-            nodes: nameList(step.nodes),
+            count: step.nodes.count,
+            nodes: nameList(step.nodes.names, step.nodes.count),
           });
-          await this.#setDraining(agent, step.condition);
+          // The Agent's last status: written now, whatever the pacing.
+          await this.#setDraining(agent, step.condition, { unpaced: true });
           await this.#finish(agent, step.elapsedMs, log);
           return;
         case "Drained":
@@ -147,8 +165,11 @@ export class AgentReconciler {
     log.info("Finalizer added");
   }
 
-  /** The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent. */
-  async #deploy(log: Logger): Promise<undefined> {
+  /**
+   * The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent; returns
+   * when to look again for a status change the pacing holds back.
+   */
+  async #deploy(log: Logger): Promise<number | undefined> {
     const agent = this.#agent()!;
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
@@ -172,44 +193,51 @@ export class AgentReconciler {
       }
     }
 
-    await this.#markDrains(agent, log);
+    await this.#markDrains(log);
 
     const status = agentStatus(agent, {
       ...(current ? { daemonSet: current.counts } : {}),
-      nodes: [...this.#caches.nodes.store.values()],
-      states: this.#statesByNode(),
+      fleet: this.#tally.fleet,
       ...(invalidSpec === undefined ? {} : { invalidSpec }),
     }, apiTime(this.#now()));
-    if (!sameAgentStatus(agent.status, status)) {
-      this.#caches.agents.learn(
-        await this.#api.agents.mergePatch(agent.metadata.name, { status }, {
-          subresource: "status",
-        }),
-      );
-    }
+    if (sameAgentStatus(agent.status, status)) return undefined;
+    return await this.#writeStatus(agent, status, {
+      urgent: urgentAgentChange(agent.status, status),
+    });
+  }
+
+  /**
+   * Merge-patches the Agent's status when the pacer lets it (`unpaced`: at once); otherwise
+   * returns the delay after which it may.
+   */
+  async #writeStatus(
+    agent: Agent,
+    status: AgentStatus,
+    options: { urgent: boolean; unpaced?: boolean },
+  ): Promise<number | undefined> {
+    const now = this.#now();
+    const due = options.unpaced ? now : this.#pacer.dueAt(now, options.urgent);
+    if (due > now) return due - now;
+    this.#caches.agents.learn(
+      await this.#api.agents.mergePatch(agent.metadata.name, { status }, {
+        subresource: "status",
+      }),
+    );
+    this.#pacer.wrote(now);
     return undefined;
   }
 
-  /** Sets or clears `spec.drain` on each node state to match the Agent's selection. */
-  async #markDrains(agent: Agent, log: Logger): Promise<void> {
-    const selected = new Set(
-      selectedNodes(agent, [...this.#caches.nodes.store.values()]).map((n) => n.name),
-    );
-    for (const { node, drain } of drainMarks(selected, this.#caches.nodeStates.store.values())) {
-      this.#caches.nodeStates.learn(
-        await this.#api.nodeStates.mergePatch(node, { spec: { drain } }),
-      );
+  /** Sets or clears `spec.drain` on the node states that disagree with the Agent's selection. */
+  async #markDrains(log: Logger): Promise<void> {
+    for (const { node, drain } of this.#tally.drainMarks()) {
+      const state = await this.#api.nodeStates.mergePatch(node, { spec: { drain } });
+      this.#caches.nodeStates.learn(state);
+      this.#tally.nodeState(node, state);
       log.info(
         drain ? "Node left the Agent's selection; drain set" : "Node selected; drain cleared",
         { node },
       );
     }
-  }
-
-  #statesByNode(): Map<string, IPRuleNodeState> {
-    return new Map(
-      [...this.#caches.nodeStates.store.values()].map((s) => [s.metadata.name, s]),
-    );
   }
 
   /** The end of a drain: the DaemonSet deleted, then the finalizer removed. */
@@ -231,20 +259,20 @@ export class AgentReconciler {
     log.info("Agent drained; DaemonSet deleted and finalizer removed", { elapsedMs });
   }
 
-  async #setDraining(agent: Agent, condition: DrainCondition): Promise<void> {
+  /**
+   * Sets the Draining condition: at once when its status or reason changes, paced when only its
+   * message does (the count of nodes left); returns the delay of a write held back.
+   */
+  async #setDraining(
+    agent: Agent,
+    condition: DrainCondition,
+    options: { unpaced?: boolean } = {},
+  ): Promise<number | undefined> {
     const existing = agent.status?.conditions?.find((c) => c.type === condition.type);
-    if (
-      existing?.status === condition.status && existing.reason === condition.reason &&
-      existing.message === condition.message
-    ) {
-      return;
-    }
+    const flips = existing?.status !== condition.status || existing.reason !== condition.reason;
+    if (!flips && existing?.message === condition.message) return undefined;
     const conditions = setCondition(agent.status?.conditions, condition, apiTime(this.#now()));
-    this.#caches.agents.learn(
-      await this.#api.agents.mergePatch(agent.metadata.name, { status: { conditions } }, {
-        subresource: "status",
-      }),
-    );
+    return await this.#writeStatus(agent, { conditions }, { urgent: flips, ...options });
   }
 }
 
