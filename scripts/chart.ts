@@ -159,7 +159,10 @@ function controllerTemplate(t: Template, deployment: Json): Json {
   return d;
 }
 
-/** The Agent template (created when agent.create): node selection, resync, resources. */
+/**
+ * The Agent template (created when agent.create): node selection, resync, status interval,
+ * resources.
+ */
 function agentTemplate(t: Template, agent: Json): Json {
   return {
     ...agent,
@@ -167,6 +170,7 @@ function agentTemplate(t: Template, agent: Json): Json {
       nodeSelector: t.block(".Values.agent.nodeSelector"),
       tolerations: t.block(".Values.agent.tolerations"),
       resyncPeriod: t.scalar(".Values.agent.resyncPeriod | quote"),
+      statusInterval: t.scalar(".Values.agent.statusInterval | quote"),
       [
         t.insert([
           "{{- with .Values.agent.resources }}",
@@ -234,6 +238,9 @@ ${indentYaml(spec.nodeSelector, 4)}
 ${indentYaml(spec.tolerations, 4)}
   # Period of the agents' full resync (kernel dump and diff).
   resyncPeriod: 10s
+  # Least time between two IPRuleNodeState status writes of an agent: raise it on large clusters
+  # (README, "Scale": 30s from ~500 nodes, 1m from ~2,000).
+  statusInterval: 10s
   # Requests and limits of the agent containers; empty: the operator's defaults.
   resources: {}
 
@@ -292,6 +299,7 @@ function valuesSchema(): string {
           nodeSelector: { type: "object", additionalProperties: str },
           tolerations: { type: "array", items: obj },
           resyncPeriod: { type: "string", pattern: "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" },
+          statusInterval: { type: "string", pattern: "^([0-9]+(ms|s|m|h))+$" },
           resources: obj,
         },
       },

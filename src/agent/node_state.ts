@@ -124,7 +124,9 @@ export function sameNodeStatus(
   b: IPRuleNodeStateStatus,
 ): boolean {
   if (a === undefined) return false;
-  const failed = (s: IPRuleNodeStateStatus) => JSON.stringify(s.failedRules ?? []);
+  // Field by field: the API server returns objects with their keys sorted.
+  const failed = (s: IPRuleNodeStateStatus) =>
+    JSON.stringify((s.failedRules ?? []).map((f) => [f.rule, f.error]));
   const conditions = (s: IPRuleNodeStateStatus) =>
     (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: "" }));
   return a.desiredRules === b.desiredRules && a.appliedRules === b.appliedRules &&

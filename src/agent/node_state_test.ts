@@ -115,6 +115,16 @@ Deno.test("sameNodeStatus() sees a changed error text, version or protocol", () 
   assert.equal(sameNodeStatus(undefined, base), false);
 });
 
+Deno.test("sameNodeStatus() compares failed rules by value, whatever their keys' order", () => {
+  const status = nodeStatus(undefined, failing, { now: T1, ...OPTIONS });
+  // As the API server returns it: keys sorted.
+  const returned = {
+    ...status,
+    failedRules: (status.failedRules ?? []).map((f) => ({ error: f.error, rule: f.rule })),
+  };
+  assert.equal(sameNodeStatus(returned, status), true);
+});
+
 Deno.test("nodeStatus() reports a reconcile that failed as not converged, with its error", () => {
   const ok = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
   const broken = nodeStatus(

@@ -307,6 +307,8 @@ export function narrowAgent(raw: unknown): Agent {
   if (pc !== undefined) agent.spec.priorityClassName = pc;
   const resync = r.optString(spec.resyncPeriod, "spec.resyncPeriod");
   if (resync !== undefined) agent.spec.resyncPeriod = resync;
+  const statusInterval = r.optString(spec.statusInterval, "spec.statusInterval");
+  if (statusInterval !== undefined) agent.spec.statusInterval = statusInterval;
   if (spec.logLevel !== undefined) {
     agent.spec.logLevel = r.oneOf(
       spec.logLevel,

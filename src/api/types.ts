@@ -165,6 +165,8 @@ export interface AgentSpec {
   };
   priorityClassName?: string;
   resyncPeriod?: string;
+  /** Least time between two status writes of an agent (its --status-interval). */
+  statusInterval?: string;
   logLevel?: "debug" | "info" | "warn" | "error";
 }
 

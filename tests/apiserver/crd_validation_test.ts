@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MIN_RESYNC_MS } from "../../src/agent/flags.ts";
+import { MIN_RESYNC_MS, MIN_STATUS_INTERVAL_MS } from "../../src/agent/flags.ts";
 import { durationFlag } from "../../src/cli.ts";
 import {
   type ControlPlane,
@@ -366,6 +366,24 @@ const REJECTED: RejectCase[] = [
     message: "should match",
   },
   {
+    name: "Agent with a status interval below 1s",
+    object: agent("agent", { statusInterval: "500ms" }),
+    field: "spec.statusInterval",
+    message: "statusInterval must be at least 1s, not 500ms",
+  },
+  {
+    name: "Agent with a status interval above 1h",
+    object: agent("agent", { statusInterval: "2h" }),
+    field: "spec.statusInterval",
+    message: "statusInterval must be at most 1h, not 2h",
+  },
+  {
+    name: "Agent with a status interval without unit",
+    object: agent("agent", { statusInterval: "10" }),
+    field: "spec.statusInterval",
+    message: 'Invalid value: "10"',
+  },
+  {
     name: "Agent with a bad toleration operator",
     object: agent("agent", { tolerations: [{ key: "a", operator: "Is" }] }),
     field: "spec.tolerations[0].operator",
@@ -532,9 +550,28 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
     assert.deepEqual(spec, {
       nodeSelector: { role: "edge" },
       resyncPeriod: "10s",
+      statusInterval: "10s",
       logLevel: "info",
     });
   });
+
+  await t.step(
+    "accepts compound and boundary status intervals the agent's --status-interval accepts",
+    async () => {
+      for (const statusInterval of ["1s", "1m30s", "1500ms", "1h"]) {
+        const result = await cp.kubectl(
+          ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
+          {
+            stdin: JSON.stringify(agent("agent", { statusInterval })),
+            check: false,
+          },
+        );
+        assert.ok(result.success, `${statusInterval}: ${result.stderr.trim()}`);
+        // The DaemonSet passes it on as --status-interval: the agent must take what the CRD takes.
+        durationFlag("status-interval", statusInterval, MIN_STATUS_INTERVAL_MS);
+      }
+    },
+  );
 
   await t.step(
     "accepts compound and boundary resync periods the agent's --resync accepts",
