@@ -161,7 +161,7 @@ async function reconcileWhileLeading(
       else ruleGenerations.delete(key);
       return !(rule && seen);
     }),
-    configs: reportingCache(configs, configChanged),
+    configs,
     agents: agentsCache,
   };
   const agentCaches = {
@@ -201,7 +201,7 @@ async function reconcileWhileLeading(
       configs: objectClient(client, "ipRuleConfigs"),
       ipRules: objectClient(client, "ipRules"),
     },
-    configCaches,
+    { ...configCaches, configs: reportingCache(configs, configChanged) },
     {
       ...ns,
       graceMs: options.gracePeriodMs,
