@@ -142,7 +142,8 @@ export function sameNodeStatus(
  * end of the interval, because someone acts on it: `Converged` flipping or changing its reason
  * (the Agent's Ready condition, alerts), the failed set changing (which rules, how many), a
  * drain finishing or starting (the uninstall waits for `holdsRules` to turn false; a drained
- * node's `draining`). Count changes alone, error texts and timestamps wait.
+ * node's `draining`), another agent version or protocol (a new agent's first report). Count
+ * changes alone, error texts and timestamps wait.
  */
 export function urgentChange(
   written: IPRuleNodeStateStatus | undefined,
@@ -157,7 +158,8 @@ export function urgentChange(
     `${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\n")}`;
   return condition(written) !== condition(next) || failedSet(written) !== failedSet(next) ||
     (written.draining ?? false) !== (next.draining ?? false) ||
-    holdsRules(written) !== holdsRules(next);
+    holdsRules(written) !== holdsRules(next) ||
+    written.agentVersion !== next.agentVersion || written.protocol !== next.protocol;
 }
 
 /** The reads and writes of the node state writer. */
@@ -193,8 +195,10 @@ export interface NodeStateWriterOptions {
 /**
  * Writes the node's IPRuleNodeState: created when missing, status patched only on change.
  * Reports are folded into the wanted status when they arrive (so its times are the report's),
- * and `run` writes that status when the pacer lets it: a burst of reports costs a leading and
- * a trailing write, an urgent change (see `urgentChange`) goes after the floor.
+ * and `run` writes that status when the pacer lets it: count changes an interval after the
+ * first of them, so a burst of reports costs one write (two when it starts with an urgent
+ * change, e.g. the node's first rule), an urgent change (see `urgentChange`) once the floor has
+ * passed since the last write.
  */
 export class NodeStateWriter {
   readonly #api: NodeStateApi;
@@ -245,6 +249,7 @@ export class NodeStateWriter {
         if (!this.#exists) await this.#ensure();
         const next = this.#next();
         if (next === undefined) {
+          this.#pacer.settled();
           await this.#idle(signal);
           continue;
         }
@@ -292,6 +297,9 @@ export class NodeStateWriter {
       return;
     }
     this.#wanted = this.#status(this.#wanted ?? this.#current, report, at);
+    // When the change appeared: an ordinary one is written an interval later.
+    if (this.#next() === undefined) this.#pacer.settled();
+    else this.#pacer.changed(this.#timer.now());
   }
 
   #status(

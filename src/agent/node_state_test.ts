@@ -274,6 +274,7 @@ Deno.test("urgentChange(): convergence, the failed set and a drain are urgent; c
       true,
     ],
     ["drained", base, report({ desired: 3, applied: 3, draining: true }), true],
+    ["another agent version", { ...base, agentVersion: "1.2.2" }, report(), true],
   ];
   for (const [name, written, next, urgent] of rows) {
     assert.equal(urgentChange(written, at(next, written)), urgent, name);
@@ -312,17 +313,19 @@ function pacedWriter(intervalMs = 10_000, random = () => 0.5) {
   };
 }
 
-Deno.test("NodeStateWriter: a burst of reports costs a leading and a trailing write", async () => {
+Deno.test("NodeStateWriter: a burst of reports costs one write, an interval after it began", async () => {
   await using w = pacedWriter();
   for (let n = 1; n <= 200; n++) {
     w.writer.update(report({ desired: n, applied: n }));
     await w.clock.advance(10); // one reconcile every 10 ms: the burst lasts 2 s
   }
-  assert.equal(w.statusWrites().length, 1, "the first report, at once");
+  assert.equal(w.statusWrites().length, 1, "the writer's first report, at once");
   assert.equal(w.status()?.desiredRules, 1);
   assert.equal(w.writer.pending, true);
-  // The window (10 s from the first write) ends: the last state is written, once.
+  // 10 s after the second report (at 10 ms), the last state is written, once.
   await w.clock.advance(10_000 - 2000);
+  assert.equal(w.statusWrites().length, 1);
+  await w.clock.advance(10);
   assert.equal(w.statusWrites().length, 2);
   assert.deepEqual([w.status()?.desiredRules, w.status()?.appliedRules], [200, 200]);
   assert.equal(w.writer.pending, false);
@@ -386,4 +389,67 @@ Deno.test("NodeStateWriter: times in the status are the report's, not the delaye
   await w.clock.advance(10_000);
   assert.equal(w.statusWrites().length, 2);
   assert.equal(w.status()?.lastConvergedTime, "2026-01-01T00:00:03Z");
+});
+
+Deno.test("NodeStateWriter: count changes do not hold back the end of a drain", async () => {
+  await using w = pacedWriter();
+  w.writer.update(report({ desired: 50, applied: 50 }));
+  await w.clock.advance(30_000);
+  // An uninstall: the configs go absent one by one, the node removes its rules.
+  for (let n = 49; n > 0; n -= 7) {
+    w.writer.update(report({ desired: n, applied: n }));
+    await w.clock.advance(20);
+  }
+  assert.equal(w.statusWrites().length, 1, "count changes wait");
+  w.writer.update(report({ desired: 0, applied: 0 }));
+  await w.clock.advance(0);
+  assert.equal(w.statusWrites().length, 2, "0 rules: written at once");
+  assert.deepEqual([w.status()?.desiredRules, w.status()?.appliedRules], [0, 0]);
+});
+
+Deno.test("NodeStateWriter: a restarted agent's count change waits; a new version is written at once", async () => {
+  const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
+  const start = async (version: string) => {
+    const clock = new ManualClock();
+    const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
+    nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
+    const writer = new NodeStateWriter({ nodeStates, nodes }, {
+      nodeName: "n1",
+      ...OPTIONS,
+      version,
+      log: new Logger({ sink: () => {} }),
+      timer: clock,
+      random: () => 0.5,
+    });
+    const stop = new AbortController();
+    return { clock, writer, stop, running: writer.run(stop.signal) };
+  };
+  const writes = () => nodeStates.writes.filter((w) => w.subresource === "status").length;
+  const first = await start("1.2.3");
+  first.writer.update(report({ desired: 5, applied: 5 }));
+  await first.clock.advance(0);
+  assert.equal(writes(), 1, "no status yet: at once");
+  first.stop.abort();
+  await first.running;
+
+  // Restarted, same version: its first report is what the object says; a count change waits.
+  const again = await start("1.2.3");
+  again.writer.update(report({ desired: 5, applied: 5 }));
+  await again.clock.advance(0);
+  again.writer.update(report({ desired: 6, applied: 6 }));
+  await again.clock.advance(9999);
+  assert.equal(writes(), 1);
+  await again.clock.advance(1);
+  assert.equal(writes(), 2);
+  again.stop.abort();
+  await again.running;
+
+  // Upgraded: the new version is written at once.
+  const upgraded = await start("1.3.0");
+  upgraded.writer.update(report({ desired: 6, applied: 6 }));
+  await upgraded.clock.advance(0);
+  assert.equal(writes(), 3);
+  assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).agentVersion, "1.3.0");
+  upgraded.stop.abort();
+  await upgraded.running;
 });

@@ -200,7 +200,10 @@ export class AgentReconciler {
       fleet: this.#tally.fleet,
       ...(invalidSpec === undefined ? {} : { invalidSpec }),
     }, apiTime(this.#now()));
-    if (sameAgentStatus(agent.status, status)) return undefined;
+    if (sameAgentStatus(agent.status, status)) {
+      this.#pacer.settled();
+      return undefined;
+    }
     return await this.#writeStatus(agent, status, {
       urgent: urgentAgentChange(agent.status, status),
     });
