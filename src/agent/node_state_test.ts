@@ -409,7 +409,7 @@ Deno.test("NodeStateWriter: count changes do not hold back the end of a drain", 
 
 Deno.test("NodeStateWriter: a restarted agent's count change waits; a new version is written at once", async () => {
   const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
-  const start = async (version: string) => {
+  const start = (version: string) => {
     const clock = new ManualClock();
     const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
     nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
@@ -425,7 +425,7 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
     return { clock, writer, stop, running: writer.run(stop.signal) };
   };
   const writes = () => nodeStates.writes.filter((w) => w.subresource === "status").length;
-  const first = await start("1.2.3");
+  const first = start("1.2.3");
   first.writer.update(report({ desired: 5, applied: 5 }));
   await first.clock.advance(0);
   assert.equal(writes(), 1, "no status yet: at once");
@@ -433,7 +433,7 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   await first.running;
 
   // Restarted, same version: its first report is what the object says; a count change waits.
-  const again = await start("1.2.3");
+  const again = start("1.2.3");
   again.writer.update(report({ desired: 5, applied: 5 }));
   await again.clock.advance(0);
   again.writer.update(report({ desired: 6, applied: 6 }));
@@ -445,7 +445,7 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   await again.running;
 
   // Upgraded: the new version is written at once.
-  const upgraded = await start("1.3.0");
+  const upgraded = start("1.3.0");
   upgraded.writer.update(report({ desired: 6, applied: 6 }));
   await upgraded.clock.advance(0);
   assert.equal(writes(), 3);
