@@ -9,6 +9,7 @@ import {
   type NodeReport,
   type NodeStateApi,
   NodeStateWriter,
+  type NodeStateWriterOptions,
   nodeStatus,
   sameNodeStatus,
   urgentChange,
@@ -185,7 +186,10 @@ Deno.test("NodeStateWriter creates its object owned by the Node, retrying when t
 });
 
 /** The writer's API over memory objects: the node n1 exists, its IPRuleNodeState not yet. */
-function memoryApi(nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState)) {
+function memoryApi(
+  nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState),
+  options: Partial<NodeStateWriterOptions> = {},
+) {
   const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
   nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
   const writer = new NodeStateWriter({ nodeStates, nodes }, {
@@ -193,6 +197,7 @@ function memoryApi(nodeStates = new MemoryObjects("iprulenodestates", narrowIPRu
     ...OPTIONS,
     log: new Logger({ sink: () => {} }),
     now: () => Date.parse(T1),
+    ...options,
   });
   return { nodeStates, writer };
 }
@@ -285,13 +290,7 @@ Deno.test("urgentChange(): convergence, the failed set and a drain are urgent; c
 function pacedWriter(intervalMs = 10_000, random = () => 0.5) {
   const clock = new ManualClock();
   const wall = Date.parse(T1);
-  const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
-  const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
-  nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
-  const writer = new NodeStateWriter({ nodeStates, nodes }, {
-    nodeName: "n1",
-    ...OPTIONS,
-    log: new Logger({ sink: () => {} }),
+  const { nodeStates, writer } = memoryApi(undefined, {
     now: () => wall + clock.now(),
     pacing: { intervalMs },
     timer: clock,
@@ -411,16 +410,7 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
   const start = (version: string) => {
     const clock = new ManualClock();
-    const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
-    nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
-    const writer = new NodeStateWriter({ nodeStates, nodes }, {
-      nodeName: "n1",
-      ...OPTIONS,
-      version,
-      log: new Logger({ sink: () => {} }),
-      timer: clock,
-      random: () => 0.5,
-    });
+    const { writer } = memoryApi(nodeStates, { version, timer: clock, random: () => 0.5 });
     const stop = new AbortController();
     return { clock, writer, stop, running: writer.run(stop.signal) };
   };
