@@ -551,7 +551,7 @@ try {
       configLists: lists,
       configListsFromWatchCache: fromCache,
       etcdRequestsForConfigs: etcd,
-      bytesPerConfigList: lists ? Math.round(bytes / lists) : 0,
+      wireBytesPerConfigList: lists ? Math.round(bytes / lists) : 0,
       cpuSeconds: cpuSince(cpu0),
     };
     console.log(
@@ -559,7 +559,8 @@ try {
         requests.map(([k, n]) => `${k} ${round(n / nodes.length, 2)}`).join(", ")
       }; ${lists} IPRuleConfig lists (${SERVICES} configs, ~${
         lists ? Math.round(bytes / lists / 1024) : 0
-      } KiB each), ${fromCache} served from the watch cache, ${etcd} etcd requests for them`,
+      } KiB each on the wire: the API server gzips responses above 128 KiB), ${fromCache} ` +
+        `served from the watch cache, ${etcd} etcd requests for them`,
     );
   }
 
