@@ -13,6 +13,7 @@ import {
 import type { DaemonSetInfo, NodeInfo } from "../api/types.ts";
 import { AGENT_FINALIZER } from "../drain.ts";
 import { Logger } from "../log.ts";
+import { AgentTally } from "./agent_tally.ts";
 import { AgentReconciler } from "./agent_reconciler.ts";
 import { DAEMONSET_NAME, renderDaemonSet } from "./daemonset.ts";
 import type { UserEvent } from "./events.ts";
@@ -124,6 +125,8 @@ function takeOver(now = NOW) {
     namespace: NS,
     agentImage: "example.test/agent:1",
     drainTimeoutMs: 60_000,
+    tally: new AgentTally(),
+    statusIntervalMs: 0,
     log: new Logger({ sink: () => {} }),
     now: () => now,
     events: {
