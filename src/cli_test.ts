@@ -9,6 +9,7 @@ Deno.test("parseAgentFlags() applies the documented defaults", () => {
   const o = parseAgentFlags([], ctx);
   assert.equal(o.nodeName, "node-1");
   assert.equal(o.resyncMs, 10_000);
+  assert.equal(o.statusIntervalMs, 10_000);
   assert.equal(o.protocol, DEFAULT_PROTOCOL);
   assert.equal(o.logFormat, "json");
   assert.deepEqual(o.metricsAddr, { hostname: "::", port: 9472 });
@@ -34,6 +35,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     "--node-name=n1",
     "--namespace=ops",
     "--resync=250ms",
+    "--status-interval=1m30s",
     "--protocol=77",
     "--once",
     "--dry-run",
@@ -52,6 +54,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     nodeName: "n1",
     namespace: "ops",
     resyncMs: 250,
+    statusIntervalMs: 90_000,
     protocol: 77,
     once: true,
     dryRun: true,
@@ -71,6 +74,9 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
     [["--resync=abc"], /--resync: "abc"/],
     [["--resync=0s"], /--resync: "0s"/],
     [["--resync=10ms"], /--resync: "10ms" \(expected at least 50ms\)/],
+    [["--status-interval=often"], /--status-interval: "often" \(expected a duration/],
+    [["--status-interval=0s"], /--status-interval: "0s"/],
+    [["--status-interval=50ms"], /--status-interval: "50ms" \(expected at least 100ms\)/],
     [["--protocol=256"], /--protocol: "256"/],
     [["--protocol=x"], /--protocol: "x"/],
     // The kernel's own default rules carry protocol 2: owning it would delete them.
@@ -107,6 +113,10 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
     });
   }
   assert.throws(() => parseControllerFlags(["--grace-period=soon"], ctx), /--grace-period: "soon"/);
+  assert.throws(
+    () => parseControllerFlags(["--agent-status-interval=10"], ctx),
+    /--agent-status-interval: "10" \(expected a duration/,
+  );
 });
 
 Deno.test("parseControllerFlags() applies defaults and reads the namespace from the pod", () => {
@@ -114,6 +124,7 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
   assert.equal(o.namespace, DEFAULT_NAMESPACE);
   assert.equal(o.gracePeriodMs, 300_000);
   assert.equal(o.leaderElect, false);
+  assert.equal(o.agentStatusIntervalMs, 10_000);
   // kubebuilder's ports: /metrics over HTTPS on 8443, the probes on 8081.
   assert.deepEqual(o.metricsAddr, { hostname: "::", port: 8443 });
   assert.deepEqual(o.healthAddr, { hostname: "::", port: 8081 });
@@ -124,9 +135,10 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
     "ops",
   );
   const set = parseControllerFlags(
-    ["--leader-elect", "--grace-period=2s", "--agent-image=img:1"],
+    ["--leader-elect", "--grace-period=2s", "--agent-image=img:1", "--agent-status-interval=1m"],
     ctx,
   );
+  assert.equal(set.agentStatusIntervalMs, 60_000);
   assert.equal(set.leaderElect, true);
   assert.equal(set.gracePeriodMs, 2000);
   assert.equal(set.agentImage, "img:1");
@@ -145,6 +157,7 @@ Deno.test("helpText() lists every flag of both executables", () => {
       "kubeconfig",
       "node-name",
       "resync",
+      "status-interval",
       "protocol",
       "log-format",
       "metrics-addr",

@@ -24,7 +24,7 @@
  * itself, for a node whose labels or taints changed (the DaemonSet controller may stop the Pod
  * before the mark arrives).
  */
-import { type Agent, type IPRuleNodeState } from "./api/types.ts";
+import type { Agent, IPRuleNodeState, IPRuleNodeStateStatus } from "./api/types.ts";
 import type { JsonPatchOp } from "./k8s/objects.ts";
 
 /**
@@ -79,6 +79,20 @@ export function configPolicy(agent: Agent | undefined): {
   };
 }
 
+/**
+ * Whether a node's status shows rules: desiredRules 0 shows its agent saw every config absent
+ * (or drained itself), appliedRules 0 that it acted. When this turns false a drain of the node is
+ * finished: its agent writes that at once, not paced.
+ */
+export function holdsRules(status: IPRuleNodeStateStatus | undefined): boolean {
+  return (status?.desiredRules ?? 0) > 0 || (status?.appliedRules ?? 0) > 0;
+}
+
+/** Whether a node's agent still holds rules (see `holdsRules`). */
+export function nodeHoldsRules(state: IPRuleNodeState): boolean {
+  return holdsRules(state.status);
+}
+
 /** A change of one node's `spec.drain`. */
 export interface DrainMark {
   node: string;
@@ -86,21 +100,13 @@ export interface DrainMark {
 }
 
 /**
- * The `spec.drain` changes that make the node states agree with the Agent's selection: set on
- * every node outside it (its agent then removes its rules when the DaemonSet stops it), cleared
- * on selected ones.
+ * The `spec.drain` change that makes a node state agree with the Agent's selection, if any:
+ * set on a node outside it (its agent then removes its rules when the DaemonSet stops it),
+ * cleared on a selected one.
  */
-export function drainMarks(
-  selected: ReadonlySet<string>,
-  nodeStates: Iterable<IPRuleNodeState>,
-): DrainMark[] {
-  const marks: DrainMark[] = [];
-  for (const state of nodeStates) {
-    const node = state.metadata.name;
-    const drain = !selected.has(node);
-    if ((state.spec?.drain ?? false) !== drain) marks.push({ node, drain });
-  }
-  return marks;
+export function drainMark(selected: boolean, state: IPRuleNodeState): DrainMark | undefined {
+  const drain = !selected;
+  return (state.spec?.drain ?? false) === drain ? undefined : { node: state.metadata.name, drain };
 }
 
 /**

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { type Agent, API_VERSION, type IPRuleNodeState } from "./api/types.ts";
 import {
   configPolicy,
-  drainMarks,
+  drainMark,
   finalizerRemoval,
+  holdsRules,
   LEGACY_AGENT_FINALIZER,
   presenceOf,
   stopAction,
@@ -82,19 +83,24 @@ Deno.test("configPolicy() withdraws every config while the Agent is deleted, hol
   assert.deepEqual(configPolicy(undefined), { withdrawAll: false, holdAbsent: true });
 });
 
-Deno.test("drainMarks() sets drain outside the selection and clears it inside, changes only", () => {
-  const states = [
-    node("in-unmarked", 1, 1),
-    node("in-marked", 1, 1, { drain: true }),
-    node("in-cleared", 1, 1, { drain: false }),
-    node("out-unmarked", 1, 1),
-    node("out-marked", 0, 0, { drain: true }),
+Deno.test("drainMark() sets drain outside the selection and clears it inside, changes only", () => {
+  const rows: [IPRuleNodeState, boolean, ReturnType<typeof drainMark>][] = [
+    [node("in-unmarked", 1, 1), true, undefined],
+    [node("in-marked", 1, 1, { drain: true }), true, { node: "in-marked", drain: false }],
+    [node("in-cleared", 1, 1, { drain: false }), true, undefined],
+    [node("out-unmarked", 1, 1), false, { node: "out-unmarked", drain: true }],
+    [node("out-marked", 0, 0, { drain: true }), false, undefined],
   ];
-  const selected = new Set(["in-unmarked", "in-marked", "in-cleared"]);
-  assert.deepEqual(drainMarks(selected, states), [
-    { node: "in-marked", drain: false },
-    { node: "out-unmarked", drain: true },
-  ]);
+  for (const [state, selected, mark] of rows) {
+    assert.deepEqual(drainMark(selected, state), mark, state.metadata.name);
+  }
+});
+
+Deno.test("holdsRules() is false only once both counts are 0", () => {
+  assert.equal(holdsRules(undefined), false);
+  assert.equal(holdsRules({ desiredRules: 0, appliedRules: 0 }), false);
+  assert.equal(holdsRules({ desiredRules: 0, appliedRules: 1 }), true);
+  assert.equal(holdsRules({ desiredRules: 2, appliedRules: 0 }), true);
 });
 
 Deno.test("finalizerRemoval() tests and removes the earlier finalizer by its position", () => {

@@ -86,6 +86,7 @@ export async function runAgent(
     protocol,
     version: VERSION,
     log,
+    pacing: { intervalMs: options.statusIntervalMs },
   });
   // The informer calls the agent (below) only once it runs, after both exist.
   const informer: Informer<ConfigRule> = new Informer<ConfigRule>(client, {
@@ -119,6 +120,7 @@ export async function runAgent(
     version: VERSION,
     protocol,
     resyncMs: options.resyncMs,
+    statusIntervalMs: options.statusIntervalMs,
     ...(options.once ? { once: true } : {}),
     ...(options.dryRun ? { dryRun: true } : {}),
     ...(options.adoptUnmarkedRules ? { adoptUnmarkedRules: true } : {}),

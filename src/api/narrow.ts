@@ -345,6 +345,8 @@ export function narrowAgent(raw: unknown): Agent {
   else if (adopt !== undefined && adopt !== null) {
     r.fail("spec.adoptUnmarkedRules", adopt, "must be a boolean");
   }
+  const statusInterval = r.optString(spec.statusInterval, "spec.statusInterval");
+  if (statusInterval !== undefined) agent.spec.statusInterval = statusInterval;
   if (spec.logLevel !== undefined) {
     agent.spec.logLevel = r.oneOf(
       spec.logLevel,

@@ -186,6 +186,8 @@ export interface AgentSpec {
   };
   priorityClassName?: string;
   resyncPeriod?: string;
+  /** Least time between two status writes of an agent (its --status-interval). */
+  statusInterval?: string;
   logLevel?: "debug" | "info" | "warn" | "error";
   /** Migration from the original operator: agents take over its unmarked rules. */
   adoptUnmarkedRules?: boolean;

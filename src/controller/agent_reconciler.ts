@@ -3,20 +3,24 @@
  * spec changes), Agent status and each node's drain mark, as the drain module decides
  * (src/drain.ts): the drain marks before the DaemonSet changes, nothing deployed for an Agent
  * being deleted (its agents drain as they stop), and an earlier version's finalizer removed;
- * the original operator's DaemonSet is handed over in place (handover.ts).
- * Writes go through typed clients; the results of our own writes go into the caches at once, and
- * a write the API server refuses as stale (409, or a vanished object) requeues the key instead of
- * failing the reconcile.
+ * the original operator's DaemonSet is handed over in place (handover.ts). What it reads of the
+ * fleet comes from the `AgentTally`,
+ * kept per event, so one reconcile costs the same on any number of nodes; the Agent's status
+ * is written at most once per interval, condition changes after a short floor
+ * (src/write_pacer.ts). Writes go through typed clients; the results of our own writes go into
+ * the caches at once, and a write the API server refuses as stale (409, or a vanished object)
+ * requeues the key instead of failing the reconcile.
  */
 import {
   type Agent,
   AGENT_NAME,
+  type AgentStatus,
   type DaemonSetInfo,
   type IPRuleConfig,
   type IPRuleNodeState,
   type NodeInfo,
 } from "../api/types.ts";
-import { drainMarks, finalizerRemoval, uninstallStep } from "../drain.ts";
+import { finalizerRemoval, uninstallStep } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import {
   type Cache,
@@ -28,7 +32,9 @@ import {
 } from "../k8s/objects.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
-import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
+import { DEFAULT_STATUS_INTERVAL_MS, WritePacer } from "../write_pacer.ts";
+import { agentStatus, sameAgentStatus, urgentAgentChange } from "./agent_status.ts";
+import type { AgentTally } from "./agent_tally.ts";
 import { DAEMONSET_NAME, renderDaemonSet, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
 import type { UserEvent } from "./events.ts";
 import {
@@ -61,6 +67,13 @@ export interface AgentReconcilerOptions {
   namespace: string;
   /** Image when the Agent names none. */
   agentImage: string;
+  /**
+   * The counts of the nodes, node states and configs, fed by the caches' change events (see
+   * `AgentTally`); the reconciler feeds it its own node state writes.
+   */
+  tally: AgentTally;
+  /** Least time between two Agent status writes, ms (default 10 s; 0: no pacing). */
+  statusIntervalMs?: number;
   log: Logger;
   /** Where Events for users go (the DaemonSet's hand-over from the original operator). */
   events?: { record(events: readonly UserEvent[]): Promise<void> };
@@ -73,11 +86,17 @@ export class AgentReconciler {
   readonly #api: AgentWrites;
   readonly #caches: AgentCaches;
   readonly #options: AgentReconcilerOptions;
+  readonly #tally: AgentTally;
+  readonly #pacer: WritePacer;
 
   constructor(api: AgentWrites, caches: AgentCaches, options: AgentReconcilerOptions) {
     this.#api = api;
     this.#caches = caches;
     this.#options = options;
+    this.#tally = options.tally;
+    this.#pacer = new WritePacer({
+      intervalMs: options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
+    });
   }
 
   /** Whether every cache has synced. */
@@ -98,6 +117,7 @@ export class AgentReconciler {
   async reconcile(reconcileID: string): Promise<number | undefined> {
     if (!this.synced) throw new Error("Caches not synced");
     const agent = this.#agent();
+    this.#tally.agent(agent);
     const step = uninstallStep(agent);
     // No Agent: its DaemonSet goes with it (owner reference), its agents drain as they stop.
     if (agent === undefined || step.phase === "NoAgent") return;
@@ -144,12 +164,13 @@ export class AgentReconciler {
 
   /**
    * The nodes' drain marks, the DaemonSet and the Agent's status, for a live Agent; returns a
-   * delay after which to look again, if any. The marks come first: a DaemonSet that no longer
-   * selects a node stops its agent at once, and that agent must find its mark when it stops.
+   * delay after which to look again (the original's DaemonSet hand-over, or a status change the
+   * pacing holds back), if any. The marks come first: a DaemonSet that no longer selects a node
+   * stops its agent at once, and that agent must find its mark when it stops.
    */
   async #deploy(log: Logger): Promise<number | undefined> {
     const agent = this.#agent()!;
-    await this.#markDrains(agent, log);
+    await this.#markDrains(log);
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
     const key = `${this.#options.namespace}/${DAEMONSET_NAME}`;
@@ -184,20 +205,20 @@ export class AgentReconciler {
 
     const status = agentStatus(agent, {
       ...(current ? { daemonSet: current.counts } : {}),
-      nodes: [...this.#caches.nodes.store.values()],
-      states: this.#statesByNode(),
+      fleet: this.#tally.fleet,
       ...(invalidSpec === undefined ? {} : { invalidSpec }),
     }, apiTime(this.#now()));
-    if (!sameAgentStatus(agent.status, status)) {
-      this.#caches.agents.learn(
-        await this.#api.agents.mergePatch(agent.metadata.name, { status }, {
-          subresource: "status",
-        }),
-      );
+    let delay: number | undefined;
+    if (sameAgentStatus(agent.status, status)) {
+      this.#pacer.settled();
+    } else {
+      delay = await this.#writeStatus(agent, status, {
+        urgent: urgentAgentChange(agent.status, status),
+      });
     }
-    if (handOver.action !== "wait") return undefined;
+    if (handOver.action !== "wait") return delay;
     await this.#leaveToOriginal(agent, current!, handOver, log);
-    return handOver.retryMs;
+    return Math.min(delay ?? Infinity, handOver.retryMs);
   }
 
   /** Replaces the original operator's DaemonSet by ours in one write, and says so. */
@@ -240,26 +261,35 @@ export class AgentReconciler {
     if (event !== undefined) await this.#options.events?.record([event]);
   }
 
-  /** Sets or clears `spec.drain` on each node state to match the Agent's selection. */
-  async #markDrains(agent: Agent, log: Logger): Promise<void> {
-    const selected = new Set(
-      selectedNodes(agent, [...this.#caches.nodes.store.values()]).map((n) => n.name),
+  /** Merge-patches the Agent's status when the pacer lets it; else the delay until it may. */
+  async #writeStatus(
+    agent: Agent,
+    status: AgentStatus,
+    options: { urgent: boolean },
+  ): Promise<number | undefined> {
+    const now = this.#now();
+    const due = this.#pacer.dueAt(now, options.urgent);
+    if (due > now) return due - now;
+    this.#caches.agents.learn(
+      await this.#api.agents.mergePatch(agent.metadata.name, { status }, {
+        subresource: "status",
+      }),
     );
-    for (const { node, drain } of drainMarks(selected, this.#caches.nodeStates.store.values())) {
-      this.#caches.nodeStates.learn(
-        await this.#api.nodeStates.mergePatch(node, { spec: { drain } }),
-      );
+    this.#pacer.wrote(now);
+    return undefined;
+  }
+
+  /** Sets or clears `spec.drain` on the node states that disagree with the Agent's selection. */
+  async #markDrains(log: Logger): Promise<void> {
+    for (const { node, drain } of this.#tally.drainMarks()) {
+      const state = await this.#api.nodeStates.mergePatch(node, { spec: { drain } });
+      this.#caches.nodeStates.learn(state);
+      this.#tally.nodeState(node, state);
       log.info(
         drain ? "Node left the Agent's selection; drain set" : "Node selected; drain cleared",
         { node },
       );
     }
-  }
-
-  #statesByNode(): Map<string, IPRuleNodeState> {
-    return new Map(
-      [...this.#caches.nodeStates.store.values()].map((s) => [s.metadata.name, s]),
-    );
   }
 }
 

@@ -78,6 +78,7 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     image: spec.image || options.defaultImage,
     args: [
       `--resync=${spec.resyncPeriod ?? "10s"}`,
+      `--status-interval=${spec.statusInterval ?? "10s"}`,
       `--log-level=${spec.logLevel ?? "info"}`,
       "--log-format=json",
       // The node's own address only, not every address of the host network (brackets: the

@@ -24,6 +24,7 @@ const agent: Agent = {
     }],
     priorityClassName: "system-node-critical",
     resyncPeriod: "30s",
+    statusInterval: "1m",
   },
 };
 
@@ -50,6 +51,9 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
   const c = pod.containers[0];
   assert.equal(c.image, "img:default");
   assert.ok(c.args.includes("--resync=30s"));
+  assert.ok(c.args.includes("--status-interval=1m"));
+  const defaults: Json = renderDaemonSet({ ...agent, spec: {} }, { defaultImage: "i" });
+  assert.ok(defaults.spec.template.spec.containers[0].args.includes("--status-interval=10s"));
   assert.deepEqual(c.env[0], {
     name: "NODE_NAME",
     valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } },

@@ -51,6 +51,14 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     help: "How long an absent IPRuleConfig is kept before it is deleted",
   },
   {
+    name: "agent-status-interval",
+    type: "string",
+    value: "DURATION",
+    default: "10s",
+    help: "Least time between two Agent status writes; its Ready condition flipping is " +
+      "written after at most 1s",
+  },
+  {
     name: "leader-elect",
     type: "boolean",
     help: "Elect a leader through a coordination.k8s.io Lease so only one replica writes",
@@ -71,6 +79,8 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
+  /** Least time between two Agent status writes, ms. */
+  agentStatusIntervalMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
 }
@@ -83,6 +93,10 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     namespace: str(v, "namespace") ?? ctx.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
+    agentStatusIntervalMs: durationFlag(
+      "agent-status-interval",
+      str(v, "agent-status-interval") ?? "10s",
+    ),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),
     ...endpointOptions(v, CONTROLLER_ENDPOINTS),

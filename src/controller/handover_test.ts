@@ -12,6 +12,7 @@ import {
 } from "../api/narrow.ts";
 import type { DaemonSetInfo, NodeInfo } from "../api/types.ts";
 import { Logger } from "../log.ts";
+import { AgentTally } from "./agent_tally.ts";
 import { AgentReconciler } from "./agent_reconciler.ts";
 import { DAEMONSET_NAME, renderDaemonSet } from "./daemonset.ts";
 import type { UserEvent } from "./events.ts";
@@ -122,6 +123,8 @@ function takeOver(now = NOW) {
   const reconciler = new AgentReconciler({ agents, daemonSets, nodeStates }, caches, {
     namespace: NS,
     agentImage: "example.test/agent:1",
+    tally: new AgentTally(),
+    statusIntervalMs: 0,
     log: new Logger({ sink: () => {} }),
     now: () => now,
     events: {

@@ -5,6 +5,7 @@
  * on; the API client and the informer are one implementation, in-memory fakes another.
  */
 import { ApiError, type KubeClient } from "./client.ts";
+import { objectKey } from "./informer.ts";
 import type { Resource } from "./resources.ts";
 
 /** How soon a reconcile looks again after a write found its cache stale, ms. */
@@ -164,4 +165,32 @@ export class ObjectClient<T> implements Objects<T> {
         : { resourceVersion: options.resourceVersion }),
     });
   }
+}
+
+/**
+ * A cache whose `learn` and `forget` are also reported to `onChange` (key, object or undefined),
+ * for counts kept per event that must see our own writes too: an informer reports only the
+ * watch events of others' writes.
+ */
+export function reportingCache<T>(
+  cache: WritableCache<T>,
+  onChange: (key: string, object: T | undefined) => void,
+): WritableCache<T> {
+  return {
+    get synced() {
+      return cache.synced;
+    },
+    get store() {
+      return cache.store;
+    },
+    learn(object: T): void {
+      cache.learn(object);
+      const key = objectKey(object);
+      if (key !== undefined) onChange(key, cache.store.get(key));
+    },
+    forget(key: string): void {
+      cache.forget(key);
+      onChange(key, undefined);
+    },
+  };
 }

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MIN_RESYNC_MS } from "../../src/agent/flags.ts";
+import { MIN_RESYNC_MS, MIN_STATUS_INTERVAL_MS } from "../../src/agent/flags.ts";
 import { durationFlag } from "../../src/cli.ts";
 import {
   type ControlPlane,
@@ -392,6 +392,24 @@ const REJECTED: RejectCase[] = [
     message: "should match",
   },
   {
+    name: "Agent with a status interval below 1s",
+    object: agent("agent", { statusInterval: "500ms" }),
+    field: "spec.statusInterval",
+    message: "statusInterval must be at least 1s, not 500ms",
+  },
+  {
+    name: "Agent with a status interval above 1h",
+    object: agent("agent", { statusInterval: "2h" }),
+    field: "spec.statusInterval",
+    message: "statusInterval must be at most 1h, not 2h",
+  },
+  {
+    name: "Agent with a status interval without unit",
+    object: agent("agent", { statusInterval: "10" }),
+    field: "spec.statusInterval",
+    message: 'Invalid value: "10"',
+  },
+  {
     name: "Agent with a bad toleration operator",
     object: agent("agent", { tolerations: [{ key: "a", operator: "Is" }] }),
     field: "spec.tolerations[0].operator",
@@ -569,25 +587,32 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
     assert.deepEqual(spec, {
       nodeSelector: { role: "edge" },
       resyncPeriod: "10s",
+      statusInterval: "10s",
       logLevel: "info",
     });
   });
 
-  await t.step(
-    "accepts compound and boundary resync periods the agent's --resync accepts",
-    async () => {
-      for (const resyncPeriod of ["1s", "1m30s", "1h", "1500ms", "24h"]) {
-        const result = await cp.kubectl(
-          ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
-          {
-            stdin: JSON.stringify(agent("agent", { resyncPeriod })),
-            check: false,
-          },
-        );
-        assert.ok(result.success, `${resyncPeriod}: ${result.stderr.trim()}`);
-        // The DaemonSet passes it on as --resync: the agent must take what the CRD takes.
-        durationFlag("resync", resyncPeriod, MIN_RESYNC_MS);
-      }
-    },
-  );
+  // The DaemonSet passes both on as flags: the agent must take what the CRD takes.
+  const durations = [
+    ["resyncPeriod", "resync", MIN_RESYNC_MS, ["1s", "1m30s", "1h", "1500ms", "24h"]],
+    ["statusInterval", "status-interval", MIN_STATUS_INTERVAL_MS, ["1s", "1m30s", "1500ms", "1h"]],
+  ] as const;
+  for (const [field, flag, minMs, values] of durations) {
+    await t.step(
+      `accepts compound and boundary ${field} values the agent's --${flag} accepts`,
+      async () => {
+        for (const value of values) {
+          const result = await cp.kubectl(
+            ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
+            {
+              stdin: JSON.stringify(agent("agent", { [field]: value })),
+              check: false,
+            },
+          );
+          assert.ok(result.success, `${value}: ${result.stderr.trim()}`);
+          durationFlag(flag, value, minMs);
+        }
+      },
+    );
+  }
 });

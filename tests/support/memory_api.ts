@@ -288,30 +288,46 @@ export class MemoryObjects<T> implements Objects<T> {
   }
 
   /** A cache of these objects as an informer keeps it, synced now. */
-  cache(): MemoryCache<T> {
-    return new MemoryCache(this, this.#narrow);
+  cache(onChange?: (key: string, obj: T | undefined) => void): MemoryCache<T> {
+    return new MemoryCache(this, this.#narrow, onChange);
   }
 }
 
-/** An informer's cache of a `MemoryObjects`: it sees changes when the test calls `sync`. */
+/**
+ * An informer's cache of a `MemoryObjects`: it sees changes when the test calls `sync`, and
+ * reports each to `onChange` as an informer does (our own writes' `learn` is not reported).
+ */
 export class MemoryCache<T> implements WritableCache<T> {
   synced = true;
   readonly store = new Map<string, T>();
   readonly #objects: MemoryObjects<T>;
   readonly #narrow: (raw: unknown) => T;
+  readonly #onChange: ((key: string, obj: T | undefined) => void) | undefined;
 
-  constructor(objects: MemoryObjects<T>, narrow: (raw: unknown) => T) {
+  constructor(
+    objects: MemoryObjects<T>,
+    narrow: (raw: unknown) => T,
+    onChange?: (key: string, obj: T | undefined) => void,
+  ) {
     this.#objects = objects;
     this.#narrow = narrow;
+    this.#onChange = onChange;
     this.sync();
   }
 
   /** Delivers every change since the last sync, as the watch would. */
   sync(): void {
+    const before = new Map(this.store);
     this.store.clear();
     for (const [key, raw] of this.#objects.objects) {
       this.store.set(key, this.#narrow(structuredClone(raw)));
     }
+    const onChange = this.#onChange;
+    if (onChange === undefined) return;
+    for (const [key, obj] of this.store) {
+      if (JSON.stringify(before.get(key)) !== JSON.stringify(obj)) onChange(key, obj);
+    }
+    for (const key of before.keys()) if (!this.store.has(key)) onChange(key, undefined);
   }
 
   learn(object: T): void {
