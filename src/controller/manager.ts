@@ -6,6 +6,7 @@ import { objectClient, typed } from "../api/clients.ts";
 import type { DaemonSetInfo, IPRuleConfig } from "../api/types.ts";
 import type { ControllerOptions } from "./flags.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
+import type { EarlyHealth } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { reportingCache } from "../k8s/objects.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
@@ -47,6 +48,7 @@ export async function runController(
   options: ControllerOptions,
   log: Logger,
   signal: AbortSignal,
+  parts: { health?: EarlyHealth } = {},
 ): Promise<number> {
   const client = await KubeClient.connectOrReport(options.kubeconfig, log);
   if (client === undefined) return 1;
@@ -62,6 +64,7 @@ export async function runController(
       client,
       certNames: [Deno.hostname(), "localhost"],
       onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
+      ...(parts.health === undefined ? {} : { health: parts.health }),
       signal,
     });
   } catch (error: unknown) {
@@ -191,7 +194,6 @@ async function reconcileWhileLeading(
     {
       ...ns,
       agentImage: options.agentImage,
-      drainTimeoutMs: options.drainTimeoutMs,
       tally,
       statusIntervalMs: options.agentStatusIntervalMs,
       log,
