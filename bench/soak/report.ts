@@ -1,0 +1,101 @@
+/** The figures of one soak run and their text (pure). */
+import { type Bounds, seconds, type Violation } from "./checker.ts";
+
+/** What one run measured. */
+export interface SoakReport {
+  seed: number;
+  /** Asked-for length of the load, ms. */
+  durationMs: number;
+  nodes: readonly string[];
+  /** /proc/loadavg at the start and at the end. */
+  loadAverage: { start: string; end: string };
+  bounds: Bounds;
+  faults: {
+    /** Injected, by kind (and variant). */
+    byKind: ReadonlyMap<string, number>;
+    total: number;
+    maxConcurrent: number;
+    foreignAdded: number;
+    foreignRefused: number;
+  };
+  changes: { model: number; writes: number; failures: number };
+  checks: { kernel: number; foreign: number; configs: number; final: number };
+  violations: readonly Violation[];
+  /** Outside flush → every desired rule back, ms, one per flush that completed. */
+  repairTimes: readonly number[];
+  /** Last fault and last change → converged, ms; undefined when it did not converge. */
+  convergenceMs: number | undefined;
+  /** API requests per minute of each agent while no fault was active, and how long that was. */
+  calm: { ms: number; perMinute: ReadonlyMap<string, number | undefined> };
+  /** Peak resident set by process role, KiB. */
+  peakRssKiB: ReadonlyMap<string, number>;
+  /** Exits the soak did not cause. */
+  exits: readonly { role: string; code: number }[];
+  /** Longest time between two kernel samples of a node (a starved soak shows here), ms. */
+  maxSampleGapMs: number;
+  /** Where the run's logs were kept, if they were. */
+  logsDir?: string;
+}
+
+function mib(kib: number): string {
+  return `${(kib / 1024).toFixed(0)} MiB`;
+}
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+/** The report as printed; the last two lines are `faults: N …` and `violations: N`. */
+export function formatReport(r: SoakReport): string[] {
+  const lines: string[] = [];
+  const kinds = [...r.faults.byKind].map(([k, n]) => `${k} ${n}`).join(", ");
+  const repairs = [...r.repairTimes].sort((a, b) => a - b);
+  const median = repairs[Math.floor(repairs.length / 2)];
+  const totalChecks = r.checks.kernel + r.checks.foreign + r.checks.configs + r.checks.final;
+  lines.push(
+    `soak: seed ${r.seed}, duration ${duration(r.durationMs)}, ${r.nodes.length} nodes ` +
+      `(${r.nodes.join(", ")}); load average ${r.loadAverage.start} at the start, ` +
+      `${r.loadAverage.end} at the end`,
+    `  bounds: safety ${r.bounds.safetyMs} ms, flush repair ${r.bounds.repairMs} ms, ` +
+      `convergence ${r.bounds.convergenceMs} ms after the last fault`,
+    `  changes applied: ${r.changes.model} to Services and IPRules, ${r.changes.writes} API ` +
+      `writes (${r.changes.failures} requests failed and were retried)`,
+    `  invariant checks: ${totalChecks} (${r.checks.kernel} kernel samples, ${r.checks.foreign} ` +
+      `foreign-rule comparisons, ${r.checks.configs} IPRuleConfig changes, ${r.checks.final} ` +
+      `final); longest gap between two samples of a node ${r.maxSampleGapMs} ms`,
+    `  foreign rules: ${r.faults.foreignAdded} added, ${r.faults.foreignRefused} refused by the ` +
+      `kernel (an identical rule existed)`,
+    `  longest repair after an outside flush: ${
+      repairs.length === 0
+        ? "no flush repaired"
+        : `${repairs[repairs.length - 1]!.toFixed(0)} ms (${repairs.length} flushes, median ${
+          median!.toFixed(0)
+        } ms)`
+    }`,
+    `  longest convergence after the last fault: ${
+      r.convergenceMs === undefined ? "did not converge" : `${r.convergenceMs.toFixed(0)} ms`
+    }`,
+    `  API requests per minute per agent while no fault was active (${duration(r.calm.ms)}, ` +
+      `Services and IPRules still changing): ${
+        [...r.calm.perMinute].map(([n, v]) => `${n} ${v === undefined ? "?" : v.toFixed(1)}`)
+          .join(", ")
+      }`,
+    `  peak RSS: ${[...r.peakRssKiB].map(([role, kib]) => `${role} ${mib(kib)}`).join(", ")}`,
+    `  process exits the soak did not cause: ${
+      r.exits.length === 0 ? "none" : r.exits.map((e) => `${e.role} (code ${e.code})`).join(", ")
+    }`,
+  );
+  if (r.logsDir) lines.push(`  logs: ${r.logsDir}`);
+  for (const v of r.violations) {
+    lines.push(
+      `  VIOLATION ${v.invariant} at ${seconds(v.at)}${v.node ? ` on ${v.node}` : ""}: ` +
+        `${v.subject}: ${v.detail}; faults: ${v.faults.join("; ") || "none"}`,
+    );
+  }
+  lines.push(
+    `faults: ${r.faults.total} (${kinds}); at most ${r.faults.maxConcurrent} at once`,
+    `violations: ${r.violations.length}`,
+  );
+  return lines;
+}
