@@ -188,6 +188,8 @@ interface Repair {
 interface NodeTrack {
   /** Blocks in force, counted (faults of different kinds overlap). */
   blocked: Map<BlockReason, number>;
+  /** When the ongoing or last cut-off from the API server began, and when it ended. */
+  outage: { start: number; end?: number } | undefined;
   /** When the last block ended (the safety clock runs from here at the earliest). */
   openSince: number;
   /** When the running agent had listed its configs; undefined while none has. */
@@ -209,6 +211,12 @@ interface PendingDip {
   key: RuleKey;
   lastSeen: number;
   missingAt: number;
+  /**
+   * Since when the agent's view may lag: its cut-off from the API server began then, and it
+   * catches up through the changes it missed (a watch resumed from its last version, or
+   * events delivered late by TCP once a silent cut heals, replay them in order).
+   */
+  staleSince: number;
 }
 
 interface PendingSafety {
@@ -264,6 +272,7 @@ export class InvariantChecker {
     for (const node of nodes) {
       this.#nodes.set(node, {
         blocked: new Map(),
+        outage: undefined,
         openSince: 0,
         agentUpSince: undefined,
         prevPresent: undefined,
@@ -315,9 +324,10 @@ export class InvariantChecker {
   }
 
   /** The node's agent cannot see the API server's state, for `reason` (until `unblock`). */
-  block(node: string, reason: BlockReason): void {
-    const blocked = this.#node(node).blocked;
-    blocked.set(reason, (blocked.get(reason) ?? 0) + 1);
+  block(node: string, reason: BlockReason, time: number): void {
+    const track = this.#node(node);
+    if (track.blocked.size === 0) track.outage = { start: time };
+    track.blocked.set(reason, (track.blocked.get(reason) ?? 0) + 1);
   }
 
   /** One `block` for `reason` is over: from `time` on it keeps the agent no longer. */
@@ -326,7 +336,9 @@ export class InvariantChecker {
     const count = track.blocked.get(reason) ?? 0;
     if (count > 1) return void track.blocked.set(reason, count - 1);
     if (!track.blocked.delete(reason)) return;
-    if (track.blocked.size === 0) track.openSince = Math.max(track.openSince, time);
+    if (track.blocked.size > 0) return;
+    track.openSince = Math.max(track.openSince, time);
+    if (track.outage) track.outage.end = time;
   }
 
   /** Whether the node's agent cannot be expected to act on the API's state now. */
@@ -407,11 +419,15 @@ export class InvariantChecker {
       for (const key of track.prevPresent) {
         if (sample.present.has(key) || !this.desired.current.has(key)) continue;
         if (track.repair?.keys.has(key)) continue;
+        const outage = track.outage;
+        const catchingUp = outage !== undefined &&
+          (outage.end === undefined || time - outage.end <= this.bounds.lagMs);
         this.#dips.push({
           node,
           key,
           lastSeen: track.prevAt,
           missingAt: time,
+          staleSince: Math.min(track.prevAt, catchingUp ? outage.start : Infinity),
           faults: this.faultsAt(time),
         });
       }
@@ -506,7 +522,9 @@ export class InvariantChecker {
     const dips = this.#dips.filter((d) => due(d.missingAt));
     this.#dips = this.#dips.filter((d) => !due(d.missingAt));
     for (const dip of dips) {
-      if (!this.desired.heldThroughout(dip.key, dip.lastSeen - lag, dip.missingAt + lag)) continue;
+      if (!this.desired.heldThroughout(dip.key, dip.staleSince - lag, dip.missingAt + lag)) {
+        continue;
+      }
       const back = this.#node(dip.node).prevPresent?.has(dip.key);
       this.#violation({
         invariant: "no-dip",

@@ -154,8 +154,8 @@ Deno.test("InvariantChecker reports an own rule left past the safety bound", () 
 Deno.test("InvariantChecker does not run the safety clock while the node is cut off", () => {
   const checker = started();
   hold(checker, 0, 1_000, kernel([A, B]));
-  checker.block("n0", "link");
-  checker.block("n0", "apiserver");
+  checker.block("n0", "link", 1_000);
+  checker.block("n0", "apiserver", 1_000);
   checker.observeConfigs(1_000, [config("a", A), config("b", B, false)]);
   hold(checker, 1_000, 6_000, kernel([A, B]));
   checker.unblock(6_000, "n0", "link");
@@ -282,4 +282,28 @@ Deno.test("InvariantChecker names the faults active and recently ended", () => {
   checker.faultEnded(4_000, 1);
   assert.ok(checker.calm);
   assert.deepEqual(checker.faultsAt(40_000), []);
+});
+
+Deno.test("InvariantChecker excuses a rule flapping while a cut-off agent catches up", () => {
+  const checker = started();
+  hold(checker, 0, 3_000, kernel([A, B]));
+  checker.block("n0", "link", 3_000);
+  // B's config changes and comes back while the node is cut off.
+  checker.observeConfigs(4_000, [config("a", A), config("b", B, false)]);
+  checker.observePlan(4_000, ["a"]);
+  checker.observeConfigs(5_000, [config("a", A), config("b", B)]);
+  checker.observePlan(5_000, ["a", "b"]);
+  hold(checker, 3_000, 20_000, kernel([A, B]));
+  checker.unblock(20_000, "n0", "link");
+  // Catching up, the agent applies the old change, then the new one.
+  hold(checker, 20_000, 20_300, kernel([A]));
+  hold(checker, 20_300, 25_000, kernel([A, B]));
+  checker.tick(25_000, true);
+  assert.equal(checker.violations.length, 0, JSON.stringify(checker.violations));
+  // Long after the cut-off, the same flap is a dip.
+  hold(checker, 25_000, 30_000, kernel([A]));
+  hold(checker, 30_000, 33_000, kernel([A, B]));
+  checker.tick(33_000, true);
+  assert.equal(checker.violations.length, 1);
+  assert.equal(checker.violations[0]?.invariant, "no-dip");
 });

@@ -118,7 +118,7 @@ export class FaultRunner {
     const c = this.#c;
     const reason = name === "etcd" ? "etcd" : "apiserver";
     const nodes = c.topo.nodes.map((_, i) => i);
-    for (const i of nodes) c.checker.block(this.#name(i), reason);
+    for (const i of nodes) c.checker.block(this.#name(i), reason, c.now());
     c.processes.sampleRss();
     await c.topo.killServer(name);
     await sleep(fault.downMs);
@@ -193,7 +193,7 @@ export class FaultRunner {
     const c = this.#c;
     const index = fault.node!;
     const node = c.topo.node(index);
-    c.checker.block(node.name, "link");
+    c.checker.block(node.name, "link", c.now());
     const port = new URL(c.topo.cp.server).port;
     const drop = (op: "-I" | "-D") =>
       [
