@@ -33,9 +33,11 @@ export class Supervised {
   #incarnation = 0;
   #killing = false;
   #stopping = false;
+  /** The watch on the running incarnation's exit (restarts it when it exits alone). */
+  #watching: Promise<void> = Promise.resolve();
   /** Highest VmHWM of any incarnation, KiB. */
   peakRssKiB = 0;
-  /** Exits the soak did not cause: time (ms since the soak's start) and code. */
+  /** Exits the soak did not cause: exit code and the incarnation's log. */
   readonly exits: { code: number; log: string }[] = [];
 
   constructor(
@@ -63,7 +65,7 @@ export class Supervised {
     const proc = await this.#start(++this.#incarnation);
     this.#current = proc;
     this.#killing = false;
-    void proc.status.then(async (status) => {
+    this.#watching = proc.status.then(async (status) => {
       if (this.#current !== proc) return;
       this.sampleRss();
       this.#current = undefined;
@@ -71,7 +73,7 @@ export class Supervised {
       this.exits.push({ code: status.code, log: proc.logFile });
       this.#onExit(this, status.code);
       await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
-      if (!this.#stopping && this.#current === undefined) await this.start();
+      if (!this.#stopping && this.#current === undefined) void this.start();
     });
     return proc;
   }
@@ -90,6 +92,7 @@ export class Supervised {
     this.#stopping = true;
     this.sampleRss();
     await this.#current?.stop("SIGTERM");
+    await this.#watching;
   }
 
   /** Takes the running incarnation's VmHWM into the peak. */

@@ -42,6 +42,8 @@ export interface FaultContext {
   signal: AbortSignal;
   /** Fast kernel sampling of one node until its flush repair is done (for the repair time). */
   watchRepair: (node: number) => Promise<void>;
+  /** Runs a background task the soak waits for before it ends. */
+  spawn: (task: Promise<unknown>) => void;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -126,14 +128,14 @@ export class FaultRunner {
     // The fault is over; each agent is taken as connected once it says so (in the background).
     const back = c.now();
     for (const i of nodes) {
-      void (async () => {
+      c.spawn((async () => {
         const deadline = back + RECONNECT_CAP_MS;
         while (c.now() < deadline && !c.signal.aborted) {
           if (await c.processes.agentConnected(i)) break;
-          await sleep(200);
+          await sleep(200, c.signal);
         }
         c.checker.unblock(c.now(), this.#name(i), reason);
-      })();
+      })());
     }
   }
 
@@ -215,8 +217,10 @@ export class FaultRunner {
     // next retransmission, which exponential backoff puts at most about one cut length after
     // the link is back. Until then the agent cannot know of changes.
     const back = c.now();
-    void sleep(fault.downMs, c.signal).then(() =>
-      c.checker.unblock(back + fault.downMs, node.name, "link")
+    c.spawn(
+      sleep(fault.downMs, c.signal).then(() =>
+        c.checker.unblock(back + fault.downMs, node.name, "link")
+      ),
     );
   }
 

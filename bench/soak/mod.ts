@@ -110,6 +110,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     whenSynced(signal: AbortSignal): Promise<void>;
   }[] = [];
   const running: Promise<unknown>[] = [];
+  const background = new Set<Promise<unknown>>();
+  const timers: ReturnType<typeof setInterval>[] = [];
+  let sampler: Promise<void> = Promise.resolve();
+  const spawn = (task: Promise<unknown>) => {
+    background.add(task);
+    void task.catch(() => {}).finally(() => background.delete(task));
+  };
   let processes: SoakProcesses | undefined;
   let admin: KubeClient | undefined;
   const t0 = performance.now();
@@ -133,11 +140,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const agent = processes!.agents.indexOf(proc);
       if (agent >= 0) checker.agentDown(names[agent]!);
     }, (index, proc) => {
-      void agentListed(proc, stop.signal).then((listed) => {
-        if (listed && processes!.agents[index]!.current === proc) {
-          checker.agentUp(now(), names[index]!);
-        }
-      });
+      spawn(
+        agentListed(proc, stop.signal).then((listed) => {
+          if (listed && processes!.agents[index]!.current === proc) {
+            checker.agentUp(now(), names[index]!);
+          }
+        }),
+      );
     });
     for (const c of processes.controllers) await c.proc.start();
     for (const a of processes.agents) await a.start();
@@ -216,9 +225,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     };
     let maxGap = 0;
     let sampling = true;
-    const sampler = (async () => {
+    sampler = (async () => {
       let last = performance.now();
-      while (sampling) {
+      while (sampling && !stop.signal.aborted) {
         for (let i = 0; i < names.length; i++) await sampleNode(i);
         checker.tick(now());
         const t = performance.now();
@@ -244,6 +253,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       now,
       log,
       signal: stop.signal,
+      spawn,
       watchRepair: async (i) => {
         const deadline = performance.now() + 10_000;
         while (checker.repairing(names[i]!) && performance.now() < deadline) {
@@ -305,8 +315,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     })();
 
-    const housekeeping = setInterval(() => processes!.sampleRss(), 1000);
-    const calmTimer = setInterval(() => void calmSample(), 2000);
+    timers.push(setInterval(() => processes!.sampleRss(), 1000));
+    const calmTimer = setInterval(() => spawn(calmSample()), 2000);
+    timers.push(calmTimer);
     const progress = setInterval(() => {
       log(
         `[${(now() / 1000).toFixed(0)}s] faults ${
@@ -318,6 +329,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           `violations ${checker.violations.length}; load ${loadAverage()}`,
       );
     }, PROGRESS_MS);
+    timers.push(progress);
 
     await load;
     await Promise.all(faultRuns);
@@ -346,7 +358,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     sampling = false;
     await sampler;
     checker.tick(now(), true);
-    clearInterval(housekeeping);
     processes.sampleRss();
 
     const peak = new Map<string, number>();
@@ -392,9 +403,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       `soak: scheduled faults: ${schedule.map((f) => faultLabel(f, (i) => names[i]!)).join(", ")}`,
     );
   } finally {
+    for (const timer of timers) clearInterval(timer);
     stop.abort();
+    await sampler.catch(() => {});
     if (processes) await Promise.all(processes.all.map((p) => p.stop()));
     await Promise.all(running).catch(() => {});
+    while (background.size > 0) await Promise.allSettled([...background]);
     for (const socket of sockets) socket.close();
     admin?.close();
     events?.close();
