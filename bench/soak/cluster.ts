@@ -192,18 +192,19 @@ export class SoakProcesses {
     }
   }
 
-  /** Total API requests the agent on node `index` made since it started, or undefined. */
-  async agentRequests(index: number): Promise<number | undefined> {
+  /** API requests by verb the agent on node `index` made since it started, or undefined. */
+  async agentRequests(index: number): Promise<Map<string, number> | undefined> {
     const node = this.topo.node(index);
     try {
       const res = await fetch(`http://${node.address}:${AGENT_PORT}/metrics`, {
         signal: AbortSignal.timeout(2_000),
       });
-      let sum = 0;
+      const byVerb = new Map<string, number>();
       for (const line of (await res.text()).split("\n")) {
-        if (line.startsWith("iprule_agent_api_requests{")) sum += Number(line.split(" ").pop());
+        const m = /^iprule_agent_api_requests\{verb="(\w+)"\} (\d+)/.exec(line);
+        if (m) byVerb.set(m[1]!, Number(m[2]));
       }
-      return sum;
+      return byVerb;
     } catch {
       return undefined;
     }

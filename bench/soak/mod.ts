@@ -267,14 +267,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     // fault started, ran or ended in it, every agent was connected at its end, and the agent is
     // the same process at both ends.
     let lastFaultEvent = 0;
-    const calmTotals = names.map(() => ({ requests: 0, ms: 0 }));
+    const calmTotals = names.map(() => ({ byVerb: new Map<string, number>(), ms: 0 }));
     let calmMs = 0;
-    let calmPrev: { t: number; totals: ({ n: number; inc: number } | undefined)[] } | undefined;
+    type Counts = { byVerb: Map<string, number>; inc: number } | undefined;
+    let calmPrev: { t: number; totals: Counts[] } | undefined;
     const calmSample = async () => {
       const t = now();
-      const totals = await Promise.all(processes!.agents.map(async (a, i) => {
-        const n = await processes!.agentRequests(i);
-        return n === undefined ? undefined : { n, inc: a.incarnation };
+      const totals: Counts[] = await Promise.all(processes!.agents.map(async (a, i) => {
+        const byVerb = await processes!.agentRequests(i);
+        return byVerb === undefined ? undefined : { byVerb, inc: a.incarnation };
       }));
       const since = Math.max(lastFaultEvent, checker.lastOpened);
       if (calmPrev && checker.calm && since < calmPrev.t) {
@@ -282,8 +283,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         totals.forEach((cur, i) => {
           const prev = calmPrev!.totals[i];
           if (!cur || !prev || cur.inc !== prev.inc) return;
-          calmTotals[i]!.requests += cur.n - prev.n;
-          calmTotals[i]!.ms += t - calmPrev!.t;
+          const sum = calmTotals[i]!;
+          for (const [verb, n] of cur.byVerb) {
+            sum.byVerb.set(verb, (sum.byVerb.get(verb) ?? 0) + n - (prev.byVerb.get(verb) ?? 0));
+          }
+          sum.ms += t - calmPrev!.t;
         });
       }
       calmPrev = { t, totals };
@@ -390,8 +394,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         ms: calmMs,
         perMinute: new Map(
           names.map((n, i) => {
-            const { requests, ms } = calmTotals[i]!;
-            return [n, ms > 0 ? requests / (ms / 60_000) : undefined];
+            const { byVerb, ms } = calmTotals[i]!;
+            if (ms === 0) return [n, undefined];
+            return [n, new Map([...byVerb].map(([verb, k]) => [verb, k / (ms / 60_000)]))];
           }),
         ),
       },

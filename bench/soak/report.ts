@@ -25,8 +25,11 @@ export interface SoakReport {
   repairTimes: readonly number[];
   /** Last fault and last change → converged, ms; undefined when it did not converge. */
   convergenceMs: number | undefined;
-  /** API requests per minute of each agent while no fault was active, and how long that was. */
-  calm: { ms: number; perMinute: ReadonlyMap<string, number | undefined> };
+  /**
+   * API requests per minute of each agent by verb while no fault was active, and how long that
+   * was (undefined for an agent never measured through a calm interval).
+   */
+  calm: { ms: number; perMinute: ReadonlyMap<string, ReadonlyMap<string, number> | undefined> };
   /** Peak resident set by process role, KiB. */
   peakRssKiB: ReadonlyMap<string, number>;
   /** Exits the soak did not cause. */
@@ -39,6 +42,13 @@ export interface SoakReport {
 
 function mib(kib: number): string {
   return `${(kib / 1024).toFixed(0)} MiB`;
+}
+
+function perMinute(byVerb: ReadonlyMap<string, number> | undefined): string {
+  if (byVerb === undefined) return "? (no calm interval)";
+  const total = [...byVerb.values()].reduce((a, b) => a + b, 0);
+  const verbs = [...byVerb].filter(([, n]) => n > 0).sort(([a], [b]) => a < b ? -1 : 1);
+  return `${total.toFixed(1)} (${verbs.map(([v, n]) => `${v} ${n.toFixed(1)}`).join(", ")})`;
 }
 
 function duration(ms: number): string {
@@ -78,8 +88,7 @@ export function formatReport(r: SoakReport): string[] {
     }`,
     `  API requests per minute per agent while no fault was active (${duration(r.calm.ms)}, ` +
       `Services and IPRules still changing): ${
-        [...r.calm.perMinute].map(([n, v]) => `${n} ${v === undefined ? "?" : v.toFixed(1)}`)
-          .join(", ")
+        [...r.calm.perMinute].map(([node, byVerb]) => `${node} ${perMinute(byVerb)}`).join(", ")
       }`,
     `  peak RSS: ${[...r.peakRssKiB].map(([role, kib]) => `${role} ${mib(kib)}`).join(", ")}`,
     `  process exits the soak did not cause: ${
