@@ -9,7 +9,7 @@
  * steady state, ≤ 64 MiB RSS at 1,000 configs and ≤ 128 MiB at 10,000. ~4 minutes.
  */
 import { type KernelRule, RuleSocket, RuleSubscription } from "../ffi/mod.ts";
-import { runLimited } from "../src/controller/apply.ts";
+import { runLimited } from "../src/k8s/run_limited.ts";
 import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
 import { MemoryCgroup, privateRuntime } from "../tests/support/memory_cgroup.ts";

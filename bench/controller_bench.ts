@@ -8,7 +8,7 @@ import { startControlPlane } from "../tests/support/controlplane.ts";
 import { eventually, ExecutableProcess, freePort } from "../tests/support/process.ts";
 import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
-import { runLimited } from "../src/controller/apply.ts";
+import { runLimited } from "../src/k8s/run_limited.ts";
 
 const SERVICES = Number(Deno.env.get("SERVICES") ?? 10_000);
 const UPDATES = Number(Deno.env.get("UPDATES") ?? 200);

@@ -9,7 +9,7 @@ import { startTopology } from "../tests/support/topology.ts";
 import { eventually, ExecutableProcess, freePort } from "../tests/support/process.ts";
 import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
-import { runLimited } from "../src/controller/apply.ts";
+import { runLimited } from "../src/k8s/run_limited.ts";
 
 const SERVICES = Number(Deno.env.get("SERVICES") ?? 500);
 const SAMPLE_MS = 10;

@@ -4,7 +4,7 @@
  * Targets (issue 2): < 200 ms from scratch, < 20 ms for one change.
  */
 import { API_VERSION, type IPRule, type IPRuleConfig, type ServiceInfo } from "../src/api/types.ts";
-import { planConfigs, PlanMemo } from "../src/plan/configs.ts";
+import { planConfigs, PlanMemo } from "../src/controller/plan.ts";
 
 const SERVICES = 10_000;
 const RUNS = Number(Deno.env.get("RUNS") ?? 15);

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-export { canonicalAddress, type Family } from "./address.ts";
+export { canonicalAddress, type Family } from "../net/address.ts";
 export {
   InvalidRuleError,
   LibmnlLoadError,

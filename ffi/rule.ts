@@ -1,8 +1,8 @@
 // The rule types of the public API and their `ip rule` text.
-import type { Family } from "./address.ts";
+import type { Family } from "../net/address.ts";
 import { FIB_RULE_INVERT, FR_ACT_GOTO, FR_ACT_TO_TBL } from "./constants.ts";
 
-export type { Family } from "./address.ts";
+export type { Family } from "../net/address.ts";
 
 /** A rule `from SRC/SRCLEN lookup TABLE priority PRIORITY protocol PROTOCOL`. */
 export interface Rule {

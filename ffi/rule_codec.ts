@@ -3,7 +3,7 @@
 //
 // Layout: struct nlmsghdr (16 bytes, host order) | struct fib_rule_hdr (12 bytes) | attributes
 // (struct nlattr: u16 len, u16 type, value, padded to 4 bytes). Addresses are network order.
-import { addressLength, type Family, formatAddress, writeAddress } from "./address.ts";
+import { addressLength, type Family, formatAddress, writeAddress } from "../net/address.ts";
 import {
   AF_INET,
   AF_INET6,

@@ -9,7 +9,7 @@ import {
   RTM_NEWRULE,
 } from "./constants.ts";
 import { NetlinkDecodeError } from "./errors.ts";
-import type { Family } from "./address.ts";
+import type { Family } from "../net/address.ts";
 import type { KernelRule } from "./rule.ts";
 import { type AckInfo, decodeAck, decodeRuleMessage, type MessageHeader } from "./rule_codec.ts";
 

@@ -1,5 +1,5 @@
 // RuleSocket: batched `ip rule add` / `ip rule del` with one ack per rule, and `ip rule show`.
-import type { Family } from "./address.ts";
+import type { Family } from "../net/address.ts";
 import {
   EAGAIN,
   EINTR,

@@ -1,5 +1,5 @@
 // RuleSubscription: rule changes from the kernel (`ip monitor rule`) as an async iterable.
-import type { Family } from "./address.ts";
+import type { Family } from "../net/address.ts";
 import {
   EAGAIN,
   EINTR,

@@ -1,6 +1,6 @@
 /** Agent executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli, untilSignal } from "./cli.ts";
-import { AGENT_FLAGS, parseAgentFlags } from "./agent_flags.ts";
+import { AGENT_FLAGS, parseAgentFlags } from "./agent/flags.ts";
 import { runAgent } from "./agent/runner.ts";
 import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";

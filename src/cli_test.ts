@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { addressFlag, durationFlag, helpText, UsageError } from "./cli.ts";
-import { AGENT_FLAGS, DEFAULT_PROTOCOL, parseAgentFlags } from "./agent_flags.ts";
-import { CONTROLLER_FLAGS, DEFAULT_NAMESPACE, parseControllerFlags } from "./controller_flags.ts";
+import { AGENT_FLAGS, DEFAULT_PROTOCOL, parseAgentFlags } from "./agent/flags.ts";
+import { CONTROLLER_FLAGS, DEFAULT_NAMESPACE, parseControllerFlags } from "./controller/flags.ts";
 
 const ctx = { env: {}, isTerminal: false, hostname: "node-1" };
 

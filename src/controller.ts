@@ -1,6 +1,6 @@
 /** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli, untilSignal } from "./cli.ts";
-import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller_flags.ts";
+import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller/flags.ts";
 import { runController } from "./controller/manager.ts";
 import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";

@@ -11,7 +11,7 @@ import type {
   IPRuleNodeStateStatus,
   ServiceInfo,
 } from "../../src/api/types.ts";
-import { planConfigs } from "../../src/plan/configs.ts";
+import { planConfigs } from "../../src/controller/plan.ts";
 import { type KernelSample, type RuleKey, ruleKey } from "./checker.ts";
 
 /** The configs the planner wants present, by name, from Services, IPRules and namespaces. */

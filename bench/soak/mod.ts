@@ -16,7 +16,7 @@ import type {
 import { type JsonObject, KubeClient } from "../../src/k8s/client.ts";
 import { Informer } from "../../src/k8s/informer.ts";
 import { resourcePath, RESOURCES } from "../../src/k8s/resources.ts";
-import { DEFAULT_PROTOCOL } from "../../src/agent_flags.ts";
+import { DEFAULT_PROTOCOL } from "../../src/agent/flags.ts";
 import { startTopology, type Topology } from "../../tests/support/topology.ts";
 import { agentListed, SoakProcesses } from "./cluster.ts";
 import { BOUNDS, InvariantChecker, type KernelSample, summarize } from "./checker.ts";

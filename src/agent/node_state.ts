@@ -3,20 +3,17 @@
  * creates the object when missing (owner reference to the Node) and patches its status only
  * when something other than a timestamp changed, retrying with backoff in the background.
  */
-import type { FailedRule, IPRuleNodeState, IPRuleNodeStateStatus } from "../api/types.ts";
+import type { FailedRule, IPRuleNodeState, IPRuleNodeStateStatus, NodeInfo } from "../api/types.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
+import { MAX_FAILED_ERROR_TEXT, MAX_FAILED_RULE_TEXT, MAX_FAILED_RULES } from "../api/limits.ts";
 import { backoffDelay, sleep } from "../k8s/backoff.ts";
-import { ApiError, type JsonObject, type KubeClient } from "../k8s/client.ts";
-import { RESOURCES } from "../k8s/resources.ts";
+import { ApiError } from "../k8s/client.ts";
+import type { Objects } from "../k8s/objects.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
 
 /** The condition the controller counts converged nodes by. */
 export const CONVERGED = "Converged";
-/** At most this many failed rules are listed (CRD maxItems). */
-export const MAX_FAILED_RULES = 20;
-const MAX_RULE_TEXT = 256;
-const MAX_ERROR_TEXT = 1024;
 
 /** What a reconcile reports for the node. */
 export interface NodeReport {
@@ -30,6 +27,8 @@ export interface NodeReport {
   converged: boolean;
   /** The reconcile itself failed (e.g. the kernel dump); the counts are the last known ones. */
   error?: string;
+  /** The agent removed its rules for a drain (see src/drain.ts): the last report it makes. */
+  draining?: true;
 }
 
 /** What the status says besides the report. */
@@ -64,8 +63,8 @@ export function nodeStatus(
     .sort((a, b) => a.rule.localeCompare(b.rule) || a.error.localeCompare(b.error))
     .slice(0, MAX_FAILED_RULES)
     .map((f) => ({
-      rule: truncate(f.rule, MAX_RULE_TEXT),
-      error: truncate(f.error, MAX_ERROR_TEXT),
+      rule: truncate(f.rule, MAX_FAILED_RULE_TEXT),
+      error: truncate(f.error, MAX_FAILED_ERROR_TEXT),
     }));
   const countsChanged = previous?.desiredRules !== report.desired ||
     previous?.appliedRules !== report.applied;
@@ -78,12 +77,21 @@ export function nodeStatus(
     protocol: options.protocol,
     conditions: setCondition(
       previous?.conditions,
-      report.error !== undefined
+      report.draining
+        ? {
+          type: CONVERGED,
+          status: report.converged ? "True" : "False",
+          reason: report.converged ? "Drained" : "DrainFailed",
+          message: report.converged
+            ? "The node was drained: the agent removed its rules"
+            : `The node was drained, but ${report.failed.length} rule(s) could not be removed`,
+        }
+        : report.error !== undefined
         ? {
           type: CONVERGED,
           status: "False",
           reason: "ReconcileFailed",
-          message: truncate(`The last reconcile failed: ${report.error}`, MAX_ERROR_TEXT),
+          message: truncate(`The last reconcile failed: ${report.error}`, MAX_FAILED_ERROR_TEXT),
         }
         : {
           type: CONVERGED,
@@ -102,6 +110,7 @@ export function nodeStatus(
     ? options.now
     : previous?.lastConvergedTime;
   if (lastConvergedTime !== undefined) status.lastConvergedTime = lastConvergedTime;
+  if (report.draining) status.draining = true;
   return status;
 }
 
@@ -122,6 +131,20 @@ export function sameNodeStatus(
     sameConditions(conditions(a), conditions(b));
 }
 
+/** The reads and writes of the node state writer. */
+export interface NodeStateApi {
+  nodeStates: Pick<Objects<IPRuleNodeState>, "get" | "create" | "mergePatch">;
+  nodes: Pick<Objects<NodeInfo>, "get">;
+}
+
+/** An owner reference to the node's Node. */
+interface OwnerReference {
+  apiVersion: "v1";
+  kind: "Node";
+  name: string;
+  uid: string;
+}
+
 /** Options of a `NodeStateWriter`. */
 export interface NodeStateWriterOptions {
   nodeName: string;
@@ -134,7 +157,7 @@ export interface NodeStateWriterOptions {
 
 /** Writes the node's IPRuleNodeState: created when missing, status patched only on change. */
 export class NodeStateWriter {
-  readonly #client: KubeClient;
+  readonly #api: NodeStateApi;
   readonly #options: NodeStateWriterOptions;
   /** The status as the API server last returned it; undefined until read. */
   #current: IPRuleNodeStateStatus | undefined;
@@ -144,8 +167,8 @@ export class NodeStateWriter {
   /** Status writes made (create included), for tests and metrics. */
   writes = 0;
 
-  constructor(client: KubeClient, options: NodeStateWriterOptions) {
-    this.#client = client;
+  constructor(api: NodeStateApi, options: NodeStateWriterOptions) {
+    this.#api = api;
     this.#options = options;
   }
 
@@ -198,13 +221,15 @@ export class NodeStateWriter {
     if (sameNodeStatus(this.#current, next)) return false;
     if (signal?.aborted) return false;
     try {
-      const written = await this.#client.mergePatch(
-        RESOURCES.ipRuleNodeStates,
+      // A merge patch keeps what it does not name: a drain mark of an earlier agent is removed.
+      const written = await this.#api.nodeStates.mergePatch(
         this.#options.nodeName,
-        { status: { ...next, failedRules: next.failedRules ?? [] } },
+        {
+          status: { ...next, failedRules: next.failedRules ?? [], draining: next.draining ?? null },
+        },
         { subresource: "status" },
       );
-      this.#current = (written as { status?: IPRuleNodeStateStatus }).status ?? next;
+      this.#current = written.status ?? next;
     } catch (error: unknown) {
       if (error instanceof ApiError && error.status === 404) this.#exists = false;
       throw error;
@@ -222,18 +247,14 @@ export class NodeStateWriter {
   /** Reads the object, creating it (owned by the Node when readable) when missing. */
   async #ensure(): Promise<void> {
     const name = this.#options.nodeName;
-    let object = await this.#client.get(RESOURCES.ipRuleNodeStates, name) as
-      | IPRuleNodeState
-      | undefined;
+    let object = await this.#api.nodeStates.get(name);
     if (object === undefined) {
-      const metadata: JsonObject = { name };
       const owner = await this.#nodeOwner();
-      if (owner !== undefined) metadata.ownerReferences = [owner];
       try {
-        object = await this.#client.create(RESOURCES.ipRuleNodeStates, {
-          metadata,
+        object = await this.#api.nodeStates.create({
+          metadata: { name, ...(owner === undefined ? {} : { ownerReferences: [owner] }) },
           spec: { nodeName: name },
-        }) as unknown as IPRuleNodeState;
+        });
         this.writes++;
         this.#options.log.info("IPRuleNodeState created", {
           iprulenodestate: name,
@@ -241,9 +262,7 @@ export class NodeStateWriter {
         });
       } catch (error: unknown) {
         if (!(error instanceof ApiError && error.status === 409)) throw error;
-        object = await this.#client.get(RESOURCES.ipRuleNodeStates, name) as
-          | IPRuleNodeState
-          | undefined;
+        object = await this.#api.nodeStates.get(name);
         if (object === undefined) throw error;
       }
     }
@@ -257,11 +276,11 @@ export class NodeStateWriter {
    * error is thrown, so the creation is retried rather than made without an owner for good
    * (the object would then outlive its Node).
    */
-  async #nodeOwner(): Promise<JsonObject | undefined> {
+  async #nodeOwner(): Promise<OwnerReference | undefined> {
     const name = this.#options.nodeName;
-    let node: JsonObject | undefined;
+    let node: NodeInfo | undefined;
     try {
-      node = await this.#client.get(RESOURCES.nodes, name);
+      node = await this.#api.nodes.get(name);
     } catch (error: unknown) {
       if (!(error instanceof ApiError && (error.status === 401 || error.status === 403))) {
         throw error;
@@ -272,8 +291,8 @@ export class NodeStateWriter {
       });
       return undefined;
     }
-    const uid = (node?.metadata as { uid?: unknown } | undefined)?.uid;
-    if (typeof uid === "string") return { apiVersion: "v1", kind: "Node", name, uid };
+    const uid = node?.uid;
+    if (uid !== undefined) return { apiVersion: "v1", kind: "Node", name, uid };
     this.#options.log.warn("Node not found; IPRuleNodeState created without owner", {
       node: name,
     });

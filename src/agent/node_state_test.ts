@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
-import type { IPRuleNodeStateStatus } from "../api/types.ts";
-import { ApiError, type KubeClient } from "../k8s/client.ts";
+import type { IPRuleNodeState, IPRuleNodeStateStatus } from "../api/types.ts";
+import { narrowIPRuleNodeState, narrowNode } from "../api/narrow.ts";
+import { ApiError } from "../k8s/client.ts";
+import { MemoryObjects } from "../../tests/support/memory_api.ts";
 import { Logger } from "../log.ts";
+import { MAX_FAILED_RULES } from "../api/limits.ts";
 import {
-  MAX_FAILED_RULES,
   type NodeReport,
+  type NodeStateApi,
   NodeStateWriter,
   nodeStatus,
   sameNodeStatus,
@@ -133,23 +136,28 @@ Deno.test("nodeStatus() reports a reconcile that failed as not converged, with i
 Deno.test("NodeStateWriter creates its object owned by the Node, retrying when the Node read fails", async () => {
   let nodeReads = 0;
   const created: Record<string, unknown>[] = [];
-  const client = {
-    get: (resource: { kind: string }) => {
-      if (resource.kind !== "Node") return Promise.resolve(undefined); // no IPRuleNodeState yet
-      if (nodeReads++ === 0) {
-        return Promise.reject(
-          new ApiError("GET", "/api/v1/nodes/n1", 503, "ServiceUnavailable", "busy"),
-        );
-      }
-      return Promise.resolve({ metadata: { name: "n1", uid: "uid-1" } });
+  const api: NodeStateApi = {
+    nodes: {
+      get: () => {
+        if (nodeReads++ === 0) {
+          return Promise.reject(
+            new ApiError("GET", "/api/v1/nodes/n1", 503, "ServiceUnavailable", "busy"),
+          );
+        }
+        return Promise.resolve({ name: "n1", uid: "uid-1", labels: {} });
+      },
     },
-    create: (_resource: unknown, object: Record<string, unknown>) => {
-      created.push(object);
-      return Promise.resolve({ ...object, status: {} });
+    nodeStates: {
+      get: () => Promise.resolve(undefined), // no IPRuleNodeState yet
+      create: (object: object) => {
+        created.push(object as Record<string, unknown>);
+        return Promise.resolve({ ...(object as IPRuleNodeState), status: {} });
+      },
+      mergePatch: (_name: string, patch: object) =>
+        Promise.resolve({ ...(patch as IPRuleNodeState), metadata: { name: "n1" } }),
     },
-    mergePatch: (_r: unknown, _n: unknown, patch: { status: unknown }) => Promise.resolve(patch),
-  } as unknown as KubeClient;
-  const writer = new NodeStateWriter(client, {
+  };
+  const writer = new NodeStateWriter(api, {
     nodeName: "n1",
     ...OPTIONS,
     log: new Logger({ sink: () => {} }),
@@ -161,4 +169,68 @@ Deno.test("NodeStateWriter creates its object owned by the Node, retrying when t
   assert.deepEqual((created[0]?.metadata as Record<string, unknown>).ownerReferences, [
     { apiVersion: "v1", kind: "Node", name: "n1", uid: "uid-1" },
   ]);
+});
+
+/** The writer's API over memory objects: the node n1 exists, its IPRuleNodeState not yet. */
+function memoryApi(nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState)) {
+  const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
+  nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
+  const writer = new NodeStateWriter({ nodeStates, nodes }, {
+    nodeName: "n1",
+    ...OPTIONS,
+    log: new Logger({ sink: () => {} }),
+    now: () => Date.parse(T1),
+  });
+  return { nodeStates, writer };
+}
+
+Deno.test("NodeStateWriter writes the failed rules of a report into the status", async () => {
+  const { nodeStates, writer } = memoryApi();
+  assert.equal(await writer.write(failing), true);
+  const status = (await nodeStates.get("n1"))?.status;
+  assert.equal(status?.failedCount, 1);
+  assert.deepEqual(status?.failedRules, failing.failed);
+  assert.equal(status?.conditions?.[0]?.reason, "RulesFailed");
+  // Fixed: the list is emptied on the API server too (a merge patch keeps what it omits).
+  assert.equal(await writer.write(report()), true);
+  assert.deepEqual((await nodeStates.get("n1"))?.status?.failedRules, []);
+});
+
+Deno.test("NodeStateWriter writes nothing when only timestamps would change", async () => {
+  const { nodeStates, writer } = memoryApi();
+  assert.equal(await writer.write(report()), true);
+  const writes = nodeStates.writes.length;
+  assert.equal(await writer.write(report()), false);
+  assert.equal(nodeStates.writes.length, writes);
+});
+
+Deno.test("NodeStateWriter.run() writes the latest report in the background", async () => {
+  const { nodeStates, writer } = memoryApi();
+  const stop = new AbortController();
+  const running = writer.run(stop.signal);
+  const fiveWritten = new Promise<void>((resolve) => {
+    nodeStates.onWrite = () => {
+      if (nodeStates.raw("n1")?.status !== undefined) resolve();
+    };
+  });
+  writer.update(failing);
+  writer.update(report({ desired: 5, applied: 5 }));
+  await fiveWritten;
+  stop.abort();
+  await running;
+  const status = (await nodeStates.get("n1"))?.status;
+  assert.deepEqual([status?.desiredRules, status?.failedCount], [5, 0]);
+});
+
+Deno.test("NodeStateWriter sets status.draining for a drain report; the next agent clears it", async () => {
+  const { nodeStates, writer } = memoryApi();
+  await writer.write(report());
+  assert.equal(await writer.write(report({ desired: 0, applied: 0, draining: true })), true);
+  const status = (await nodeStates.get("n1"))?.status;
+  assert.equal(status?.draining, true);
+  assert.deepEqual(status?.conditions?.map((c) => [c.status, c.reason]), [["True", "Drained"]]);
+  // A new agent on the node (selected again) starts from the object as it is and clears it.
+  const next = memoryApi(nodeStates).writer;
+  assert.equal(await next.write(report()), true);
+  assert.equal((await nodeStates.get("n1"))?.status?.draining, undefined);
 });

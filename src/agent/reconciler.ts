@@ -15,7 +15,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { FailedRule } from "../api/types.ts";
 import type { Logger } from "../log.ts";
-import { type DesiredRules, ipRuleCommand, planRules, type RulePlan } from "./plan.ts";
+import { type DesiredRules, ipRuleCommand, planRules, type RulePlan } from "./rule_plan.ts";
 
 /** The kernel's rule list as the reconciler uses it; `RuleSocket` is one. */
 export interface RuleTable {
@@ -31,7 +31,7 @@ export interface RuleTable {
 }
 
 /** What one reconcile found and did. */
-export interface ReconcileResult {
+export interface RuleReconcileResult {
   /** The plan computed from the dump. */
   plan: RulePlan;
   /** Desired rules, refused configs included. */
@@ -107,7 +107,7 @@ interface QuietReconcile {
   image: RuleListImage;
   rules: DesiredRules["rules"];
   version: number;
-  result: ReconcileResult;
+  result: RuleReconcileResult;
 }
 
 /** Converges the kernel's rules to the desired rules, one reconcile per call. */
@@ -131,7 +131,7 @@ export class RuleReconciler {
   }
 
   /** Dumps, plans and (unless dry-run) applies; throws PermissionError on EPERM. */
-  async reconcile(desired: DesiredRules, log: Logger): Promise<ReconcileResult> {
+  async reconcile(desired: DesiredRules, log: Logger): Promise<RuleReconcileResult> {
     const quiet = this.#quiet?.rules === desired.rules && this.#quiet.version === desired.version
       ? this.#quiet
       : undefined;
@@ -154,7 +154,7 @@ export class RuleReconciler {
     desired: DesiredRules,
     kernel: readonly KernelRule[],
     log: Logger,
-  ): Promise<ReconcileResult> {
+  ): Promise<RuleReconcileResult> {
     const plan = planRules(desired.rules, kernel, { protocol: this.#options.protocol });
     const failed: FailedRule[] = desired.invalid.map((c) => ({
       rule: c.rule,

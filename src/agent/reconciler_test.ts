@@ -1,68 +1,12 @@
 import assert from "node:assert/strict";
-import {
-  type KernelRule,
-  NetlinkError,
-  type RuleList,
-  RuleListImage,
-  type RuleResult,
-  type RuleSpec,
-} from "../../ffi/mod.ts";
 import { Logger } from "../log.ts";
-import { desiredRules, DesiredState } from "./plan.ts";
-import { kernelRule } from "./test_rules.ts";
-import { checkPermission, PermissionError, RuleReconciler, type RuleTable } from "./reconciler.ts";
+import { desiredRules, DesiredState } from "./rule_plan.ts";
+import { kernelRule, MemoryTable } from "./test_rules.ts";
+import { checkPermission, PermissionError, RuleReconciler } from "./reconciler.ts";
 
 const PROTO = 201;
 const EPERM = 1;
 const EINVAL = 22;
-
-/** An in-memory rule list standing in for the kernel (the unit tier has no netlink). */
-class MemoryTable implements RuleTable {
-  rules: KernelRule[] = [];
-  /** Sources whose add fails with this errno. */
-  refuse = new Map<string, number>();
-
-  /** Dumps found unchanged. */
-  unchanged = 0;
-
-  listRulesIfChanged(since?: RuleListImage): Promise<RuleList | undefined> {
-    // The image of the list: its JSON, padded to whole words.
-    const json = new TextEncoder().encode(JSON.stringify(this.rules));
-    const bytes = new Uint8Array((json.length + 3) & ~3);
-    bytes.set(json);
-    if (since?.sameAs(new Int32Array(bytes.buffer))) {
-      this.unchanged++;
-      return Promise.resolve(undefined);
-    }
-    return Promise.resolve({
-      rules: this.rules.map((r) => ({ ...r })),
-      image: new RuleListImage(bytes),
-    });
-  }
-
-  addRules(rules: readonly RuleSpec[]): Promise<RuleResult[]> {
-    return Promise.resolve(rules.map((rule) => {
-      const errno = this.refuse.get(rule.src);
-      if (errno !== undefined) return { rule, error: new NetlinkError("add", errno, { rule }) };
-      this.rules.push(kernelRule(rule));
-      return { rule };
-    }));
-  }
-
-  deleteRules(rules: readonly RuleSpec[]): Promise<RuleResult[]> {
-    return Promise.resolve(rules.map((rule) => {
-      const errno = this.refuse.get(rule.src);
-      if (errno !== undefined) return { rule, error: new NetlinkError("delete", errno, { rule }) };
-      const at = this.rules.findIndex((r) =>
-        r.src === rule.src && r.table === rule.table && r.priority === rule.priority &&
-        r.protocol === rule.protocol
-      );
-      if (at < 0) return { rule, error: new NetlinkError("delete", 2, { rule }) };
-      this.rules.splice(at, 1);
-      return { rule };
-    }));
-  }
-}
 
 const quiet = new Logger({ sink: () => {} });
 const config = (name: string, serviceIP: string) => ({

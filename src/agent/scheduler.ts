@@ -28,13 +28,15 @@ export class ReconcileScheduler {
   #running: Promise<void> | undefined;
   #stopped = false;
   #started = false;
+  /** Callers of `settled` waiting for the scheduler to be idle. */
+  #idle: (() => void)[] = [];
 
   constructor(reconcile: (trigger: Trigger) => Promise<void>, options: SchedulerOptions) {
     this.#reconcile = reconcile;
     this.#options = options;
   }
 
-  /** Starts with one reconcile at once; until then, requests are only remembered. */
+  /** Starts with one reconcile at once; requests before it are dropped (it covers them). */
   start(): void {
     if (this.#started || this.#stopped) return;
     this.#started = true;
@@ -44,7 +46,7 @@ export class ReconcileScheduler {
 
   /** Asks for a reconcile: `watch` after the debounce delay, every other trigger at once. */
   request(trigger: Trigger): void {
-    if (this.#stopped) return;
+    if (this.#stopped || !this.#started) return;
     if (trigger === "watch") {
       if (this.#due !== undefined || this.#debounce !== undefined) return;
       this.#debounce = setTimeout(() => {
@@ -63,6 +65,12 @@ export class ReconcileScheduler {
     return this.#running !== undefined || this.#due !== undefined || this.#debounce !== undefined;
   }
 
+  /** Resolves once no reconcile is running or due (a debounced request counts as due). */
+  settled(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
   /** Stops every timer and waits for the running reconcile, if any. Idempotent. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -72,6 +80,11 @@ export class ReconcileScheduler {
     this.#debounce = undefined;
     this.#resync = undefined;
     await this.#running;
+    this.#settle();
+  }
+
+  #settle(): void {
+    if (!this.busy) { for (const resolve of this.#idle.splice(0)) resolve(); }
   }
 
   #kick(): void {
@@ -102,6 +115,7 @@ export class ReconcileScheduler {
         }, this.#options.resyncMs);
         this.#kick();
       }
+      this.#settle();
     }
   }
 }

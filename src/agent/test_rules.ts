@@ -1,5 +1,13 @@
-/** Test fixture shared by the agent's unit tests: a rule as a kernel dump reports it. */
-import type { KernelRule, RuleSpec } from "../../ffi/mod.ts";
+/** Test fixtures shared by the agent's unit tests: rules as a dump reports them, a memory kernel. */
+import {
+  type KernelRule,
+  NetlinkError,
+  type RuleList,
+  RuleListImage,
+  type RuleResult,
+  type RuleSpec,
+} from "../../ffi/mod.ts";
+import type { RuleTable } from "./reconciler.ts";
 
 /** `rule` as `listRules()` returns it: no other selectors, a plain `from X lookup T`. */
 export function kernelRule(rule: RuleSpec, extra: Partial<KernelRule> = {}): KernelRule {
@@ -19,4 +27,64 @@ export function kernelRule(rule: RuleSpec, extra: Partial<KernelRule> = {}): Ker
     ...rule,
     ...extra,
   };
+}
+
+/** An in-memory rule list standing in for the kernel (the unit tier has no netlink). */
+export class MemoryTable implements RuleTable {
+  rules: KernelRule[] = [];
+  /** Sources whose add fails with this errno. */
+  refuse = new Map<string, number>();
+  /** Dumps made (unchanged ones included). */
+  dumps = 0;
+  /** Dumps found unchanged. */
+  unchanged = 0;
+  /** An error the next dump throws (once). */
+  dumpError: Error | undefined;
+  /** Called at each dump. */
+  onDump: (() => void) | undefined;
+
+  listRulesIfChanged(since?: RuleListImage): Promise<RuleList | undefined> {
+    this.dumps++;
+    this.onDump?.();
+    const error = this.dumpError;
+    if (error !== undefined) {
+      this.dumpError = undefined;
+      return Promise.reject(error);
+    }
+    // The image of the list: its JSON, padded to whole words.
+    const json = new TextEncoder().encode(JSON.stringify(this.rules));
+    const bytes = new Uint8Array((json.length + 3) & ~3);
+    bytes.set(json);
+    if (since?.sameAs(new Int32Array(bytes.buffer))) {
+      this.unchanged++;
+      return Promise.resolve(undefined);
+    }
+    return Promise.resolve({
+      rules: this.rules.map((r) => ({ ...r })),
+      image: new RuleListImage(bytes),
+    });
+  }
+
+  addRules(rules: readonly RuleSpec[]): Promise<RuleResult[]> {
+    return Promise.resolve(rules.map((rule) => {
+      const errno = this.refuse.get(rule.src);
+      if (errno !== undefined) return { rule, error: new NetlinkError("add", errno, { rule }) };
+      this.rules.push(kernelRule(rule));
+      return { rule };
+    }));
+  }
+
+  deleteRules(rules: readonly RuleSpec[]): Promise<RuleResult[]> {
+    return Promise.resolve(rules.map((rule) => {
+      const errno = this.refuse.get(rule.src);
+      if (errno !== undefined) return { rule, error: new NetlinkError("delete", errno, { rule }) };
+      const at = this.rules.findIndex((r) =>
+        r.src === rule.src && r.table === rule.table && r.priority === rule.priority &&
+        r.protocol === rule.protocol
+      );
+      if (at < 0) return { rule, error: new NetlinkError("delete", 2, { rule }) };
+      this.rules.splice(at, 1);
+      return { rule };
+    }));
+  }
 }

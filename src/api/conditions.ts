@@ -40,3 +40,12 @@ export function sameConditions(
       d.observedGeneration === c.observedGeneration;
   });
 }
+
+/**
+ * Names for a condition message (nodes, configs): the first five and how many more, so a
+ * message stays far below the CRD's 32768-character limit on any cluster.
+ */
+export function nameList(names: readonly string[]): string {
+  const shown = names.slice(0, 5).join(", ");
+  return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
+}

@@ -11,15 +11,20 @@ import {
   type Agent,
   API_VERSION,
   type ConfigState,
+  type DaemonSetInfo,
   type IPRule,
   type IPRuleConfig,
   type IPRuleNodeState,
   type LabelSelector,
+  type Lease,
+  type NodeInfo,
   type ObjectMeta,
   type RuleSource,
   type ServiceInfo,
   type ServiceRef,
+  type Taint,
 } from "./types.ts";
+import { DEFAULT_PRIORITY } from "./limits.ts";
 
 /** An object read from the API that does not have the shape the operator needs. */
 export class InvalidObjectError extends Error {
@@ -195,7 +200,7 @@ export function narrowIPRule(raw: unknown): IPRule {
     spec: {
       cidrs: r.strings(spec.cidrs, "spec.cidrs"),
       table: r.integer(spec.table, "spec.table"),
-      priority: r.optInteger(spec.priority, "spec.priority") ?? 1000,
+      priority: r.optInteger(spec.priority, "spec.priority") ?? DEFAULT_PRIORITY,
     },
   };
   if (spec.source !== undefined) {
@@ -354,4 +359,68 @@ export function narrowService(raw: unknown): ServiceInfo {
     ingressIPs,
     hostnameOnlyIngress,
   };
+}
+
+/** Narrows a core/v1 Namespace to its labels (what `namespaceSelector` matches). */
+export function narrowNamespaceLabels(raw: unknown): Record<string, string> {
+  const r = identity("Namespace", raw);
+  return readMeta(r, r.record(raw, "")).labels ?? {};
+}
+
+/**
+ * Narrows a core/v1 Node to its name, uid, labels and taints. Taints without a string key and
+ * effect are left out (the scheduler cannot match them either).
+ */
+export function narrowNode(raw: unknown): NodeInfo {
+  const r = identity("Node", raw);
+  const obj = r.record(raw, "");
+  const meta = readMeta(r, obj);
+  const spec = r.optRecord(obj.spec, "spec") ?? {};
+  const taints: Taint[] = [];
+  for (const t of Array.isArray(spec.taints) ? spec.taints : []) {
+    if (!isRecord(t) || typeof t.key !== "string" || typeof t.effect !== "string") continue;
+    taints.push({
+      key: t.key,
+      effect: t.effect,
+      value: typeof t.value === "string" ? t.value : "",
+    });
+  }
+  const node: NodeInfo = { name: meta.name, labels: meta.labels ?? {}, taints };
+  if (meta.uid !== undefined) node.uid = meta.uid;
+  return node;
+}
+
+/** Narrows an apps/v1 DaemonSet to its metadata and the status counters the Agent mirrors. */
+export function narrowDaemonSet(raw: unknown): DaemonSetInfo {
+  const r = identity("DaemonSet", raw);
+  const obj = r.record(raw, "");
+  const status = r.optRecord(obj.status, "status") ?? {};
+  const count = (field: string) => r.optInteger(status[field], `status.${field}`) ?? 0;
+  return {
+    metadata: readMeta(r, obj),
+    counts: {
+      desiredNumberScheduled: count("desiredNumberScheduled"),
+      currentNumberScheduled: count("currentNumberScheduled"),
+      numberReady: count("numberReady"),
+    },
+  };
+}
+
+/** Narrows a coordination.k8s.io/v1 Lease to what leader election reads. */
+export function narrowLease(raw: unknown): Lease {
+  const r = identity("Lease", raw);
+  const obj = r.record(raw, "");
+  const spec = r.optRecord(obj.spec, "spec") ?? {};
+  const lease: Lease = { metadata: readMeta(r, obj), spec: {} };
+  const holder = r.optString(spec.holderIdentity, "spec.holderIdentity");
+  if (holder !== undefined) lease.spec.holderIdentity = holder;
+  const duration = r.optInteger(spec.leaseDurationSeconds, "spec.leaseDurationSeconds");
+  if (duration !== undefined) lease.spec.leaseDurationSeconds = duration;
+  const acquired = r.optString(spec.acquireTime, "spec.acquireTime");
+  if (acquired !== undefined) lease.spec.acquireTime = acquired;
+  const renewed = r.optString(spec.renewTime, "spec.renewTime");
+  if (renewed !== undefined) lease.spec.renewTime = renewed;
+  const transitions = r.optInteger(spec.leaseTransitions, "spec.leaseTransitions");
+  if (transitions !== undefined) lease.spec.leaseTransitions = transitions;
+  return lease;
 }

@@ -13,6 +13,12 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 /** Value of {@link MANAGED_BY_LABEL} on the operator's objects. */
 export const MANAGED_BY = "ip-rule-operator";
+/** Whether the controller owns an IPRuleConfig (only those are ever changed). */
+export function isManagedConfig(
+  config: { metadata: { labels?: Record<string, string> } },
+): boolean {
+  return config.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY;
+}
 /** The only allowed name of the Agent object (CRD CEL rule). */
 export const AGENT_NAME = "agent";
 
@@ -193,4 +199,49 @@ export interface ServiceInfo {
   ingressIPs: string[];
   /** Ingress entries with only a hostname (no IP to match). */
   hostnameOnlyIngress: number;
+}
+
+/** A node taint (`spec.taints[]`). */
+export interface Taint {
+  key: string;
+  value?: string;
+  effect: string;
+}
+
+/** What the operator reads of a core/v1 Node. */
+export interface NodeInfo {
+  name: string;
+  /** The Node's uid, for owner references (absent on hand-made test objects). */
+  uid?: string;
+  labels: Record<string, string>;
+  taints?: Taint[];
+}
+
+/** The DaemonSet status counters the Agent mirrors. */
+export interface DaemonSetCounts {
+  desiredNumberScheduled?: number;
+  currentNumberScheduled?: number;
+  numberReady?: number;
+}
+
+/** What the controller reads of the agents' apps/v1 DaemonSet. */
+export interface DaemonSetInfo {
+  /** Its metadata; the annotations carry the hash of the spec it was rendered from. */
+  metadata: ObjectMeta;
+  counts: DaemonSetCounts;
+}
+
+/** A coordination.k8s.io/v1 Lease's spec. */
+export interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+/** A coordination.k8s.io/v1 Lease as leader election reads it. */
+export interface Lease {
+  metadata: ObjectMeta;
+  spec: LeaseSpec;
 }

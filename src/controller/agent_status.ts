@@ -1,32 +1,15 @@
 /** Agent status from its DaemonSet and the nodes' IPRuleNodeStates (pure). */
-import type { Agent, AgentStatus, IPRuleNodeState } from "../api/types.ts";
-import { selectorMatches } from "../plan/selector.ts";
-import { sameConditions, setCondition } from "../api/conditions.ts";
+import type {
+  Agent,
+  AgentStatus,
+  DaemonSetCounts,
+  IPRuleNodeState,
+  NodeInfo,
+} from "../api/types.ts";
+import { selectorMatches } from "./selector.ts";
+import { nameList, sameConditions, setCondition } from "../api/conditions.ts";
 import { agentNodeSelector } from "./daemonset.ts";
-import { daemonPodSchedules, daemonPodStays, type Taint } from "./tolerations.ts";
-
-/** What the controller knows of a Node. */
-export interface NodeInfo {
-  name: string;
-  labels: Record<string, string>;
-  taints?: Taint[];
-}
-
-/** The DaemonSet status counters the Agent mirrors. */
-export interface DaemonSetCounts {
-  desiredNumberScheduled?: number;
-  currentNumberScheduled?: number;
-  numberReady?: number;
-}
-
-/**
- * Names for a condition message (nodes, configs): the first five and how many more, so a
- * message stays far below the CRD's 32768-character limit on any cluster.
- */
-export function nodeList(names: readonly string[]): string {
-  const shown = names.slice(0, 5).join(", ");
-  return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
-}
+import { daemonPodSchedules, daemonPodStays } from "./tolerations.ts";
 
 /** Whether a node's agent reports its rules converged. */
 export function nodeConverged(state: IPRuleNodeState | undefined): boolean {
@@ -87,7 +70,7 @@ export function agentStatus(
     ? "No node matches the Agent's node selector"
     : ready
     ? `All ${selected.length} selected node(s) converged`
-    : `${converged}/${selected.length} node(s) converged; waiting for ${nodeList(waiting)}`;
+    : `${converged}/${selected.length} node(s) converged; waiting for ${nameList(waiting)}`;
   const ds = input.daemonSet ?? {};
   return {
     ...gen,

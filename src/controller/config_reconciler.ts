@@ -2,34 +2,73 @@
  * The IPRuleConfig reconcile: reads the informer caches, asks the planner for the whole
  * desired set, writes only the difference, then IPRule statuses and Events. Level-based: it
  * never looks at which event woke it, and an interrupted run is finished by the next one.
+ * While the Agent is being uninstalled, the drain module's policy withdraws every config.
  */
-import type { IPRule, IPRuleConfig, IPRuleConfigSpec, ServiceInfo } from "../api/types.ts";
-import { ApiError, type KubeClient } from "../k8s/client.ts";
-import type { Informer } from "../k8s/informer.ts";
-import { RESOURCES } from "../k8s/resources.ts";
+import {
+  type Agent,
+  AGENT_NAME,
+  type IPRule,
+  type IPRuleConfig,
+  type IPRuleConfigSpec,
+  type ServiceInfo,
+} from "../api/types.ts";
+import { configPolicy } from "../drain.ts";
+import { ApiError } from "../k8s/client.ts";
+import {
+  type Cache,
+  type Objects,
+  STALE_REQUEUE_MS,
+  staleWrite,
+  type WritableCache,
+} from "../k8s/objects.ts";
+import { runLimited } from "../k8s/run_limited.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
-import { type ConfigChange, planConfigs, PlanMemo } from "../plan/configs.ts";
-import { runLimited } from "./apply.ts";
-import type { EventRecorder } from "./events.ts";
 import { ipRuleStatus, sameIPRuleStatus } from "./iprule_status.ts";
 import type { ControllerMetrics } from "./metrics.ts";
+import { type ConfigChange, planConfigs, type PlanEvent, PlanMemo } from "./plan.ts";
 
 /** Parallel API writes of one reconcile. */
 const WRITE_CONCURRENCY = 16;
-/** Delay before looking again after a write found the cache stale (409/404), ms. */
-const STALE_REQUEUE_MS = 1000;
 
 /** The caches a config reconcile reads. */
 export interface ConfigCaches {
-  services: Informer<ServiceInfo>;
-  namespaces: Informer<Readonly<Record<string, string>>>;
-  ipRules: Informer<IPRule>;
-  configs: Informer<IPRuleConfig>;
+  services: Cache<ServiceInfo>;
+  namespaces: Cache<Readonly<Record<string, string>>>;
+  ipRules: WritableCache<IPRule>;
+  configs: WritableCache<IPRuleConfig>;
+  /** The Agent, for the drain policy. */
+  agents: Cache<Agent>;
 }
 
-/** Result of one reconcile. */
-export interface ReconcileResult {
+/** The writes a config reconcile makes. */
+export interface ConfigWrites {
+  configs: Pick<Objects<IPRuleConfig>, "create" | "mergePatch" | "delete">;
+  ipRules: Pick<Objects<IPRule>, "mergePatch">;
+}
+
+/** Where the planner's events go (an `EventRecorder`). */
+export interface EventSink {
+  record(events: readonly PlanEvent[]): Promise<void>;
+}
+
+/** Options of a `ConfigReconciler`. */
+export interface ConfigReconcilerOptions {
+  /** The operator's namespace, where the Agent lives. */
+  namespace: string;
+  /** How long an absent config is kept before it is deleted, ms. */
+  graceMs: number;
+  log: Logger;
+  events: EventSink;
+  metrics: ControllerMetrics;
+  /** Aborts when leadership is lost: a reconcile in progress writes nothing more. */
+  leading?: AbortSignal;
+  /** Clock (ms since the epoch), for tests. */
+  now?: () => number;
+}
+
+/** Result of one config reconcile. */
+export interface ConfigReconcileResult {
   writes: number;
   /** Run again after this long (an absent config's grace period ends), ms. */
   requeueAfterMs?: number;
@@ -38,22 +77,15 @@ export interface ReconcileResult {
 /** Reconciles every IPRuleConfig and IPRule status at once. */
 export class ConfigReconciler {
   readonly #memo = new PlanMemo();
-  constructor(
-    readonly client: KubeClient,
-    readonly caches: ConfigCaches,
-    readonly options: {
-      graceMs: number;
-      log: Logger;
-      events: EventRecorder;
-      metrics: ControllerMetrics;
-      /** While true (the Agent is being deleted), every config is planned absent. */
-      draining: () => boolean;
-      /** While true (no Agent exists), absent configs stay absent. */
-      holdAbsent: () => boolean;
-      /** Aborts when leadership is lost: a reconcile in progress writes nothing more. */
-      leading?: AbortSignal;
-    },
-  ) {}
+  readonly api: ConfigWrites;
+  readonly caches: ConfigCaches;
+  readonly options: ConfigReconcilerOptions;
+
+  constructor(api: ConfigWrites, caches: ConfigCaches, options: ConfigReconcilerOptions) {
+    this.api = api;
+    this.caches = caches;
+    this.options = options;
+  }
 
   /** Whether every cache has synced; nothing is written before. */
   get synced(): boolean {
@@ -61,20 +93,23 @@ export class ConfigReconciler {
   }
 
   /** One reconcile pass. Throws when a write failed for a reason worth a retry. */
-  async reconcile(reconcileID: string): Promise<ReconcileResult> {
+  async reconcile(reconcileID: string): Promise<ConfigReconcileResult> {
     const log = this.options.log.with({ reconcileID });
     if (!this.synced) throw new Error("Caches not synced");
-    const now = Date.now();
-    const draining = this.options.draining();
+    const clock = this.options.now ?? Date.now;
+    const now = clock();
+    const policy = configPolicy(
+      this.caches.agents.store.get(`${this.options.namespace}/${AGENT_NAME}`),
+    );
     const ipRules = [...this.caches.ipRules.store.values()];
     const plan = planConfigs(
       {
-        services: draining ? [] : [...this.caches.services.store.values()],
+        services: policy.withdrawAll ? [] : [...this.caches.services.store.values()],
         ipRules,
         configs: [...this.caches.configs.store.values()],
         namespaceLabels: this.caches.namespaces.store,
       },
-      { now, graceMs: this.options.graceMs, holdAbsent: this.options.holdAbsent() },
+      { now, graceMs: this.options.graceMs, holdAbsent: policy.holdAbsent },
       this.#memo,
     );
 
@@ -101,9 +136,9 @@ export class ConfigReconciler {
     failures.push(
       ...await runLimited(statusWrites, WRITE_CONCURRENCY, async ({ name, status }) => {
         if (this.options.leading?.aborted) return;
-        await this.client.mergePatch(RESOURCES.ipRules, name, { status }, {
-          subresource: "status",
-        });
+        this.caches.ipRules.learn(
+          await this.api.ipRules.mergePatch(name, { status }, { subresource: "status" }),
+        );
         writes++;
       }),
     );
@@ -113,7 +148,7 @@ export class ConfigReconciler {
     let stale = false;
     let failed = 0;
     for (const { item: { name }, error } of failures) {
-      if (error instanceof ApiError && (error.status === 409 || error.status === 404)) {
+      if (staleWrite(error)) {
         log.debug("Write skipped, cache stale", { name, err: error });
         stale = true;
       } else if (error instanceof ApiError && error.status === 422) {
@@ -124,38 +159,31 @@ export class ConfigReconciler {
       }
     }
     if (failed > 0) throw new Error(`${failed} write(s) failed`);
-    const result: ReconcileResult = { writes };
+    const result: ConfigReconcileResult = { writes };
     // A stale cache catches up through its watch; look again soon in any case.
     if (stale) result.requeueAfterMs = STALE_REQUEUE_MS;
     if (plan.nextDeletionAt !== undefined) {
-      const due = Math.max(0, plan.nextDeletionAt - Date.now());
+      const due = Math.max(0, plan.nextDeletionAt - clock());
       result.requeueAfterMs = Math.min(result.requeueAfterMs ?? Infinity, due);
     }
     return result;
   }
 
-  /** The cache takes in our write's result at once (see Informer.learn). */
-  #remember(written: Record<string, unknown>): void {
-    this.caches.configs.learn(written);
-  }
-
+  /** One config write; the cache takes in its result at once (see Informer.learn). */
   async #write(change: ConfigChange): Promise<void> {
-    const resource = RESOURCES.ipRuleConfigs;
+    const { configs } = this.api;
     if (change.op === "create") {
-      this.#remember(
-        await this.client.create(resource, change.config as unknown as Record<string, unknown>),
-      );
+      this.caches.configs.learn(await configs.create(change.config));
     } else if (change.op === "update") {
       const current = this.caches.configs.store.get(change.name);
-      this.#remember(
-        await this.client.mergePatch(resource, change.name, {
+      this.caches.configs.learn(
+        await configs.mergePatch(change.name, {
           metadata: change.resourceVersion ? { resourceVersion: change.resourceVersion } : {},
           spec: specPatch(current?.spec, change.spec),
         }),
       );
     } else {
-      await this.client.delete(
-        resource,
+      await configs.delete(
         change.name,
         change.resourceVersion === undefined ? {} : { resourceVersion: change.resourceVersion },
       );

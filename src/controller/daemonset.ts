@@ -13,15 +13,27 @@ export const AGENT_METRICS_PORT = 9472;
 export const AGENT_HEALTH_PORT = 9473;
 const POD_LABELS = { app: DAEMONSET_NAME };
 /** Where the host paths the agent checks at start are mounted (IPRULE_HOST_ROOT). */
-const HOST_ROOT = "/host";
+export const HOST_ROOT = "/host";
 /**
- * Host paths telling whether systemd-networkd or NetworkManager may flush foreign rules. /etc and
- * /run themselves (read-only, type Directory): a hostPath to a missing subdirectory would be
- * created on the host, and a created /run/NetworkManager would read as "NetworkManager runs".
+ * The host directories the agent's start-up checks read (host_checks.ts), and nothing else: no
+ * /etc or /run as a whole, which hold node credentials (/etc/kubernetes/pki) and the sockets of
+ * systemd and the container runtime (a root process connects to a socket on a read-only mount).
+ * Directories, because the files in them are optional and Kubernetes cannot mount a missing file;
+ * the agent's --allow-read (scripts/permissions.ts) narrows each to the files the checks read.
+ * DirectoryOrCreate, so a node without one starts the agent: what the kubelet creates is an
+ * empty directory, which neither networkd nor the checks tell from a missing one (the
+ * NetworkManager check needs entries in its directory). One path the checks read is not
+ * mounted: /run/systemd/networkd.conf, which lives beside systemd's control sockets.
  */
-const HOST_PATHS = [
-  { name: "host-etc", path: "/etc" },
-  { name: "host-run", path: "/run" },
+export const HOST_PATHS: readonly { name: string; path: string }[] = [
+  // networkd.conf and networkd.conf.d/: the administrator's, then the vendors'.
+  { name: "host-etc-systemd", path: "/etc/systemd" },
+  { name: "host-usr-local-lib-systemd", path: "/usr/local/lib/systemd" },
+  { name: "host-usr-lib-systemd", path: "/usr/lib/systemd" },
+  // Run-time drop-ins and networkd's state (netif/state exists while networkd runs).
+  { name: "host-run-networkd-conf-d", path: "/run/systemd/networkd.conf.d" },
+  { name: "host-run-networkd-state", path: "/run/systemd/netif" },
+  { name: "host-run-networkmanager", path: "/run/NetworkManager" },
 ];
 
 /**
@@ -64,7 +76,7 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       // The node's address (a host-network pod's IP), where the endpoints listen.
       { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
     ],
-    // The host's network managers' settings, read-only, for the agent's start-up checks.
+    // The host's network managers' settings and state, read-only, for the start-up checks.
     // Recursively where the runtime can: other containers' root filesystems mounted below the
     // host's /run would otherwise stay writable (Kubernetes >= 1.31; older runtimes fall back).
     volumeMounts: HOST_PATHS.map(({ name, path }) => ({
@@ -108,9 +120,13 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     terminationGracePeriodSeconds: 10,
     nodeSelector: agentNodeSelector(spec),
     containers: [container],
+    // No emptyDir for Deno's code cache (unlike the controller): measured on kubelet nodes
+    // (bench/agent_pod_bench.ts, stand-in images), start to Ready took 485 ms in a new Pod and
+    // 357 ms on a container restart without one; with one, 633 and 364 ms and ~2 MiB more RSS
+    // (67 MiB peak without): writing the cache costs more than reading it saves.
     volumes: HOST_PATHS.map(({ name, path }) => ({
       name,
-      hostPath: { path, type: "Directory" },
+      hostPath: { path, type: "DirectoryOrCreate" },
     })),
   };
   if (spec.tolerations) podSpec.tolerations = spec.tolerations;

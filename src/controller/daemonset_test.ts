@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION } from "../api/types.ts";
-import { AGENT_ENDPOINTS, parseAgentFlags } from "../agent_flags.ts";
+import { AGENT_ENDPOINTS, parseAgentFlags } from "../agent/flags.ts";
 import {
   AGENT_HEALTH_PORT,
   AGENT_METRICS_PORT,
@@ -9,6 +9,7 @@ import {
   renderDaemonSet,
   SPEC_HASH_ANNOTATION,
 } from "./daemonset.ts";
+import { HOST_CHECK_PATHS } from "../agent/host_checks.ts";
 
 const agent: Agent = {
   apiVersion: API_VERSION,
@@ -62,9 +63,17 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
     ),
   );
   assert.deepEqual(pod.volumes.map((v: Json) => [v.hostPath.path, v.hostPath.type]), [
-    ["/etc", "Directory"],
-    ["/run", "Directory"],
+    ["/etc/systemd", "DirectoryOrCreate"],
+    ["/usr/local/lib/systemd", "DirectoryOrCreate"],
+    ["/usr/lib/systemd", "DirectoryOrCreate"],
+    ["/run/systemd/networkd.conf.d", "DirectoryOrCreate"],
+    ["/run/systemd/netif", "DirectoryOrCreate"],
+    ["/run/NetworkManager", "DirectoryOrCreate"],
   ]);
+  assert.deepEqual(
+    c.volumeMounts.map((m: Json) => m.mountPath),
+    pod.volumes.map((v: Json) => `/host${v.hostPath.path}`),
+  );
   assert.equal(c.readinessProbe.httpGet.path, "/readyz");
 });
 
@@ -130,4 +139,17 @@ Deno.test("renderDaemonSet() keeps the agent on Linux nodes whatever the selecto
     defaultImage: "img:default",
   });
   assert.equal(ds.spec.template.spec.containers[0].image, "img:default");
+});
+
+Deno.test("renderDaemonSet() mounts every path the host checks read, except networkd.conf in /run/systemd", () => {
+  const ds: Json = renderDaemonSet(agent, { defaultImage: "img:default" });
+  const mounted: string[] = ds.spec.template.spec.volumes.map((v: Json) => v.hostPath.path);
+  const unmounted = HOST_CHECK_PATHS.filter((path) =>
+    !mounted.some((dir) => path === dir || path.startsWith(`${dir}/`))
+  );
+  assert.deepEqual(unmounted, ["/run/systemd/networkd.conf"]);
+  // Nothing above what the checks read: no /etc, /run or /usr as a whole.
+  for (const dir of mounted) {
+    assert.ok(HOST_CHECK_PATHS.some((path) => path === dir || path.startsWith(`${dir}/`)), dir);
+  }
 });

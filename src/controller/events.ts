@@ -2,7 +2,7 @@
  * Records events.k8s.io/v1 Events for what a user must see, once per distinct message: the
  * planner reports the same conflicts on every reconcile, so repeats are dropped here.
  */
-import type { PlanEvent } from "../plan/configs.ts";
+import type { PlanEvent } from "./plan.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import { RESOURCES } from "../k8s/resources.ts";
 import { microTime } from "../k8s/time.ts";

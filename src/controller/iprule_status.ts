@@ -1,6 +1,6 @@
 /** IPRule status from the planner's report (pure). */
 import type { IPRule, IPRuleStatus } from "../api/types.ts";
-import type { IPRuleReport } from "../plan/configs.ts";
+import type { IPRuleReport } from "./plan.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
 
 /** Most conflicting Services named in a Conflict condition message. */

@@ -4,8 +4,9 @@
  * need not agree), renew every retry period, step down when renewals fail for the renew
  * deadline, release on shutdown so a standby takes over at once.
  */
-import { ApiError, type KubeClient } from "../k8s/client.ts";
-import { RESOURCES } from "../k8s/resources.ts";
+import type { Lease, LeaseSpec } from "../api/types.ts";
+import { ApiError } from "../k8s/client.ts";
+import type { Objects } from "../k8s/objects.ts";
 import { microTime } from "../k8s/time.ts";
 import { sleep } from "../k8s/backoff.ts";
 import type { Logger } from "../log.ts";
@@ -21,27 +22,17 @@ export interface LeaderOptions {
   onChange?: (leading: boolean) => void;
 }
 
-interface LeaseSpec {
-  holderIdentity?: string;
-  leaseDurationSeconds?: number;
-  acquireTime?: string;
-  renewTime?: string;
-  leaseTransitions?: number;
-}
-
-interface LeaseObject {
-  metadata: { resourceVersion?: string };
-  spec?: LeaseSpec;
-}
+/** The Lease reads and writes of leader election (in the lease's namespace). */
+export type LeaseObjects = Pick<Objects<Lease>, "get" | "create" | "replace">;
 
 /** Competes for the lease; runs `lead` while holding it. */
 export class LeaderElector {
-  readonly #client: KubeClient;
+  readonly #leases: LeaseObjects;
   readonly #o: LeaderOptions;
   #observed: { record: string; at: number } | undefined;
 
-  constructor(client: KubeClient, options: LeaderOptions) {
-    this.#client = client;
+  constructor(leases: LeaseObjects, options: LeaderOptions) {
+    this.#leases = leases;
     this.#o = options;
   }
 
@@ -95,10 +86,8 @@ export class LeaderElector {
     if (signal.aborted) await this.#release();
   }
 
-  async #get(): Promise<LeaseObject | undefined> {
-    return await this.#client.get(RESOURCES.leases, this.#o.leaseName, this.#o.namespace) as
-      | LeaseObject
-      | undefined;
+  #get(): Promise<Lease | undefined> {
+    return this.#leases.get(this.#o.leaseName);
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
@@ -113,13 +102,13 @@ export class LeaderElector {
     try {
       const lease = await this.#get();
       if (!lease) {
-        await this.#client.create(RESOURCES.leases, {
+        await this.#leases.create({
           metadata: { name: this.#o.leaseName, namespace: this.#o.namespace },
           spec,
-        }, this.#o.namespace);
+        });
         return true;
       }
-      const old = lease.spec ?? {};
+      const old = lease.spec;
       const record = JSON.stringify(old);
       if (this.#observed?.record !== record) this.#observed = { record, at: now };
       const held = old.holderIdentity && old.holderIdentity !== this.#o.identity;
@@ -131,14 +120,14 @@ export class LeaderElector {
       } else {
         spec.leaseTransitions = (old.leaseTransitions ?? 0) + 1;
       }
-      await this.#client.replace(RESOURCES.leases, this.#o.leaseName, {
+      await this.#leases.replace(this.#o.leaseName, {
         metadata: {
           name: this.#o.leaseName,
           namespace: this.#o.namespace,
           resourceVersion: lease.metadata.resourceVersion,
         },
         spec,
-      }, { namespace: this.#o.namespace });
+      });
       this.#observed = { record: JSON.stringify(spec), at: now };
       return true;
     } catch (err: unknown) {
@@ -154,14 +143,14 @@ export class LeaderElector {
     try {
       const lease = await this.#get();
       if (lease?.spec?.holderIdentity !== this.#o.identity) return;
-      await this.#client.replace(RESOURCES.leases, this.#o.leaseName, {
+      await this.#leases.replace(this.#o.leaseName, {
         metadata: {
           name: this.#o.leaseName,
           namespace: this.#o.namespace,
           resourceVersion: lease.metadata.resourceVersion,
         },
         spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1 },
-      }, { namespace: this.#o.namespace });
+      });
       this.#o.log.info("Leader lease released", { lease: this.#o.leaseName });
     } catch (err: unknown) {
       this.#o.log.warn("Leader lease not released", { lease: this.#o.leaseName, err });

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import type { KubeClient } from "../k8s/client.ts";
 import { Logger } from "../log.ts";
-import { LeaderElector } from "./leader.ts";
+import { LeaderElector, type LeaseObjects } from "./leader.ts";
 
 Deno.test("LeaderElector steps down at the renew deadline while a renewal hangs", async () => {
   let calls = 0;
@@ -16,7 +15,7 @@ Deno.test("LeaderElector steps down at the renew deadline while a renewal hangs"
     },
     create: () => Promise.resolve({}),
     replace: () => Promise.resolve({}),
-  } as unknown as KubeClient;
+  } as unknown as LeaseObjects;
   const elector = new LeaderElector(client, {
     namespace: "ops",
     leaseName: "lease",

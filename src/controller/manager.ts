@@ -2,28 +2,19 @@
  * Wires the controller: informers feeding one work queue, the config and Agent reconcilers,
  * leader election, the health endpoint. Nothing is reconciled before every cache has synced.
  */
-import type { IPRuleConfig } from "../api/types.ts";
-import {
-  narrowAgent,
-  narrowIPRule,
-  narrowIPRuleConfig,
-  narrowIPRuleNodeState,
-  narrowService,
-} from "../api/narrow.ts";
-import type { ControllerOptions } from "../controller_flags.ts";
+import { objectClient, typed } from "../api/clients.ts";
+import type { DaemonSetInfo } from "../api/types.ts";
+import type { ControllerOptions } from "./flags.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
-import { RESOURCES } from "../k8s/resources.ts";
 import type { Logger } from "../log.ts";
-import { AgentReconciler, type DaemonSetInfo } from "./agent_reconciler.ts";
-import type { NodeInfo } from "./agent_status.ts";
+import { AgentReconciler } from "./agent_reconciler.ts";
 import { ConfigReconciler } from "./config_reconciler.ts";
-import { DAEMONSET_NAME, SPEC_HASH_ANNOTATION } from "./daemonset.ts";
+import { DAEMONSET_NAME } from "./daemonset.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
-import type { Taint } from "./tolerations.ts";
 import { WorkQueue } from "./workqueue.ts";
 
 /** Queue key of the reconcile of every IPRuleConfig and IPRule status. */
@@ -32,45 +23,6 @@ export const CONFIGS_KEY = "configs";
 export const AGENT_KEY = "agent";
 /** Name of the leader Lease. */
 export const LEASE_NAME = "ip-rule-operator-controller";
-
-// deno-lint-ignore no-explicit-any
-type Raw = any;
-
-function labelsOf(raw: unknown): Readonly<Record<string, string>> {
-  const labels = (raw as Raw)?.metadata?.labels;
-  return labels && typeof labels === "object" ? labels : {};
-}
-
-function taintsOf(raw: unknown): Taint[] {
-  const taints = (raw as Raw)?.spec?.taints;
-  if (!Array.isArray(taints)) return [];
-  return taints
-    .filter((t) => typeof t?.key === "string" && typeof t?.effect === "string")
-    .map((t) => ({
-      key: t.key,
-      effect: t.effect,
-      value: typeof t.value === "string" ? t.value : "",
-    }));
-}
-
-function narrowNode(raw: unknown): NodeInfo {
-  const name = (raw as Raw)?.metadata?.name;
-  if (typeof name !== "string") throw new Error("Node without metadata.name");
-  return { name, labels: { ...labelsOf(raw) }, taints: taintsOf(raw) };
-}
-
-function narrowDaemonSet(raw: unknown): DaemonSetInfo {
-  const ds = raw as Raw;
-  const status = ds?.status ?? {};
-  return {
-    hash: ds?.metadata?.annotations?.[SPEC_HASH_ANNOTATION],
-    counts: {
-      desiredNumberScheduled: status.desiredNumberScheduled ?? 0,
-      currentNumberScheduled: status.currentNumberScheduled ?? 0,
-      numberReady: status.numberReady ?? 0,
-    },
-  };
-}
 
 /** The agents' DaemonSet counts for the state metrics, when the DaemonSet exists. */
 function daemonSetCounts(
@@ -133,7 +85,7 @@ export async function runController(
   };
   try {
     if (options.leaderElect) {
-      await new LeaderElector(client, {
+      await new LeaderElector(objectClient(client, "leases", options.namespace), {
         namespace: options.namespace,
         leaseName: LEASE_NAME,
         identity,
@@ -185,24 +137,16 @@ async function reconcileWhileLeading(
   const ns = { namespace: options.namespace };
   // Our own config writes need no reconcile of their own: the reconciler puts their results in
   // the cache (Informer.learn), so their watch events change nothing.
-  const configs = informer<IPRuleConfig>("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], {
-    resource: RESOURCES.ipRuleConfigs,
-    narrow: narrowIPRuleConfig,
+  const configs = informer("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], typed("ipRuleConfigs"));
+  const agentsCache = informer("agents", [AGENT_KEY, CONFIGS_KEY], {
+    ...typed("agents"),
+    ...ns,
   });
   const ruleGenerations = new Map<string, number | undefined>();
   const configCaches = {
-    services: informer("services", [CONFIGS_KEY], {
-      resource: RESOURCES.services,
-      narrow: narrowService,
-    }),
-    namespaces: informer("namespaces", [CONFIGS_KEY], {
-      resource: RESOURCES.namespaces,
-      narrow: labelsOf,
-    }),
-    ipRules: informer("iprules", [CONFIGS_KEY], {
-      resource: RESOURCES.ipRules,
-      narrow: narrowIPRule,
-    }, (key, rule) => {
+    services: informer("services", [CONFIGS_KEY], typed("services")),
+    namespaces: informer("namespaces", [CONFIGS_KEY], typed("namespaces")),
+    ipRules: informer("iprules", [CONFIGS_KEY], typed("ipRules"), (key, rule) => {
       // Status writes do not change the generation: only spec changes and deletions matter.
       const generation = rule?.metadata.deletionTimestamp ? -1 : rule?.metadata.generation;
       const seen = ruleGenerations.has(key) && ruleGenerations.get(key) === generation;
@@ -211,41 +155,48 @@ async function reconcileWhileLeading(
       return !(rule && seen);
     }),
     configs,
+    agents: agentsCache,
   };
   const agentCaches = {
-    agents: informer("agents", [AGENT_KEY, CONFIGS_KEY], {
-      resource: RESOURCES.agents,
-      ...ns,
-      narrow: narrowAgent,
-    }),
+    agents: agentsCache,
     daemonSets: informer("daemonsets", [AGENT_KEY], {
-      resource: RESOURCES.daemonSets,
+      ...typed("daemonSets"),
       ...ns,
       fieldSelector: `metadata.name=${DAEMONSET_NAME}`,
-      narrow: narrowDaemonSet,
     }),
-    nodes: informer("nodes", [AGENT_KEY], { resource: RESOURCES.nodes, narrow: narrowNode }),
-    nodeStates: informer("iprulenodestates", [AGENT_KEY], {
-      resource: RESOURCES.ipRuleNodeStates,
-      narrow: narrowIPRuleNodeState,
-    }),
+    nodes: informer("nodes", [AGENT_KEY], typed("nodes")),
+    nodeStates: informer("iprulenodestates", [AGENT_KEY], typed("ipRuleNodeStates")),
     configs,
   };
-  const agents = new AgentReconciler(client, agentCaches, {
-    ...ns,
-    agentImage: options.agentImage,
-    drainTimeoutMs: options.drainTimeoutMs,
-    log,
-  });
-  const configReconciler = new ConfigReconciler(client, configCaches, {
-    graceMs: options.gracePeriodMs,
-    log,
-    events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
-    metrics,
-    draining: () => agents.draining(),
-    holdAbsent: () => !agents.exists(),
-    leading: signal,
-  });
+  const agents = new AgentReconciler(
+    {
+      agents: objectClient(client, "agents", options.namespace),
+      daemonSets: objectClient(client, "daemonSets", options.namespace),
+      nodeStates: objectClient(client, "ipRuleNodeStates"),
+    },
+    agentCaches,
+    {
+      ...ns,
+      agentImage: options.agentImage,
+      drainTimeoutMs: options.drainTimeoutMs,
+      log,
+    },
+  );
+  const configReconciler = new ConfigReconciler(
+    {
+      configs: objectClient(client, "ipRuleConfigs"),
+      ipRules: objectClient(client, "ipRules"),
+    },
+    configCaches,
+    {
+      ...ns,
+      graceMs: options.gracePeriodMs,
+      log,
+      events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
+      metrics,
+      leading: signal,
+    },
+  );
 
   const all = [...new Set([...Object.values(configCaches), ...Object.values(agentCaches)])];
   const running = all.map((i) => (i as Informer<unknown>).run(signal));

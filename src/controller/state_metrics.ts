@@ -7,8 +7,8 @@
  *
  * @module
  */
-import type { Agent, IPRule, IPRuleNodeState } from "../api/types.ts";
-import { nodeConverged, type NodeInfo, selectedNodes } from "./agent_status.ts";
+import type { Agent, IPRule, IPRuleNodeState, NodeInfo } from "../api/types.ts";
+import { nodeConverged, selectedNodes } from "./agent_status.ts";
 import { daemonPodSchedules } from "./tolerations.ts";
 
 /** What the series are computed from: the leader's informer stores. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION, type IPRule, type IPRuleNodeState } from "../api/types.ts";
-import type { NodeInfo } from "./agent_status.ts";
+import type { NodeInfo } from "../api/types.ts";
 import { stateSeries } from "./state_metrics.ts";
 
 const agent: Agent = {

@@ -4,14 +4,9 @@
  * that left the node selector. Kubernetes' own rules, restated: client-go has no
  * TypeScript counterpart and client-node does not implement scheduling predicates.
  */
-import type { Toleration } from "../api/types.ts";
+import type { Taint, Toleration } from "../api/types.ts";
 
-/** A node taint (`spec.taints[]`). */
-export interface Taint {
-  key: string;
-  value?: string;
-  effect: string;
-}
+export type { Taint };
 
 /**
  * Tolerations the DaemonSet controller adds to every daemon pod (pkg/controller/daemon/util):

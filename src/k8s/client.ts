@@ -56,6 +56,12 @@ export interface ClientOptions {
 /** A JSON object from the API. */
 export type JsonObject = Record<string, unknown>;
 
+/** Where a write goes: the object's namespace, its status subresource. */
+export interface WriteOptions {
+  namespace?: string;
+  subresource?: "status";
+}
+
 /** A connection to one API server with the credentials of one identity. */
 export class KubeClient {
   readonly server: string;
@@ -204,12 +210,10 @@ export class KubeClient {
     resource: Resource,
     name: string,
     object: JsonObject,
-    options: { namespace?: string; subresource?: "status" } = {},
+    options: WriteOptions = {},
   ): Promise<JsonObject> {
-    return this.request("PUT", resourcePath(resource, { name, ...options }), {
-      body: { apiVersion: apiVersionOf(resource), kind: resource.kind, ...object },
-      query: { fieldManager: FIELD_MANAGER },
-    });
+    const body = { apiVersion: apiVersionOf(resource), kind: resource.kind, ...object };
+    return this.#write("PUT", resource, name, body, "application/json", options);
   }
 
   /** PATCH with a JSON merge patch (never client-node's JSON-patch default). */
@@ -217,13 +221,19 @@ export class KubeClient {
     resource: Resource,
     name: string,
     patch: JsonObject,
-    options: { namespace?: string; subresource?: "status" } = {},
+    options: WriteOptions = {},
   ): Promise<JsonObject> {
-    return this.request("PATCH", resourcePath(resource, { name, ...options }), {
-      body: patch,
-      contentType: "application/merge-patch+json",
-      query: { fieldManager: FIELD_MANAGER },
-    });
+    return this.#write("PATCH", resource, name, patch, "application/merge-patch+json", options);
+  }
+
+  /** PATCH with a JSON patch (RFC 6902): `test` operations guard it without a resourceVersion. */
+  jsonPatch(
+    resource: Resource,
+    name: string,
+    ops: readonly unknown[],
+    options: WriteOptions = {},
+  ): Promise<JsonObject> {
+    return this.#write("PATCH", resource, name, ops, "application/json-patch+json", options);
   }
 
   /** Server-side apply with the operator's field manager, taking ownership of conflicts. */
@@ -231,7 +241,7 @@ export class KubeClient {
     resource: Resource,
     name: string,
     object: JsonObject,
-    options: { namespace?: string; subresource?: "status" } = {},
+    options: WriteOptions = {},
   ): Promise<JsonObject> {
     const body = {
       apiVersion: apiVersionOf(resource),
@@ -239,10 +249,25 @@ export class KubeClient {
       ...object,
       metadata: { ...(object.metadata as JsonObject | undefined), name, ...ns(options.namespace) },
     };
-    return this.request("PATCH", resourcePath(resource, { name, ...options }), {
+    return this.#write("PATCH", resource, name, body, "application/apply-patch+yaml", options, {
+      force: true,
+    });
+  }
+
+  /** One write to an object (or its subresource) with the operator's field manager. */
+  #write(
+    method: "PUT" | "PATCH",
+    resource: Resource,
+    name: string,
+    body: unknown,
+    contentType: string,
+    options: WriteOptions,
+    query: Query = {},
+  ): Promise<JsonObject> {
+    return this.request(method, resourcePath(resource, { name, ...options }), {
       body,
-      contentType: "application/apply-patch+yaml",
-      query: { fieldManager: FIELD_MANAGER, force: true },
+      contentType,
+      query: { fieldManager: FIELD_MANAGER, ...query },
     });
   }
 

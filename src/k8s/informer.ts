@@ -110,21 +110,15 @@ export class Informer<T> {
   }
 
   /**
-   * Takes in an object as the API server returned it to our own write, before its watch event
-   * arrives: later reads of the cache see the write at once, and the watch event of that
-   * version (or of an earlier own write of the same object, arriving late) changes nothing and
-   * calls no `onChange`.
+   * Takes in an object as the API server returned it to our own write (narrowed already, by the
+   * typed client that wrote it), before its watch event arrives: later reads of the cache see the
+   * write at once, and the watch event of that version (or of an earlier own write of the same
+   * object, arriving late) changes nothing and calls no `onChange`.
    */
-  learn(raw: unknown): void {
-    const key = objectKey(raw);
-    const rv = resourceVersionOf(raw);
+  learn(obj: T): void {
+    const key = objectKey(obj);
+    const rv = resourceVersionOf(obj);
     if (key === undefined || rv === undefined) return;
-    let obj: T;
-    try {
-      obj = this.#options.narrow(raw);
-    } catch {
-      return; // the watch event reports it through onInvalid
-    }
     this.store.set(key, obj);
     this.#versions.set(key, rv);
     const own = this.#ownVersions.get(key) ?? [];

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MIN_RESYNC_MS } from "../../src/agent_flags.ts";
+import { MIN_RESYNC_MS } from "../../src/agent/flags.ts";
 import { durationFlag } from "../../src/cli.ts";
 import {
   type ControlPlane,

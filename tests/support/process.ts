@@ -1,8 +1,9 @@
 /**
  * Runs our executables as child processes for tests, with exactly the permission flags their
- * compiled form gets (scripts/permissions.ts), logs captured to a file, always killed on stop.
+ * compiled form gets (scripts/permissions.ts; for the agent, read access to the kubeconfig it is
+ * given besides), logs captured to a file, always killed on stop.
  */
-import { type Executable, EXECUTABLES } from "../../scripts/permissions.ts";
+import { type Executable, EXECUTABLES, runFlags } from "../../scripts/permissions.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -38,7 +39,8 @@ export class ExecutableProcess {
       runtime?: string;
     },
   ): Promise<ExecutableProcess> {
-    const { entry, flags } = EXECUTABLES[executable];
+    const { entry } = EXECUTABLES[executable];
+    const flags = runFlags(executable, args, { ...Deno.env.toObject(), ...options.env });
     const command = [
       ...(options.prefix ?? []),
       options.runtime ?? Deno.execPath(),

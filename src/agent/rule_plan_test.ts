@@ -9,7 +9,7 @@ import {
   planCommands,
   planRules,
   RuleSet,
-} from "./plan.ts";
+} from "./rule_plan.ts";
 import { kernelRule } from "./test_rules.ts";
 
 const PROTO = 201;

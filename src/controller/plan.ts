@@ -8,6 +8,7 @@ import {
   type IPRule,
   type IPRuleConfig,
   type IPRuleConfigSpec,
+  isManagedConfig,
   type LabelSelector,
   MANAGED_BY,
   MANAGED_BY_LABEL,
@@ -24,6 +25,7 @@ import {
   prefixKey,
   unusableSource,
 } from "../ip.ts";
+import { priorityProblem, tableProblem } from "../api/limits.ts";
 import { selectorMatches } from "./selector.ts";
 
 /** Everything the planner reads. */
@@ -93,12 +95,6 @@ export interface Plan {
   nextDeletionAt?: number;
 }
 
-/** Largest routing table id (u32). */
-export const MAX_TABLE = 4294967295;
-/** Kernel tables an IPRule may not use: default, main, local. */
-export const RESERVED_TABLES: readonly number[] = [253, 254, 255];
-/** Highest rule priority an IPRule may use (32766/32767 are the main/default rules). */
-export const MAX_PRIORITY = 32765;
 /** Most Services named in one conflict event. */
 const EVENT_SERVICE_LIMIT = 5;
 
@@ -142,13 +138,10 @@ function validateIPRule(rule: IPRule): string | undefined {
     if (seen.has(parsed.text)) return `spec.cidrs[${i}] "${cidr}" is a duplicate`;
     seen.add(parsed.text);
   }
-  if (!Number.isInteger(table) || table < 1 || table > MAX_TABLE) {
-    return `spec.table "${table}" is out of range 1..${MAX_TABLE}`;
-  }
-  if (RESERVED_TABLES.includes(table)) return `spec.table "${table}" is a kernel table`;
-  if (!Number.isInteger(priority) || priority < 1 || priority > MAX_PRIORITY) {
-    return `spec.priority "${priority}" is out of range 1..${MAX_PRIORITY}`;
-  }
+  const badTable = tableProblem(table);
+  if (badTable !== undefined) return `spec.table "${table}" is ${badTable}`;
+  const badPriority = priorityProblem(priority);
+  if (badPriority !== undefined) return `spec.priority "${priority}" is ${badPriority}`;
   return selectorProblem(rule.spec.serviceSelector, "spec.serviceSelector") ??
     selectorProblem(rule.spec.namespaceSelector, "spec.namespaceSelector");
 }
@@ -227,11 +220,6 @@ function specMatches(have: IPRuleConfigSpec, want: IPRuleConfigSpec): boolean {
     have.absentSince === want.absentSince && have.ipRule === want.ipRule &&
     sameRefs(have.service && [have.service], want.service && [want.service]) &&
     sameRefs(have.services, want.services);
-}
-
-/** Whether the controller owns an IPRuleConfig (only those are ever changed). */
-export function isManagedConfig(config: IPRuleConfig): boolean {
-  return config.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY;
 }
 
 /** A Service's match result: candidates for source addresses, lost matches, events. */

@@ -8,7 +8,7 @@ import {
   MANAGED_BY_LABEL,
   type ServiceInfo,
 } from "../api/types.ts";
-import { type Plan, planConfigs, type PlanInput, PlanMemo } from "./configs.ts";
+import { type Plan, planConfigs, type PlanInput, PlanMemo } from "./plan.ts";
 
 const NOW = Date.parse("2026-01-01T00:00:00Z");
 const GRACE = 5 * 60_000;

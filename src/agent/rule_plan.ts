@@ -8,6 +8,7 @@
  */
 import { formatRule, type KernelRule, type Rule, type RuleSpec } from "../../ffi/mod.ts";
 import type { ConfigState } from "../api/types.ts";
+import { priorityProblem, tableProblem } from "../api/limits.ts";
 import { parseIP, unusableSource } from "../ip.ts";
 
 /** What the agent keeps of an IPRuleConfig. */
@@ -49,15 +50,6 @@ export interface RulePlan {
   /** Desired rules already present: the agent's own, or an identical foreign rule. */
   satisfied: number;
 }
-
-/** Lowest priority a config may ask for: 0 is the kernel's `lookup local` rule. */
-export const MIN_PRIORITY = 1;
-/** Highest priority a config may ask for: 32766 and 32767 are the main and default rules. */
-export const MAX_PRIORITY = 32765;
-/** Highest routing table id. */
-export const MAX_TABLE = 4294967295;
-/** The kernel's default (253), main (254) and local (255) tables: never a config's target. */
-const RESERVED_TABLES: ReadonlySet<number> = new Set([253, 254, 255]);
 
 /** Whether two rules are the same for planning: family, source prefix, table and priority. */
 export function sameRule(a: Rule, b: Rule): boolean {
@@ -161,16 +153,10 @@ function configRuleText(config: ConfigRule): string {
 /** Why a config's table or priority is refused, or undefined when both are valid. */
 function invalidNumbers(config: ConfigRule): string | undefined {
   const { table, priority } = config;
-  if (!Number.isInteger(table) || table < 1 || table > MAX_TABLE) {
-    return `Invalid table "${table}": expected 1 to ${MAX_TABLE}`;
-  }
-  if (RESERVED_TABLES.has(table)) {
-    return `Invalid table "${table}": 253, 254 and 255 are the kernel's default, main and local tables`;
-  }
-  if (!Number.isInteger(priority) || priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
-    return `Invalid priority "${priority}": expected ${MIN_PRIORITY} to ${MAX_PRIORITY}`;
-  }
-  return undefined;
+  const badTable = tableProblem(table);
+  if (badTable !== undefined) return `Invalid table "${table}": ${badTable}`;
+  const badPriority = priorityProblem(priority);
+  return badPriority === undefined ? undefined : `Invalid priority "${priority}": ${badPriority}`;
 }
 
 /** The rule a present config asks for, or why it cannot have one. */

@@ -9,14 +9,14 @@ import {
   KUBECONFIG_FLAG,
   parseFlags,
   stringFlag as str,
-} from "./cli.ts";
+} from "../cli.ts";
 import {
   type EndpointDefaults,
   endpointFlags,
   type EndpointOptions,
   endpointOptions,
-} from "./metrics/flags.ts";
-import { VERSION } from "./version.ts";
+} from "../metrics/flags.ts";
+import { VERSION } from "../version.ts";
 
 /** Namespace the operator runs in when neither --namespace nor POD_NAMESPACE says. */
 export const DEFAULT_NAMESPACE = "ip-rule-operator-system";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import ipaddr from "ipaddr.js";
-import { canonicalAddress, formatAddress, parseAddress } from "./address.ts";
+import { canonicalAddress, formatAddress, parseAddress, parseIPv4, parseIPv6 } from "./address.ts";
 
 Deno.test("formatAddress() prints IPv6 exactly as ipaddr.js toString()", () => {
   const samples = [
@@ -72,5 +72,38 @@ Deno.test("parseAddress() reads an IPv6 text's trailing dotted quad as its last 
   assert.equal(canonicalAddress("64:ff9b::10.0.0.5", 6), "64:ff9b::a00:5");
   for (const bad of ["::1.2.3", "::1.2.3.256", "::01.2.3.4", "fe80::1%eth0"]) {
     assert.equal(parseAddress(bad, 6), undefined, bad);
+  }
+});
+
+Deno.test("parseIPv4() reads strict dotted quads as one network-order number", () => {
+  assert.equal(parseIPv4("10.96.1.50"), 0x0a600132);
+  assert.equal(parseIPv4("255.255.255.255"), 0xffffffff);
+  assert.equal(parseIPv4("0.0.0.0"), 0);
+  for (
+    const bad of [
+      "",
+      "1.2.3",
+      "1.2.3.4.",
+      ".1.2.3.4",
+      "1..2.3",
+      "01.2.3.4",
+      "1.2.3.0256",
+      "1.2.3.256",
+    ]
+  ) {
+    assert.equal(parseIPv4(bad), -1, bad);
+  }
+  for (const bad of ["1.2.3.4 ", "1.2.3.4/8", "1.2.3.-4", "a.b.c.d", "1.2.3.4.5", "1234.1.1.1"]) {
+    assert.equal(parseIPv4(bad), -1, bad);
+  }
+});
+
+Deno.test("parseIPv6() gives the bytes and the text ipaddr.js gives", () => {
+  for (const text of ["fd00::1", "FD00:0:0::01", "2001:db8:0:0:1::ab", "::", "::ffff:a00:5"]) {
+    const address = ipaddr.IPv6.parse(text);
+    assert.deepEqual(parseIPv6(text), { bytes: address.toByteArray(), text: address.toString() });
+  }
+  for (const bad of ["10.1.2.3", "fe80::1%eth0", "::g", "1.2.3.4::", ""]) {
+    assert.equal(parseIPv6(bad), undefined, bad);
   }
 });

@@ -11,13 +11,14 @@ import {
   parseFlags,
   stringFlag as str,
   UsageError,
-} from "./cli.ts";
+} from "../cli.ts";
+import { MAX_PROTOCOL, RESERVED_PROTOCOLS } from "../api/limits.ts";
 import {
   type EndpointDefaults,
   endpointFlags,
   type EndpointOptions,
   endpointOptions,
-} from "./metrics/flags.ts";
+} from "../metrics/flags.ts";
 
 /**
  * Netlink rule protocol (FRA_PROTOCOL) marking the rules the agent owns. 201 is unassigned in
@@ -25,41 +26,9 @@ import {
  */
 export const DEFAULT_PROTOCOL = 201;
 
-/**
- * Protocol numbers the agent refuses to own, with their owner. The agent deletes every rule
- * carrying its protocol, so it must not claim one that marks others' rules: 0-4 are defined by
- * the kernel (2 marks its own `lookup local/main/default` rules, 4 is systemd-networkd's
- * "static"), the rest name routing daemons in iproute2's rt_protos (bird, FRR's zebra,
- * keepalived, DHCP clients...).
- */
-export const RESERVED_PROTOCOLS: ReadonlyMap<number, string> = new Map([
-  [0, "unspec"],
-  [1, "redirect"],
-  [2, "kernel"],
-  [3, "boot"],
-  [4, "static"],
-  [8, "gated"],
-  [9, "ra"],
-  [10, "mrt"],
-  [11, "zebra"],
-  [12, "bird"],
-  [13, "dnrouted"],
-  [14, "xorp"],
-  [15, "ntk"],
-  [16, "dhcp"],
-  [18, "keepalived"],
-  [42, "babel"],
-  [99, "openr"],
-  [186, "bgp"],
-  [187, "isis"],
-  [188, "ospf"],
-  [189, "rip"],
-  [192, "eigrp"],
-]);
-
 /** The --protocol value, refused when out of range or another owner's number. */
 function protocolFlag(text: string): number {
-  const protocol = integerFlag("protocol", text, 1, 255);
+  const protocol = integerFlag("protocol", text, 1, MAX_PROTOCOL);
   const owner = RESERVED_PROTOCOLS.get(protocol);
   if (owner !== undefined) {
     throw new UsageError(
