@@ -70,6 +70,8 @@ export class FaultRunner {
   /** Foreign rules added (accepted by the kernel) and refused (EEXIST and the like). */
   foreignAdded = 0;
   foreignRefused = 0;
+  /** Mid-batch agent kills that caught the node's kernel changing. */
+  midBatchHits = 0;
 
   constructor(context: FaultContext) {
     this.#c = context;
@@ -168,12 +170,21 @@ export class FaultRunner {
       const socket = c.sockets[index]!;
       const before = summarize(await socket.listRules(), c.protocol).own;
       c.churn.mark(toggleTable(c.world));
-      const deadline = c.now() + 5_000;
-      while (c.now() < deadline) {
+      const started = c.now();
+      let changing = false;
+      while (!changing && c.now() < started + 5_000) {
         const own = summarize(await socket.listRules(), c.protocol).own;
-        if (own.size !== before.size || [...own].some((k) => !before.has(k))) break;
-        await sleep(2);
+        changing = own.size !== before.size || [...own].some((k) => !before.has(k));
+        if (!changing) await sleep(2);
       }
+      if (changing) this.midBatchHits++;
+      c.log(
+        `fault #${fault.id}: ${
+          changing
+            ? `kernel changing ${c.now() - started} ms after the table edit`
+            : "no kernel change within 5 s of the table edit"
+        }; agent killed`,
+      );
     }
     c.checker.agentDown(this.#name(index));
     await agent.kill();

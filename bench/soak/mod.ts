@@ -384,6 +384,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         maxConcurrent: faults.maxConcurrent,
         foreignAdded: faults.foreignAdded,
         foreignRefused: faults.foreignRefused,
+        midBatchHits: faults.midBatchHits,
       },
       changes: { model: modelChanges, writes: churn.writes, failures: churn.failures },
       checks: { ...checker.checks },

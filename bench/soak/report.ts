@@ -17,6 +17,8 @@ export interface SoakReport {
     maxConcurrent: number;
     foreignAdded: number;
     foreignRefused: number;
+    /** Mid-batch agent kills that caught the kernel changing. */
+    midBatchHits: number;
   };
   changes: { model: number; writes: number; failures: number };
   checks: { kernel: number; foreign: number; configs: number; final: number };
@@ -60,6 +62,7 @@ function duration(ms: number): string {
 export function formatReport(r: SoakReport): string[] {
   const lines: string[] = [];
   const kinds = [...r.faults.byKind].map(([k, n]) => `${k} ${n}`).join(", ");
+  const midBatch = r.faults.byKind.get("agent-kill (mid-batch)") ?? 0;
   const repairs = [...r.repairTimes].sort((a, b) => a - b);
   const median = repairs[Math.floor(repairs.length / 2)];
   const totalChecks = r.checks.kernel + r.checks.foreign + r.checks.configs + r.checks.final;
@@ -75,7 +78,8 @@ export function formatReport(r: SoakReport): string[] {
       `foreign-rule comparisons, ${r.checks.configs} IPRuleConfig changes, ${r.checks.final} ` +
       `final); longest gap between two samples of a node ${r.maxSampleGapMs} ms`,
     `  foreign rules: ${r.faults.foreignAdded} added, ${r.faults.foreignRefused} refused by the ` +
-      `kernel (an identical rule existed)`,
+      `kernel (an identical rule existed); mid-batch agent kills that caught the kernel ` +
+      `changing: ${r.faults.midBatchHits} of ${midBatch}`,
     `  longest repair after an outside flush: ${
       repairs.length === 0
         ? "no flush repaired"

@@ -14,6 +14,7 @@ const REPORT: SoakReport = {
     maxConcurrent: 2,
     foreignAdded: 4,
     foreignRefused: 1,
+    midBatchHits: 0,
   },
   changes: { model: 2_700, writes: 3_000, failures: 12 },
   checks: { kernel: 1_000, foreign: 990, configs: 100, final: 1 },
