@@ -232,7 +232,9 @@ interface PendingConfig {
   faults: string[];
   name: string;
   at: number;
-  what: "marked absent" | "deleted";
+  what: "marked absent" | "deleted" | "written";
+  /** The rule a written config asks for. */
+  key?: RuleKey;
 }
 
 /** One config as the API server has it, for the checker. */
@@ -253,14 +255,19 @@ export class InvariantChecker {
   readonly violations: Violation[] = [];
   /** Checks made, by what was checked. */
   readonly checks = { kernel: 0, foreign: 0, configs: 0, final: 0 };
-  /** Time from each outside flush to every rule being back, ms. */
+  /**
+   * Time from each outside flush (or from the agent's listing, when it was not running then) to
+   * every rule being back, ms.
+   */
   readonly repairTimes: number[] = [];
   /** Rules the API's present configs ask for. */
   readonly desired = new Timeline();
   /** Config names the planner wants present, from the Services and IPRules the soak sees. */
   readonly planned = new Timeline();
+  /** The same as `name: rule`, for the rule each config asks for. */
+  readonly plannedRules = new Timeline();
   readonly #nodes = new Map<string, NodeTrack>();
-  #configs = new Map<string, boolean>();
+  #configs = new Map<string, ObservedConfig>();
   #dips: PendingDip[] = [];
   #safety: PendingSafety[] = [];
   #configChecks: PendingConfig[] = [];
@@ -383,21 +390,30 @@ export class InvariantChecker {
   /** The API's configs at `time`. */
   observeConfigs(time: number, configs: readonly ObservedConfig[]): void {
     this.desired.update(time, configs.filter((c) => c.present).map((c) => c.key));
-    const next = new Map(configs.map((c) => [c.name, c.present]));
-    for (const [name, present] of this.#configs) {
+    const next = new Map(configs.map((c) => [c.name, c]));
+    let faults: string[] | undefined;
+    const check = (name: string, what: PendingConfig["what"], key?: RuleKey) => {
+      faults ??= this.faultsAt(time);
+      this.#configChecks.push({ name, at: time, what, faults, ...(key ? { key } : {}) });
+    };
+    for (const [name, before] of this.#configs) {
       const now = next.get(name);
-      const faults = this.faultsAt(time);
-      if (now === undefined) this.#configChecks.push({ name, at: time, what: "deleted", faults });
-      else if (present && !now) {
-        this.#configChecks.push({ name, at: time, what: "marked absent", faults });
+      if (now === undefined) check(name, "deleted");
+      else if (before.present && !now.present) check(name, "marked absent");
+    }
+    for (const [name, now] of next) {
+      const before = this.#configs.get(name);
+      if (now.present && (!before?.present || before.key !== now.key)) {
+        check(name, "written", now.key);
       }
     }
     this.#configs = next;
   }
 
-  /** The config names the planner wants present at `time`. */
-  observePlan(time: number, names: Iterable<string>): void {
-    this.planned.update(time, names);
+  /** The configs the planner wants present at `time`, by name, with the rule each asks for. */
+  observePlan(time: number, planned: ReadonlyMap<string, RuleKey>): void {
+    this.planned.update(time, planned.keys());
+    this.plannedRules.update(time, [...planned].map(([name, key]) => `${name}: ${key}`));
   }
 
   #violation(v: Omit<Violation, "faults"> & { faults?: string[] }): void {
@@ -471,7 +487,8 @@ export class InvariantChecker {
       if (!this.desired.current.has(key) || sample.present.has(key)) repair.keys.delete(key);
     }
     if (repair.keys.size === 0) {
-      this.repairTimes.push(time - repair.at);
+      // Timed from when the agent could act: a killed agent repairs once it has listed again.
+      this.repairTimes.push(time - Math.max(repair.at, track.agentUpSince ?? repair.at));
       track.repair = undefined;
       return;
     }
@@ -559,6 +576,19 @@ export class InvariantChecker {
     this.#configChecks = this.#configChecks.filter((c) => !due(c.at));
     for (const check of checks) {
       this.checks.configs++;
+      if (check.what === "written") {
+        const pair = `${check.name}: ${check.key}`;
+        if (!this.plannedRules.absentThroughout(pair, check.at - lag, check.at + lag)) continue;
+        this.#violation({
+          invariant: "nothing-lost",
+          faults: check.faults,
+          at: check.at,
+          subject: check.name,
+          detail: `IPRuleConfig written asking for "${check.key}", which the planner did not ` +
+            `ask for from ${lag} ms before to ${lag} ms after (a stale or lost write)`,
+        });
+        continue;
+      }
       if (!this.planned.heldThroughout(check.name, check.at - lag, check.at + lag)) continue;
       this.#violation({
         invariant: "nothing-lost",

@@ -23,6 +23,10 @@ function kernel(own: string[], foreignPlain: string[] = [], foreign = DEFAULTS):
   };
 }
 
+function plan(...entries: [string, string][]): Map<string, string> {
+  return new Map(entries);
+}
+
 function config(name: string, key: string, present = true): ObservedConfig {
   return { name, key, present };
 }
@@ -33,7 +37,7 @@ function started(): InvariantChecker {
   checker.agentUp(0, "n0");
   checker.expectForeign("n0", DEFAULTS);
   checker.observeConfigs(0, [config("a", A), config("b", B)]);
-  checker.observePlan(0, ["a", "b"]);
+  checker.observePlan(0, plan(["a", A], ["b", B]));
   return checker;
 }
 
@@ -129,7 +133,7 @@ Deno.test("InvariantChecker finds nothing while the kernel follows the configs",
   const checker = started();
   hold(checker, 0, 3_000, kernel([A, B]));
   checker.observeConfigs(3_000, [config("a", A), config("b", B, false)]);
-  checker.observePlan(3_000, ["a"]);
+  checker.observePlan(3_000, plan(["a", A]));
   hold(checker, 3_000, 3_500, kernel([A, B]));
   hold(checker, 3_500, 10_000, kernel([A]));
   checker.tick(10_000, true);
@@ -168,7 +172,7 @@ Deno.test("InvariantChecker does not run the safety clock while the node is cut 
   assert.deepEqual(checker.violations, []);
   checker.agentDown("n0");
   checker.observeConfigs(14_000, [config("a", A, false), config("b", B, false)]);
-  checker.observePlan(14_000, []);
+  checker.observePlan(14_000, plan());
   hold(checker, 14_000, 20_000, kernel([A]));
   checker.tick(20_000, true);
   assert.deepEqual(checker.violations, [], "no agent runs");
@@ -237,7 +241,7 @@ Deno.test("InvariantChecker starts the repair clock once a killed agent is back"
   hold(checker, 9_000, 9_500, kernel([A, B]));
   checker.tick(9_500, true);
   assert.deepEqual(checker.violations, []);
-  assert.deepEqual(checker.repairTimes, [8_000]);
+  assert.deepEqual(checker.repairTimes, [1_000], "timed from the agent's listing");
 });
 
 Deno.test("InvariantChecker compares foreign rules and reports a change once", () => {
@@ -262,14 +266,14 @@ Deno.test("InvariantChecker reports a config marked absent while its Service sti
   assert.equal(checker.violations[0]?.invariant, "nothing-lost");
   assert.equal(checker.violations[0]?.subject, "a");
   checker.observeConfigs(9_000, [config("b", B)]);
-  checker.observePlan(12_000, ["b"]);
+  checker.observePlan(12_000, plan(["b", B]));
   // b's Service goes; the soak sees it 500 ms after the controller deleted the config.
   checker.observeConfigs(15_000, []);
-  checker.observePlan(15_500, []);
+  checker.observePlan(15_500, plan());
   checker.tick(25_000, true);
   assert.equal(checker.violations.length, 2, "a marked absent and deleted while planned");
   assert.match(checker.violations[1]!.detail, /deleted/);
-  assert.equal(checker.checks.configs, 3);
+  assert.equal(checker.checks.configs, 5, "two writes at the start, three changes");
 });
 
 Deno.test("InvariantChecker names the faults active and recently ended", () => {
@@ -290,9 +294,9 @@ Deno.test("InvariantChecker excuses a rule flapping while a cut-off agent catche
   checker.block("n0", "link", 3_000);
   // B's config changes and comes back while the node is cut off.
   checker.observeConfigs(4_000, [config("a", A), config("b", B, false)]);
-  checker.observePlan(4_000, ["a"]);
+  checker.observePlan(4_000, plan(["a", A]));
   checker.observeConfigs(5_000, [config("a", A), config("b", B)]);
-  checker.observePlan(5_000, ["a", "b"]);
+  checker.observePlan(5_000, plan(["a", A], ["b", B]));
   hold(checker, 3_000, 20_000, kernel([A, B]));
   checker.unblock(20_000, "n0", "link");
   // Catching up, the agent applies the old change, then the new one.
@@ -306,4 +310,19 @@ Deno.test("InvariantChecker excuses a rule flapping while a cut-off agent catche
   checker.tick(33_000, true);
   assert.equal(checker.violations.length, 1);
   assert.equal(checker.violations[0]?.invariant, "no-dip");
+});
+
+Deno.test("InvariantChecker reports a config written with a rule the planner never asked for", () => {
+  const checker = started();
+  const A2 = ruleKey({ src: "10.96.0.1", srcLen: 32, table: 101, priority: 1000 });
+  // The IPRule's table moves to 101: the planner, then the config, follow.
+  checker.observePlan(1_000, plan(["a", A2], ["b", B]));
+  checker.observeConfigs(1_100, [config("a", A2), config("b", B)]);
+  // A stale writer puts the old table back.
+  checker.observeConfigs(6_000, [config("a", A), config("b", B)]);
+  checker.tick(10_000, true);
+  assert.equal(checker.violations.length, 1);
+  assert.equal(checker.violations[0]?.subject, "a");
+  assert.match(checker.violations[0]!.detail, /lookup 100 priority 1000", which the planner/);
+  assert.equal(checker.checks.configs, 4);
 });

@@ -33,6 +33,7 @@ export class Supervised {
   #incarnation = 0;
   #killing = false;
   #stopping = false;
+  #starting: Promise<ExecutableProcess> | undefined;
   /** The watch on the running incarnation's exit (restarts it when it exits alone). */
   #watching: Promise<void> = Promise.resolve();
   /** Highest VmHWM of any incarnation, KiB. */
@@ -60,8 +61,17 @@ export class Supervised {
     return this.#incarnation;
   }
 
-  /** Starts a new incarnation; restarts it (after {@link RESTART_DELAY_MS}) if it exits alone. */
-  async start(): Promise<ExecutableProcess> {
+  /**
+   * Starts a new incarnation unless one runs or is starting (a fault's restart and the restart
+   * after an exit may meet); restarts it (after {@link RESTART_DELAY_MS}) if it exits alone.
+   */
+  start(): Promise<ExecutableProcess> {
+    if (this.#current) return Promise.resolve(this.#current);
+    this.#starting ??= this.#spawn().finally(() => (this.#starting = undefined));
+    return this.#starting;
+  }
+
+  async #spawn(): Promise<ExecutableProcess> {
     const proc = await this.#start(++this.#incarnation);
     this.#current = proc;
     this.#killing = false;
@@ -73,13 +83,14 @@ export class Supervised {
       this.exits.push({ code: status.code, log: proc.logFile });
       this.#onExit(this, status.code);
       await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
-      if (!this.#stopping && this.#current === undefined) void this.start();
+      if (!this.#stopping) void this.start();
     });
     return proc;
   }
 
   /** SIGKILLs the running incarnation and waits for its exit; it stays down until `start()`. */
   async kill(): Promise<void> {
+    await this.#starting;
     const proc = this.#current;
     if (!proc) return;
     this.sampleRss();
@@ -90,6 +101,7 @@ export class Supervised {
   /** Stops it for good (SIGTERM). */
   async stop(): Promise<void> {
     this.#stopping = true;
+    await this.#starting;
     this.sampleRss();
     await this.#current?.stop("SIGTERM");
     await this.#watching;

@@ -177,7 +177,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         ipRules: [...ipRules.store.values()],
         namespaceLabels: namespaces.store,
       });
-      checker.observePlan(now(), planned.keys());
+      checker.observePlan(
+        now(),
+        new Map([...planned].map(([name, spec]) => [name, configKey(spec)])),
+      );
     };
     const services: Informer<ServiceInfo> = new Informer(admin, {
       resource: RESOURCES.services,

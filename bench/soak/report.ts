@@ -23,7 +23,10 @@ export interface SoakReport {
   changes: { model: number; writes: number; failures: number };
   checks: { kernel: number; foreign: number; configs: number; final: number };
   violations: readonly Violation[];
-  /** Outside flush → every desired rule back, ms, one per flush that completed. */
+  /**
+   * Outside flush (or the agent's listing, when it was not running) → every desired rule back,
+   * ms, one per flush that completed.
+   */
   repairTimes: readonly number[];
   /** Last fault and last change → converged, ms; undefined when it did not converge. */
   convergenceMs: number | undefined;
