@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { KernelRule } from "../../ffi/mod.ts";
+import { kernelRule } from "../../src/agent/test_rules.ts";
 import {
   type Bounds,
   InvariantChecker,
@@ -59,51 +60,14 @@ Deno.test("ruleKey() prints a rule as ip rule does, the prefix only when not a h
 });
 
 Deno.test("summarize() splits own, present and foreign rules, foreign ones by every field", () => {
-  const base = {
-    action: 1,
-    dst: "",
-    dstLen: 0,
-    tos: 0,
-    flags: 0,
-    iif: "",
-    oif: "",
-    fwmark: 0,
-    fwmask: 0,
-    goto: 0,
-    extra: new Uint8Array(),
-  };
+  const rule = { family: 4, srcLen: 32, table: 100, priority: 1000 } as const;
   const rules: KernelRule[] = [
-    {
-      ...base,
-      family: 4,
-      src: "10.96.0.1",
-      srcLen: 32,
-      table: 100,
-      priority: 1000,
-      protocol: 201,
-      plain: true,
-    },
-    {
-      ...base,
-      family: 4,
-      src: "10.96.0.9",
-      srcLen: 32,
-      table: 100,
-      priority: 1000,
-      protocol: 4,
-      plain: true,
-    },
-    {
-      ...base,
-      family: 4,
-      src: "10.96.0.9",
-      srcLen: 32,
-      table: 100,
-      priority: 1000,
-      protocol: 4,
+    kernelRule({ ...rule, src: "10.96.0.1", protocol: 201 }),
+    kernelRule({ ...rule, src: "10.96.0.9", protocol: 4 }),
+    kernelRule({ ...rule, src: "10.96.0.9", protocol: 4 }, {
       extra: new Uint8Array([8, 0, 22, 0, 6, 0, 0, 0]),
       plain: false,
-    },
+    }),
   ];
   const s = summarize(rules, 201);
   assert.deepEqual([...s.own], [A]);
