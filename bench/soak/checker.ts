@@ -260,6 +260,8 @@ export class InvariantChecker {
    * every rule being back, ms.
    */
   readonly repairTimes: number[] = [];
+  /** Flushes whose rules all stopped being desired before the node's agent ran again. */
+  repairsWithoutAgent = 0;
   /** Rules the API's present configs ask for. */
   readonly desired = new Timeline();
   /** Config names the planner wants present, from the Services and IPRules the soak sees. */
@@ -488,7 +490,9 @@ export class InvariantChecker {
     }
     if (repair.keys.size === 0) {
       // Timed from when the agent could act: a killed agent repairs once it has listed again.
-      this.repairTimes.push(time - Math.max(repair.at, track.agentUpSince ?? repair.at));
+      // Rules that stopped being desired while no agent ran were not repaired by anyone.
+      if (track.agentUpSince === undefined) this.repairsWithoutAgent++;
+      else this.repairTimes.push(time - Math.max(repair.at, track.agentUpSince));
       track.repair = undefined;
       return;
     }

@@ -206,6 +206,14 @@ Deno.test("InvariantChecker starts the repair clock once a killed agent is back"
   checker.tick(9_500, true);
   assert.deepEqual(checker.violations, []);
   assert.deepEqual(checker.repairTimes, [1_000], "timed from the agent's listing");
+  // Flushed while no agent runs, and the rule stops being desired before one does.
+  checker.agentDown("n0");
+  checker.flushed(10_000, "n0", kernel([A, B]));
+  hold(checker, 10_000, 12_000, kernel([A]));
+  checker.observeConfigs(12_000, [config("a", A)]);
+  hold(checker, 12_000, 13_000, kernel([A]));
+  assert.deepEqual(checker.repairTimes, [1_000]);
+  assert.equal(checker.repairsWithoutAgent, 1);
 });
 
 Deno.test("InvariantChecker compares foreign rules and reports a change once", () => {

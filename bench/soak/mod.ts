@@ -393,6 +393,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       checks: { ...checker.checks },
       violations: checker.violations,
       repairTimes: checker.repairTimes,
+      repairsWithoutAgent: checker.repairsWithoutAgent,
       convergenceMs: convergedAt === undefined ? undefined : convergedAt - endOfLoad,
       calm: {
         ms: calmMs,

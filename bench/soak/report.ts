@@ -28,6 +28,8 @@ export interface SoakReport {
    * ms, one per flush that completed.
    */
   repairTimes: readonly number[];
+  /** Flushes whose rules all stopped being desired before the node's agent ran again. */
+  repairsWithoutAgent: number;
   /** Last fault and last change → converged, ms; undefined when it did not converge. */
   convergenceMs: number | undefined;
   /**
@@ -89,6 +91,11 @@ export function formatReport(r: SoakReport): string[] {
         : `${repairs[repairs.length - 1]!.toFixed(0)} ms (${repairs.length} flushes, median ${
           median!.toFixed(0)
         } ms)`
+    }${
+      r.repairsWithoutAgent > 0
+        ? `; ${r.repairsWithoutAgent} more flush(es) hit a node whose agent was down until its ` +
+          "rules were no longer desired"
+        : ""
     }`,
     `  longest convergence after the last fault: ${
       r.convergenceMs === undefined ? "did not converge" : `${r.convergenceMs.toFixed(0)} ms`

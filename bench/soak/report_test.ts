@@ -20,6 +20,7 @@ const REPORT: SoakReport = {
   checks: { kernel: 1_000, foreign: 990, configs: 100, final: 1 },
   violations: [],
   repairTimes: [12, 40, 8],
+  repairsWithoutAgent: 0,
   convergenceMs: 3_210,
   calm: {
     ms: 125_000,
