@@ -140,8 +140,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const agent = processes!.agents.indexOf(proc);
       if (agent >= 0) checker.agentDown(names[agent]!);
     }, (index, proc) => {
+      record(`[${(now() / 1000).toFixed(3)}s] agent ${names[index]} started (${proc.logFile})`);
       spawn(
         agentListed(proc, stop.signal).then((listed) => {
+          record(`[${(now() / 1000).toFixed(3)}s] agent ${names[index]} listed: ${listed}`);
           if (listed && processes!.agents[index]!.current === proc) {
             checker.agentUp(now(), names[index]!);
           }
