@@ -9,7 +9,16 @@ import { runSoak } from "./soak/mod.ts";
 import { MAX_SEED, randomSeed } from "./soak/random.ts";
 import { formatReport } from "./soak/report.ts";
 
-const USAGE = "Usage: task soak -- [--duration=15m] [--seed=N] [--nodes=3] [--keep-logs]";
+const USAGE = "Usage: task soak -- [--duration=15m] [--seed=N] [--nodes=3] [--fault-rate=1] " +
+  "[--changes-per-second=3] [--keep-logs]";
+
+function positive(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || n > 100) {
+    throw new UsageError(`Invalid value for --${name}: "${text}" (expected a number above 0)`);
+  }
+  return n;
+}
 
 function options() {
   const { values } = parseArgs({
@@ -18,6 +27,8 @@ function options() {
       duration: { type: "string", default: "15m" },
       seed: { type: "string" },
       nodes: { type: "string", default: "3" },
+      "fault-rate": { type: "string", default: "1" },
+      "changes-per-second": { type: "string", default: "3" },
       "keep-logs": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -30,6 +41,8 @@ function options() {
     durationMs: durationFlag("duration", values.duration, 30_000),
     seed: values.seed === undefined ? randomSeed() : integerFlag("seed", values.seed, 0, MAX_SEED),
     nodes: integerFlag("nodes", values.nodes, 1, 8),
+    faultRate: positive("fault-rate", values["fault-rate"]),
+    changesPerSecond: positive("changes-per-second", values["changes-per-second"]),
     keepLogs: values["keep-logs"] ? "always" as const : "on-violation" as const,
   };
 }

@@ -37,6 +37,8 @@ export interface SoakOptions {
   nodes?: number;
   /** Mean changes to Services and IPRules per second; default 3. */
   changesPerSecond?: number;
+  /** Faults this many times as often as usual; default 1. */
+  faultRate?: number;
   /** Progress and fault lines; default console.log. Every event also goes to `soak.log`. */
   log?: (line: string) => void;
   /** Where to keep the logs: always, or only when a violation was found (default). */
@@ -98,6 +100,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const schedule = scheduleFaults(scheduleRandom, {
     durationMs: options.durationMs,
     nodes: nodeCount,
+    ...(options.faultRate === undefined ? {} : { rate: options.faultRate }),
   });
 
   const topo = await startTopology({ nodes: nodeCount, namePrefix: "soak" });

@@ -92,6 +92,8 @@ export interface ScheduleOptions {
   warmupMs?: number;
   /** The kinds and rates; default {@link FAULT_KINDS}. */
   kinds?: Readonly<Record<FaultKind, FaultKindSpec>>;
+  /** Faults this many times as often as the kinds' mean intervals say; default 1. */
+  rate?: number;
 }
 
 /** Gap between the end of a fault and the next one of its kind on the same target, ms. */
@@ -106,10 +108,11 @@ export function scheduleFaults(random: Random, options: ScheduleOptions): Fault[
     const spec = kinds[kind];
     // Each kind draws from its own stream: changing one kind's rate leaves the others' faults.
     const r = random.split();
+    const mean = spec.meanIntervalMs / (options.rate ?? 1);
     const times: number[] = [];
-    for (let t = warmup + r.exponential(spec.meanIntervalMs); t < options.durationMs;) {
+    for (let t = warmup + r.exponential(mean); t < options.durationMs;) {
       times.push(t);
-      t += r.exponential(spec.meanIntervalMs);
+      t += r.exponential(mean);
     }
     const latestStart = options.durationMs - spec.downMs[1];
     if (times.filter((t) => t <= latestStart).length === 0 && latestStart > warmup) {

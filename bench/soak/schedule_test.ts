@@ -75,3 +75,10 @@ Deno.test("Random.split() streams do not depend on what the other draws", () => 
   assert.equal(second.int(0, 1e9), secondB.int(0, 1e9));
   assert.notEqual(first.int(0, 1e9), second.int(0, 1e9));
 });
+
+Deno.test("scheduleFaults() with rate 3 schedules about three times as many faults", () => {
+  const count = (rate: number) =>
+    scheduleFaults(new Random(9), { durationMs: 1_800_000, nodes: 3, rate }).length;
+  const ratio = count(3) / count(1);
+  assert.ok(ratio > 2 && ratio < 4, `ratio ${ratio}`);
+});
