@@ -5,10 +5,10 @@
  * The operator's namespace and RBAC (deploy/) are applied and a Node object exists per node.
  *
  * One topology per test file (`await using topo = await startTopology({ nodes: 2 })`); teardown
- * stops restarted servers (etcd, kube-apiserver), the control plane, the namespaces and the bridge, also when the
- * test or the setup fails; SIGINT/SIGTERM (e.g. `timeout`) and process exit remove the
- * namespaces and the bridge too. Needs root and the control-plane binaries; without them it throws an
- * error naming what is missing (tests fail, never skip).
+ * stops restarted servers (etcd, kube-apiserver), the control plane, the namespaces and the
+ * bridge, also when the test or the setup fails; SIGINT/SIGTERM (e.g. `timeout`) and process
+ * exit remove the namespaces and the bridge too. Needs root and the control-plane binaries;
+ * without them it throws an error naming what is missing (tests fail, never skip).
  *
  * @module
  */
