@@ -7,7 +7,7 @@
  * the soak starts it. Peak RSS is sampled from /proc for every incarnation.
  */
 import { AGENT_HEALTH_PORT, AGENT_PORT, type Topology } from "../../tests/support/topology.ts";
-import { ExecutableProcess, freePort } from "../../tests/support/process.ts";
+import { ExecutableProcess } from "../../tests/support/process.ts";
 import { isRunning } from "../../tests/support/controlplane.ts";
 
 /** Delay before a process that exited on its own is started again (a kubelet's restart). */
@@ -107,11 +107,34 @@ export class Supervised {
     await this.#watching;
   }
 
+  /** SIGKILLs the running incarnation at once (the soak is being interrupted). */
+  killSync(): void {
+    this.#stopping = true;
+    const pid = this.#current?.pid;
+    if (pid === undefined) return;
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // Gone already.
+    }
+  }
+
   /** Takes the running incarnation's VmHWM into the peak. */
   sampleRss(): void {
     const pid = this.#current?.pid;
     if (pid !== undefined) this.peakRssKiB = Math.max(this.peakRssKiB, peakRssKiB(pid));
   }
+}
+
+/** `count` distinct free ports on loopback (held open together, so no two are the same). */
+function freePorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
 }
 
 /** VmHWM (peak resident set) of a process, KiB; 0 when it is gone. */
@@ -144,9 +167,9 @@ export class SoakProcesses {
     onAgentStart: (node: number, proc: ExecutableProcess) => void,
   ) {
     this.topo = topo;
+    const ports = freePorts(4);
     this.controllers = [0, 1].map((i) => {
-      const metricsPort = freePort();
-      const healthPort = freePort();
+      const [metricsPort, healthPort] = [ports[2 * i]!, ports[2 * i + 1]!];
       const proc = new Supervised(`controller-${i}`, (n) =>
         ExecutableProcess.start("controller", [
           `--kubeconfig=${topo.cp.kubeconfig("controller")}`,

@@ -127,6 +127,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const now = () => Math.round(performance.now() - start);
   const exits: { role: string; code: number }[] = [];
   let report: SoakReport | undefined;
+  // Interrupted (Ctrl-C, timeout): the topology's signal handler exits, dispatching "unload";
+  // the controllers and agents, unlike the control plane, have no parent-death signal.
+  const killAll = () => processes?.all.forEach((p) => p.killSync());
+  globalThis.addEventListener("unload", killAll);
   try {
     events = await Deno.open(`${topo.cp.dir}/soak.log`, { create: true, append: true });
     admin = await KubeClient.connect({ kubeconfig: topo.cp.kubeconfig("admin") });
@@ -418,6 +422,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       `soak: scheduled faults: ${schedule.map((f) => faultLabel(f, (i) => names[i]!)).join(", ")}`,
     );
   } finally {
+    globalThis.removeEventListener("unload", killAll);
     for (const timer of timers) clearInterval(timer);
     stop.abort();
     await sampler.catch(() => {});
