@@ -190,6 +190,8 @@ interface NodeTrack {
   blocked: Map<BlockReason, number>;
   /** When the ongoing or last cut-off from the API server began, and when it ended. */
   outage: { start: number; end?: number } | undefined;
+  /** A healed link cut whose block ends at the node's first converged sample, or at `cap`. */
+  catchUp: { reason: BlockReason; healed: number; cap: number } | undefined;
   /** When the last block ended (the safety clock runs from here at the earliest). */
   openSince: number;
   /** When the running agent had listed its configs; undefined while none has. */
@@ -262,6 +264,8 @@ export class InvariantChecker {
   readonly repairTimes: number[] = [];
   /** Flushes whose rules all stopped being desired before the node's agent ran again. */
   repairsWithoutAgent = 0;
+  /** Time from a healed link cut to the node's first converged sample, ms (undefined: capped). */
+  readonly catchUpTimes: (number | undefined)[] = [];
   /** Rules the API's present configs ask for. */
   readonly desired = new Timeline();
   /** Config names the planner wants present, from the Services and IPRules the soak sees. */
@@ -282,6 +286,7 @@ export class InvariantChecker {
       this.#nodes.set(node, {
         blocked: new Map(),
         outage: undefined,
+        catchUp: undefined,
         openSince: 0,
         agentUpSince: undefined,
         prevPresent: undefined,
@@ -348,6 +353,17 @@ export class InvariantChecker {
     if (track.blocked.size > 0) return;
     track.openSince = Math.max(track.openSince, time);
     if (track.outage) track.outage.end = time;
+  }
+
+  /**
+   * The cause of a `block` is gone at `healed`, but whether the agent's watch survived is not
+   * known (a silent cut): the block ends at the first sample that shows the node converged to
+   * the configs as they are, or at `cap` at the latest. How long that took is `catchUpTimes`.
+   */
+  unblockWhenConverged(node: string, reason: BlockReason, healed: number, cap: number): void {
+    const track = this.#node(node);
+    if (track.catchUp) this.unblock(healed, node, track.catchUp.reason);
+    track.catchUp = { reason, healed, cap };
   }
 
   /** Whether the node's agent cannot be expected to act on the API's state now. */
@@ -451,6 +467,7 @@ export class InvariantChecker {
       }
     }
     this.#checkRepair(time, node, track, sample);
+    this.#checkCatchUp(time, node, track, sample);
     if (track.expectedForeign !== undefined) {
       this.checks.foreign++;
       this.#checkForeign(time, node, track, sample);
@@ -510,6 +527,26 @@ export class InvariantChecker {
           [...repair.keys].slice(0, 5).join("; ")
         }`,
     });
+  }
+
+  #checkCatchUp(time: number, node: string, track: NodeTrack, sample: KernelSample): void {
+    const catchUp = track.catchUp;
+    if (!catchUp || track.agentUpSince === undefined) {
+      if (catchUp && time >= catchUp.cap) this.#endCatchUp(time, node, track, undefined);
+      return;
+    }
+    const desired = this.desired.current;
+    const converged = [...sample.own].every((k) => desired.has(k)) &&
+      [...desired].every((k) => sample.present.has(k));
+    if (converged) this.#endCatchUp(time, node, track, time - catchUp.healed);
+    else if (time >= catchUp.cap) this.#endCatchUp(time, node, track, undefined);
+  }
+
+  #endCatchUp(time: number, node: string, track: NodeTrack, took: number | undefined): void {
+    const reason = track.catchUp!.reason;
+    track.catchUp = undefined;
+    this.catchUpTimes.push(took);
+    this.unblock(time, node, reason);
   }
 
   #checkForeign(time: number, node: string, track: NodeTrack, sample: KernelSample): void {

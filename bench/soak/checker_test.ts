@@ -298,3 +298,39 @@ Deno.test("InvariantChecker reports a config written with a rule the planner nev
   assert.match(checker.violations[0]!.detail, /lookup 100 priority 1000", which the planner/);
   assert.equal(checker.checks.configs, 4);
 });
+
+Deno.test("InvariantChecker resumes the safety clock once a healed node is seen converged", () => {
+  const checker = started();
+  hold(checker, 0, 1_000, kernel([A, B]));
+  checker.block("n0", "link", 1_000);
+  checker.observeConfigs(2_000, [config("a", A), config("b", B, false)]);
+  checker.observePlan(2_000, plan(["a", A]));
+  hold(checker, 1_000, 5_000, kernel([A, B]));
+  checker.unblockWhenConverged("n0", "link", 5_000, 60_000);
+  // Still stale 10 s after the cut healed: no violation, the agent has not caught up yet.
+  hold(checker, 5_000, 15_000, kernel([A, B]));
+  hold(checker, 15_000, 20_000, kernel([A]));
+  checker.tick(20_000, true);
+  assert.equal(checker.violations.length, 0, JSON.stringify(checker.violations));
+  assert.deepEqual(checker.catchUpTimes, [10_000]);
+  // Connected again: the next leftover counts.
+  checker.observeConfigs(20_000, [config("a", A, false), config("b", B, false)]);
+  checker.observePlan(20_000, plan());
+  hold(checker, 20_000, 25_000, kernel([A]));
+  checker.tick(25_000, true);
+  assert.equal(checker.violations.length, 1);
+  assert.equal(checker.violations[0]?.invariant, "safety");
+});
+
+Deno.test("InvariantChecker runs the safety clock again at the cap of a catch-up", () => {
+  const checker = started();
+  checker.block("n0", "link", 0);
+  checker.observeConfigs(500, [config("a", A), config("b", B, false)]);
+  checker.observePlan(500, plan(["a", A]));
+  checker.unblockWhenConverged("n0", "link", 1_000, 10_000);
+  hold(checker, 1_000, 15_000, kernel([A, B]));
+  checker.tick(15_000, true);
+  assert.deepEqual(checker.catchUpTimes, [undefined]);
+  assert.equal(checker.violations.length, 1);
+  assert.equal(checker.violations[0]?.at, 12_100, "2 s after the cap");
+});

@@ -6,6 +6,7 @@
  */
 import type { KernelRule, RuleSocket } from "../../ffi/mod.ts";
 import type { Topology } from "../../tests/support/topology.ts";
+import { WATCH_SILENCE_MS } from "../../src/k8s/informer.ts";
 import type { SoakProcesses } from "./cluster.ts";
 import { type InvariantChecker, ruleBytes, summarize } from "./checker.ts";
 import type { ChurnExecutor } from "./churn.ts";
@@ -21,6 +22,8 @@ const RTPROT_KERNEL = 2;
  * retry has certainly been made.
  */
 export const RECONNECT_CAP_MS = 30_000;
+/** After the watchdog fired: a reconnect, a list and a reconcile on a loaded machine, ms. */
+const RECONNECT_MARGIN_MS = 15_000;
 /** Protocols the foreign process writes: static, boot, and two numbers no one assigned. */
 const FOREIGN_PROTOCOLS = ["static", "boot", "99", "202"];
 
@@ -77,6 +80,16 @@ export class FaultRunner {
     this.#c = context;
   }
 
+  /** Per node, the outside process's last change of its rules (one at a time per node). */
+  readonly #outside = new Map<number, Promise<unknown>>();
+
+  /** Runs `change` after the node's previous flush or foreign rule change has finished. */
+  #exclusive(node: number, change: () => Promise<void>): Promise<void> {
+    const run = (this.#outside.get(node) ?? Promise.resolve()).catch(() => {}).then(change);
+    this.#outside.set(node, run);
+    return run;
+  }
+
   #name(index: number): string {
     return this.#c.topo.node(index).name;
   }
@@ -103,9 +116,9 @@ export class FaultRunner {
         case "link-cut":
           return await this.#linkCut(fault);
         case "flush":
-          return await this.#flush(fault.node!);
+          return await this.#exclusive(fault.node!, () => this.#flush(fault.node!));
         case "foreign-rules":
-          return await this.#foreign(fault.node!);
+          return await this.#exclusive(fault.node!, () => this.#foreign(fault.node!));
       }
     } catch (error: unknown) {
       c.log(`fault ${label} failed: ${error instanceof Error ? error.message : error}`);
@@ -206,7 +219,8 @@ export class FaultRunner {
     const c = this.#c;
     const index = fault.node!;
     const node = c.topo.node(index);
-    c.checker.block(node.name, "link", c.now());
+    const at = c.now();
+    c.checker.block(node.name, "link", at);
     const port = new URL(c.topo.cp.server).port;
     const drop = (op: "-I" | "-D") =>
       [
@@ -224,14 +238,16 @@ export class FaultRunner {
     } else {
       await node.ns.ip(["link", "set", "eth0", "up"]);
     }
-    // A silent cut leaves the agent's watch stream open; TCP resumes it at the API server's
-    // next retransmission, which exponential backoff puts at most about one cut length after
-    // the link is back. Until then the agent cannot know of changes.
-    const back = c.now();
-    c.spawn(
-      sleep(fault.downMs, c.signal).then(() =>
-        c.checker.unblock(back + fault.downMs, node.name, "link")
-      ),
+    // A silent cut leaves the agent's watch stream open. TCP resumes it at the API server's next
+    // retransmission, or, when the server forgot the connection meanwhile (restarted, gave up),
+    // the agent's watchdog replaces it once the server's bookmark heartbeat is overdue. The
+    // soak cannot tell which from outside: the node counts as connected again once it is seen
+    // converged, at the latest when the watchdog must have fired.
+    c.checker.unblockWhenConverged(
+      node.name,
+      "link",
+      c.now(),
+      at + WATCH_SILENCE_MS + RECONNECT_MARGIN_MS,
     );
   }
 

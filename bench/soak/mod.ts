@@ -403,6 +403,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       violations: checker.violations,
       repairTimes: checker.repairTimes,
       repairsWithoutAgent: checker.repairsWithoutAgent,
+      catchUpTimes: checker.catchUpTimes,
       convergenceMs: convergedAt === undefined ? undefined : convergedAt - endOfLoad,
       calm: {
         ms: calmMs,

@@ -30,6 +30,11 @@ export interface SoakReport {
   repairTimes: readonly number[];
   /** Flushes whose rules all stopped being desired before the node's agent ran again. */
   repairsWithoutAgent: number;
+  /**
+   * Healed link cut → the node seen converged, ms, one per cut; undefined when it was not
+   * before the watchdog bound (then the safety clock ran again anyway).
+   */
+  catchUpTimes: readonly (number | undefined)[];
   /** Last fault and last change → converged, ms; undefined when it did not converge. */
   convergenceMs: number | undefined;
   /**
@@ -56,6 +61,16 @@ function perMinute(byVerb: ReadonlyMap<string, number> | undefined): string {
   const total = [...byVerb.values()].reduce((a, b) => a + b, 0);
   const verbs = [...byVerb].filter(([, n]) => n > 0).sort(([a], [b]) => a < b ? -1 : 1);
   return `${total.toFixed(1)} (${verbs.map(([v, n]) => `${v} ${n.toFixed(1)}`).join(", ")})`;
+}
+
+function catchUp(times: readonly (number | undefined)[]): string {
+  if (times.length === 0) return "no link cut";
+  const done = times.filter((t) => t !== undefined);
+  const capped = times.length - done.length;
+  const longest = done.length === 0 ? "none converged" : `${Math.max(...done).toFixed(0)} ms`;
+  return `${longest} (${times.length} cuts${
+    capped ? `, ${capped} not converged by the bound` : ""
+  })`;
 }
 
 function duration(ms: number): string {
@@ -97,6 +112,7 @@ export function formatReport(r: SoakReport): string[] {
           "rules were no longer desired"
         : ""
     }`,
+    `  longest catch-up after a link cut healed: ${catchUp(r.catchUpTimes)}`,
     `  longest convergence after the last fault: ${
       r.convergenceMs === undefined ? "did not converge" : `${r.convergenceMs.toFixed(0)} ms`
     }`,

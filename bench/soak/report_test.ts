@@ -21,6 +21,7 @@ const REPORT: SoakReport = {
   violations: [],
   repairTimes: [12, 40, 8],
   repairsWithoutAgent: 0,
+  catchUpTimes: [1_200, undefined, 300],
   convergenceMs: 3_210,
   calm: {
     ms: 125_000,
@@ -39,6 +40,7 @@ Deno.test("formatReport() prints the figures and closes with faults and violatio
   assert.match(text, /seed 42, duration 15m00s, 2 nodes/);
   assert.match(text, /longest repair after an outside flush: 40 ms \(3 flushes, median 12 ms\)/);
   assert.match(text, /longest convergence after the last fault: 3210 ms/);
+  assert.match(text, /catch-up after a link cut healed: 1200 ms \(3 cuts, 1 not converged/);
   assert.match(text, /\(2m05s, .*\): n0 61\.5 \(GET 1\.0, PATCH 60\.5\), n1 \? \(no calm/);
   assert.match(text, /peak RSS: agent n0 75 MiB/);
   assert.match(text, /invariant checks: 2091 /);
