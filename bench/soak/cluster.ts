@@ -8,7 +8,7 @@
  */
 import { AGENT_HEALTH_PORT, AGENT_PORT, type Topology } from "../../tests/support/topology.ts";
 import { ExecutableProcess } from "../../tests/support/process.ts";
-import { isRunning } from "../../tests/support/controlplane.ts";
+import { freePorts, isRunning } from "../../tests/support/controlplane.ts";
 
 /** Delay before a process that exited on its own is started again (a kubelet's restart). */
 export const RESTART_DELAY_MS = 1_000;
@@ -124,17 +124,6 @@ export class Supervised {
     const pid = this.#current?.pid;
     if (pid !== undefined) this.peakRssKiB = Math.max(this.peakRssKiB, peakRssKiB(pid));
   }
-}
-
-/** `count` distinct free ports on loopback (held open together, so no two are the same). */
-function freePorts(count: number): number[] {
-  const listeners = Array.from(
-    { length: count },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  return ports;
 }
 
 /** VmHWM (peak resident set) of a process, KiB; 0 when it is gone. */
