@@ -16,13 +16,8 @@
  * that sees its Agent or DaemonSet being deleted at SIGTERM, and no replacement coming, drains
  * itself. That belongs in `StopInput` and `stopAction`, the finalizer staying the fast path.
  */
-import { nameList } from "./api/conditions.ts";
-import {
-  type Agent,
-  type IPRuleConfig,
-  type IPRuleNodeState,
-  isManagedConfig,
-} from "./api/types.ts";
+import { nameList, type NameSample } from "./api/conditions.ts";
+import type { Agent, IPRuleNodeState, IPRuleNodeStateStatus } from "./api/types.ts";
 import type { JsonPatchOp } from "./k8s/objects.ts";
 
 /** Finalizer that makes an Agent's deletion remove every node's rules first. */
@@ -40,12 +35,19 @@ export interface DrainCondition {
   message: string;
 }
 
-/** What the uninstall decision reads: the caches of the Agent reconcile, and the clock. */
+/**
+ * What the uninstall decision reads: the Agent, counts the controller keeps per event (so a
+ * decision costs the same on 5 nodes and on 5,000), and the clock.
+ */
 export interface UninstallInput {
   /** The Agent of the operator's namespace, undefined when there is none. */
   agent: Agent | undefined;
-  configs: Iterable<IPRuleConfig>;
-  nodeStates: Iterable<IPRuleNodeState>;
+  /** IPRuleConfigs in state `present`. */
+  presentConfigs: number;
+  /** Present IPRuleConfigs the operator did not create: never marked absent by a drain. */
+  foreignConfigs: NameSample;
+  /** Nodes whose IPRuleNodeState shows rules (see `holdsRules`). */
+  busyNodes: NameSample;
   /** Current time, ms since the epoch. */
   now: number;
   /** How long a drain waits for the nodes, ms. */
@@ -67,14 +69,20 @@ export type UninstallStep =
   /** Every node reported its rules removed: delete the DaemonSet, remove the finalizer. */
   | { phase: "Drained"; elapsedMs: number }
   /** The timeout passed with nodes holding rules: say so, then finish as Drained does. */
-  | { phase: "TimedOut"; condition: DrainCondition; nodes: string[]; elapsedMs: number };
+  | { phase: "TimedOut"; condition: DrainCondition; nodes: NameSample; elapsedMs: number };
 
 /**
- * Whether a node's agent still holds rules for the drain to wait on: desiredRules 0 shows it saw
- * every config absent (or drained itself), appliedRules 0 that it acted.
+ * Whether a node's status shows rules for the drain to wait on: desiredRules 0 shows its agent
+ * saw every config absent (or drained itself), appliedRules 0 that it acted. When this turns
+ * false the node's part of a drain is finished: its agent writes that at once, not paced.
  */
+export function holdsRules(status: IPRuleNodeStateStatus | undefined): boolean {
+  return (status?.desiredRules ?? 0) > 0 || (status?.appliedRules ?? 0) > 0;
+}
+
+/** Whether a node's agent still holds rules for the drain to wait on (see `holdsRules`). */
 export function nodeHoldsRules(state: IPRuleNodeState): boolean {
-  return (state.status?.desiredRules ?? 0) > 0 || (state.status?.appliedRules ?? 0) > 0;
+  return holdsRules(state.status);
 }
 
 /**
@@ -101,27 +109,25 @@ export function uninstallStep(input: UninstallInput): UninstallStep {
   if (deletion === undefined) return { phase: held ? "Installed" : "Installing" };
   if (!held) return { phase: "Released" };
 
-  const present: IPRuleConfig[] = [];
-  for (const c of input.configs) if (c.spec.state === "present") present.push(c);
-  const busy: string[] = [];
-  for (const s of input.nodeStates) if (nodeHoldsRules(s)) busy.push(s.metadata.name);
+  const { presentConfigs: present, foreignConfigs: foreign, busyNodes: busy } = input;
   const elapsedMs = input.now - Date.parse(deletion);
-  if ((present.length > 0 || busy.length > 0) && elapsedMs < input.timeoutMs) {
+  if ((present > 0 || busy.count > 0) && elapsedMs < input.timeoutMs) {
     // Configs someone else created are never marked absent: their rules stay until deleted.
-    const foreign = present.filter((c) => !isManagedConfig(c)).map((c) => c.metadata.name);
-    const message = present.length > foreign.length
-      ? `Marking ${present.length - foreign.length} IPRuleConfig(s) absent`
-      : foreign.length > 0
-      ? `Waiting: ${foreign.length} IPRuleConfig(s) not created by the operator are present ` +
-        `(${nameList(foreign)}); delete them to let the nodes remove every rule`
-      : `Waiting for ${busy.length} node(s) to remove their rules: ${nameList(busy)}`;
+    const message = present > foreign.count
+      ? `Marking ${present - foreign.count} IPRuleConfig(s) absent`
+      : foreign.count > 0
+      ? `Waiting: ${foreign.count} IPRuleConfig(s) not created by the operator are present ` +
+        `(${nameList(foreign.names, foreign.count)}); delete them to let the nodes remove ` +
+        `every rule`
+      : `Waiting for ${busy.count} node(s) to remove their rules: ` +
+        nameList(busy.names, busy.count);
     return {
       phase: "Draining",
       condition: { type: DRAINING, status: "True", reason: "Draining", message },
       requeueMs: DRAIN_POLL_MS,
     };
   }
-  if (busy.length === 0) return { phase: "Drained", elapsedMs };
+  if (busy.count === 0) return { phase: "Drained", elapsedMs };
   return {
     phase: "TimedOut",
     nodes: busy,
@@ -130,8 +136,8 @@ export function uninstallStep(input: UninstallInput): UninstallStep {
       type: DRAINING,
       status: "False",
       reason: "DrainTimedOut",
-      message: `${busy.length} node(s) did not report their rules removed within ` +
-        `${input.timeoutMs} ms: ${nameList(busy)}`,
+      message: `${busy.count} node(s) did not report their rules removed within ` +
+        `${input.timeoutMs} ms: ${nameList(busy.names, busy.count)}`,
     },
   };
 }
@@ -158,21 +164,13 @@ export interface DrainMark {
 }
 
 /**
- * The `spec.drain` changes that make the node states agree with the Agent's selection: set on
- * every node outside it (its agent then removes its rules when the DaemonSet stops it), cleared
- * on selected ones.
+ * The `spec.drain` change that makes a node state agree with the Agent's selection, if any:
+ * set on a node outside it (its agent then removes its rules when the DaemonSet stops it),
+ * cleared on a selected one.
  */
-export function drainMarks(
-  selected: ReadonlySet<string>,
-  nodeStates: Iterable<IPRuleNodeState>,
-): DrainMark[] {
-  const marks: DrainMark[] = [];
-  for (const state of nodeStates) {
-    const node = state.metadata.name;
-    const drain = !selected.has(node);
-    if ((state.spec?.drain ?? false) !== drain) marks.push({ node, drain });
-  }
-  return marks;
+export function drainMark(selected: boolean, state: IPRuleNodeState): DrainMark | undefined {
+  const drain = !selected;
+  return (state.spec?.drain ?? false) === drain ? undefined : { node: state.metadata.name, drain };
 }
 
 /**

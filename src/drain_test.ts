@@ -4,15 +4,19 @@ import {
   API_VERSION,
   type IPRuleConfig,
   type IPRuleNodeState,
+  isManagedConfig,
   MANAGED_BY,
   MANAGED_BY_LABEL,
 } from "./api/types.ts";
+import { nameSample } from "./api/conditions.ts";
 import {
   AGENT_FINALIZER,
   configPolicy,
   DRAIN_POLL_MS,
-  drainMarks,
+  drainMark,
   finalizerRemoval,
+  holdsRules,
+  nodeHoldsRules,
   stopAction,
   type UninstallStep,
   uninstallStep,
@@ -63,12 +67,25 @@ function node(
 Deno.test("uninstallStep() follows the drain's decision table", () => {
   const live = agent({ finalizer: true });
   const deleting = agent({ finalizer: true, deleting: true });
+  // The counts the controller keeps per event, here from whole lists.
   const input = (
     a: Agent | undefined,
     ms: number,
     configs: IPRuleConfig[] = [],
     nodeStates: IPRuleNodeState[] = [],
-  ) => ({ agent: a, configs, nodeStates, now: T0 + ms, timeoutMs: TIMEOUT });
+  ) => {
+    const present = configs.filter((c) => c.spec.state === "present");
+    const foreign = present.filter((c) => !isManagedConfig(c)).map((c) => c.metadata.name);
+    const busy = nodeStates.filter(nodeHoldsRules).map((s) => s.metadata.name);
+    return {
+      agent: a,
+      presentConfigs: present.length,
+      foreignConfigs: nameSample(foreign, foreign.length),
+      busyNodes: nameSample(busy, busy.length),
+      now: T0 + ms,
+      timeoutMs: TIMEOUT,
+    };
+  };
   const draining = (message: string): UninstallStep => ({
     phase: "Draining",
     condition: { type: "Draining", status: "True", reason: "Draining", message },
@@ -115,7 +132,7 @@ Deno.test("uninstallStep() follows the drain's decision table", () => {
       input(deleting, TIMEOUT, [], [node("n1", 0, 1)]),
       {
         phase: "TimedOut",
-        nodes: ["n1"],
+        nodes: { count: 1, names: ["n1"] },
         elapsedMs: TIMEOUT,
         condition: {
           type: "Draining",
@@ -148,19 +165,41 @@ Deno.test("configPolicy() withdraws every config while the Agent is deleted, hol
   assert.deepEqual(configPolicy(undefined), { withdrawAll: false, holdAbsent: true });
 });
 
-Deno.test("drainMarks() sets drain outside the selection and clears it inside, changes only", () => {
-  const states = [
-    node("in-unmarked", 1, 1),
-    node("in-marked", 1, 1, { drain: true }),
-    node("in-cleared", 1, 1, { drain: false }),
-    node("out-unmarked", 1, 1),
-    node("out-marked", 0, 0, { drain: true }),
+Deno.test("drainMark() sets drain outside the selection and clears it inside, changes only", () => {
+  const rows: [IPRuleNodeState, boolean, ReturnType<typeof drainMark>][] = [
+    [node("in-unmarked", 1, 1), true, undefined],
+    [node("in-marked", 1, 1, { drain: true }), true, { node: "in-marked", drain: false }],
+    [node("in-cleared", 1, 1, { drain: false }), true, undefined],
+    [node("out-unmarked", 1, 1), false, { node: "out-unmarked", drain: true }],
+    [node("out-marked", 0, 0, { drain: true }), false, undefined],
   ];
-  const selected = new Set(["in-unmarked", "in-marked", "in-cleared"]);
-  assert.deepEqual(drainMarks(selected, states), [
-    { node: "in-marked", drain: false },
-    { node: "out-unmarked", drain: true },
-  ]);
+  for (const [state, selected, mark] of rows) {
+    assert.deepEqual(drainMark(selected, state), mark, state.metadata.name);
+  }
+});
+
+Deno.test("uninstallStep() names five busy nodes of thousands and counts the rest", () => {
+  const names = Array.from({ length: 5000 }, (_, i) => `n${i}`);
+  const step = uninstallStep({
+    agent: agent({ finalizer: true, deleting: true }),
+    presentConfigs: 0,
+    foreignConfigs: nameSample([], 0),
+    busyNodes: nameSample(names, names.length),
+    now: T0 + 10,
+    timeoutMs: TIMEOUT,
+  });
+  assert.equal(step.phase, "Draining");
+  assert.equal(
+    step.phase === "Draining" && step.condition.message,
+    "Waiting for 5000 node(s) to remove their rules: n0, n1, n2, n3, n4 and 4995 more",
+  );
+});
+
+Deno.test("holdsRules() is false only once both counts are 0", () => {
+  assert.equal(holdsRules(undefined), false);
+  assert.equal(holdsRules({ desiredRules: 0, appliedRules: 0 }), false);
+  assert.equal(holdsRules({ desiredRules: 0, appliedRules: 1 }), true);
+  assert.equal(holdsRules({ desiredRules: 2, appliedRules: 0 }), true);
 });
 
 Deno.test("finalizerRemoval() tests and removes our finalizer by its position", () => {

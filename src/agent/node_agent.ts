@@ -35,6 +35,7 @@ import {
   type RuleReconcileResult,
   type RuleTable,
 } from "./reconciler.ts";
+import type { Sources } from "./adoption.ts";
 import { changeMatters, type ConfigRule, DesiredState } from "./rule_plan.ts";
 import { ReconcileScheduler, type Trigger } from "./scheduler.ts";
 
@@ -78,6 +79,8 @@ export interface NodeAgentOptions {
   protocol: number;
   /** Plan only: change no rule, write no status. */
   dryRun?: boolean;
+  /** Take over the original operator's unmarked rules (adoption.ts). */
+  adoptUnmarked?: boolean;
   /** Period of the full resync, ms. */
   resyncMs: number;
   /** Debounce of config changes, ms (default `WATCH_DEBOUNCE_MS`). */
@@ -133,6 +136,8 @@ export class NodeAgent {
   #failure: unknown;
   /** The error that ended the run (no NET_ADMIN). */
   #fatal: PermissionError | undefined;
+  /** What makes a kernel change matter (`changeMatters`). */
+  readonly #matterOptions: { protocol: number; sources?: Sources };
 
   constructor(parts: NodeAgentParts, options: NodeAgentOptions) {
     this.#source = parts.source;
@@ -140,11 +145,17 @@ export class NodeAgent {
     this.#clock = parts.clock ?? performanceClock;
     this.#options = options;
     this.#log = options.log;
-    this.desired = new DesiredState({ protocol: options.protocol });
+    const adoptUnmarked = options.adoptUnmarked ?? false;
+    this.desired = new DesiredState({ protocol: options.protocol, trackSources: adoptUnmarked });
     this.#reconciler = new RuleReconciler(parts.table, {
       protocol: options.protocol,
       dryRun: options.dryRun ?? false,
+      adoptUnmarked,
     });
+    const sources = this.desired.sources;
+    this.#matterOptions = sources === undefined
+      ? { protocol: options.protocol }
+      : { protocol: options.protocol, sources };
     this.#scheduler = new ReconcileScheduler((trigger) => this.#run(trigger), {
       debounceMs: options.debounceMs ?? WATCH_DEBOUNCE_MS,
       resyncMs: options.resyncMs,
@@ -190,7 +201,7 @@ export class NodeAgent {
       this.#fullNeeded = true;
     } else if (deleted !== undefined) {
       this.#repairs.add(deleted);
-    } else if (changeMatters(change.rule, this.desired.rules, this.#options)) {
+    } else if (changeMatters(change.rule, this.desired.rules, this.#matterOptions)) {
       this.#fullNeeded = true;
     } else {
       return;
@@ -352,6 +363,7 @@ export class NodeAgent {
       applied: result.applied,
       added: result.added,
       deleted: result.deleted,
+      ...(result.adopted > 0 ? { adopted: result.adopted } : {}),
       failed: result.failed.length,
       durationMs: Math.round(durationMs * 10) / 10,
     };

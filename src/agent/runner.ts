@@ -74,6 +74,7 @@ export async function runAgent(
     protocol,
     version: VERSION,
     log,
+    pacing: { intervalMs: options.statusIntervalMs },
   });
   // The informer calls the agent (below) only once it runs, after both exist.
   const informer: Informer<ConfigRule> = new Informer<ConfigRule>(client, {
@@ -91,6 +92,7 @@ export async function runAgent(
   const agent = new NodeAgent({ table: socket, source: informer, status: writer }, {
     protocol,
     dryRun: options.dryRun,
+    adoptUnmarked: options.adoptUnmarkedRules,
     resyncMs: options.resyncMs,
     log,
     metrics,
@@ -101,8 +103,10 @@ export async function runAgent(
     version: VERSION,
     protocol,
     resyncMs: options.resyncMs,
+    statusIntervalMs: options.statusIntervalMs,
     ...(options.once ? { once: true } : {}),
     ...(options.dryRun ? { dryRun: true } : {}),
+    ...(options.adoptUnmarkedRules ? { adoptUnmarkedRules: true } : {}),
   });
   if (oneShot) {
     const informerRun = informer.run(stopping);
@@ -215,9 +219,14 @@ async function once(
   if (options.dryRun) {
     for (const line of planCommands(result.plan)) print(line);
     for (const failure of result.failed) print(`# skipped ${failure.rule}: ${failure.error}`);
+    const adoption = result.plan.adoption;
     print(
       `# ${result.plan.add.length} to add, ${result.plan.delete.length} to delete, ` +
-        `${result.plan.satisfied} desired rule(s) already present; nothing was changed`,
+        `${result.plan.satisfied} desired rule(s) already present` +
+        (adoption === undefined ? "" : `, ${adoption.adopt.length} unmarked to adopt, ` +
+          `${adoption.remove.length} unmarked to delete, ${adoption.blocked.length} unmarked ` +
+          "left in place") +
+        "; nothing was changed",
     );
     return 0;
   }

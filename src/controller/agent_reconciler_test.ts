@@ -16,43 +16,55 @@ import {
 } from "../api/types.ts";
 import { AGENT_FINALIZER, DRAIN_POLL_MS } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
-import { STALE_REQUEUE_MS } from "../k8s/objects.ts";
+import { STALE_REQUEUE_MS, type WritableCache } from "../k8s/objects.ts";
 import { Logger } from "../log.ts";
 import { AgentReconciler } from "./agent_reconciler.ts";
+import { AgentTally } from "./agent_tally.ts";
 import { DAEMONSET_NAME } from "./daemonset.ts";
 
 const NS = "ops";
 const LINUX = { "kubernetes.io/os": "linux" };
 const TIMEOUT = 120_000;
 
-/** An Agent reconciler over memory objects, with its parts at hand. */
-function setup(options: { now?: () => number } = {}) {
+/**
+ * An Agent reconciler over memory objects, with its parts at hand; its tally hears of the
+ * caches' changes as the manager wires it. No status pacing unless `statusIntervalMs` says.
+ */
+function setup(options: { now?: () => number; statusIntervalMs?: number } = {}) {
   const agents = new MemoryObjects("agents", narrowAgent, { namespace: NS });
   const daemonSets = new MemoryObjects("daemonsets", narrowDaemonSet, { namespace: NS });
   const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
   const configs = new MemoryObjects("ipruleconfigs", narrowIPRuleConfig, {
     statusSubresource: false,
   });
+  const tally = new AgentTally();
   const nodes = new Map<string, NodeInfo>();
+  /** A Node changed, as the nodes informer reports it. */
+  const setNode = (info: NodeInfo) => {
+    nodes.set(info.name, info);
+    tally.node(info.name, info);
+  };
   agents.put({ metadata: { name: "agent", namespace: NS }, spec: {} });
   const caches = {
     agents: agents.cache(),
     daemonSets: daemonSets.cache(),
     nodes: { synced: true, store: nodes },
-    nodeStates: nodeStates.cache(),
-    configs: configs.cache(),
+    nodeStates: nodeStates.cache((key, state) => tally.nodeState(key, state)),
+    configs: configs.cache((key, config) => tally.config(key, config)),
   };
   const logs: Record<string, unknown>[] = [];
   const reconciler = new AgentReconciler({ agents, daemonSets, nodeStates }, caches, {
     namespace: NS,
     agentImage: "example.test/agent:1",
     drainTimeoutMs: TIMEOUT,
+    tally,
+    statusIntervalMs: 0,
     log: new Logger({ level: "debug", sink: (line) => logs.push(JSON.parse(line)) }),
     ...options,
   });
   const sync = () => Object.values(caches).forEach((c) => "sync" in c && c.sync());
   const node = (name: string, status?: IPRuleNodeStateStatus, labels = LINUX) => {
-    nodes.set(name, { name, labels });
+    setNode({ name, labels });
     nodeStates.put({ metadata: { name }, ...(status ? { status } : {}) });
   };
   const agent = async () => await agents.get("agent");
@@ -61,7 +73,8 @@ function setup(options: { now?: () => number } = {}) {
   const writes = () => agents.writes.length + daemonSets.writes.length + nodeStates.writes.length;
   return {
     reconciler,
-    nodes,
+    tally,
+    setNode,
     agents,
     daemonSets,
     nodeStates,
@@ -170,7 +183,7 @@ Deno.test("AgentReconciler: a stale finalizer add (409) requeues without an erro
 });
 
 Deno.test("AgentReconciler marks nodes outside the selection drained, and clears the mark", async () => {
-  const { reconciler, nodeStates, node, nodes, sync, writes } = setup();
+  const { reconciler, nodeStates, node, setNode, sync, writes } = setup();
   node("in", converged(1));
   node("out", converged(1), { "kubernetes.io/os": "windows" });
   sync();
@@ -181,7 +194,7 @@ Deno.test("AgentReconciler marks nodes outside the selection drained, and clears
   await reconciler.reconcile("r2");
   assert.equal(writes(), before, "the mark is in the cache: not written again");
 
-  nodes.set("out", { name: "out", labels: LINUX }); // labelled linux again
+  setNode({ name: "out", labels: LINUX }); // labelled linux again
   await reconciler.reconcile("r3");
   assert.equal(await drain("out"), false);
 });
@@ -309,4 +322,117 @@ Deno.test("AgentReconciler: a drain past its timeout says DrainTimedOut and fini
   ]);
   assert.equal(await agent(), undefined);
   assert.ok(logs.some((l) => l.level === "warn" && l.msg === "Drain timed out; nodes keep rules"));
+});
+
+Deno.test("AgentReconciler paces its status: counts wait for the interval, Ready flips after the floor", async () => {
+  let clock = Date.parse("2026-01-01T00:00:00Z");
+  const { reconciler, node, sync, agent, agents } = setup({
+    now: () => clock,
+    statusIntervalMs: 10_000,
+  });
+  const statusWrites = () => agents.writes.filter((w) => w.subresource === "status").length;
+  node("n1", converged(1));
+  node("n2", { desiredRules: 1, appliedRules: 0 });
+  node("n3", { desiredRules: 1, appliedRules: 0 });
+  sync();
+  assert.equal(await reconciler.reconcile("r1"), undefined, "the first status goes at once");
+  assert.equal((await agent())?.status?.convergedNodes, 1);
+  assert.equal(statusWrites(), 1);
+
+  clock += 100;
+  node("n2", converged(1));
+  sync();
+  const wait = await reconciler.reconcile("r2");
+  assert.ok(wait !== undefined && wait >= 9000 - 100 && wait <= 11_000 - 100, `${wait}`);
+  assert.equal(statusWrites(), 1, "2/3 converged waits for the window's end");
+  clock += wait;
+  assert.equal(await reconciler.reconcile("r3"), undefined);
+  assert.equal((await agent())?.status?.convergedNodes, 2, "the trailing status is written");
+  assert.equal(statusWrites(), 2);
+
+  clock += 200;
+  node("n3", converged(1));
+  sync();
+  // Every node converged: Ready flips, written one floor (1 s) after the last write.
+  assert.equal(await reconciler.reconcile("r4"), 800);
+  assert.equal(statusWrites(), 2);
+  clock += 800;
+  assert.equal(await reconciler.reconcile("r5"), undefined);
+  assert.deepEqual(
+    (await agent())?.status?.conditions?.find((c) => c.type === "Ready")?.status,
+    "True",
+  );
+  assert.equal(statusWrites(), 3);
+});
+
+/** A cache whose store counts the walks over it (values, keys, entries, iteration, forEach). */
+function countingWalks<T>(
+  cache: { synced: boolean; store: Map<string, T>; learn?(o: T): void; forget?(k: string): void },
+): { cache: WritableCache<T>; counter: { walks: number } } {
+  const counter = { walks: 0 };
+  const walks = new Set<PropertyKey>(["values", "keys", "entries", "forEach", Symbol.iterator]);
+  const store = new Proxy(cache.store, {
+    get(target, prop) {
+      if (walks.has(prop)) counter.walks++;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return {
+    cache: {
+      get synced() {
+        return cache.synced;
+      },
+      store,
+      learn: (o) => cache.learn?.(o),
+      forget: (k) => cache.forget?.(k),
+    },
+    counter,
+  };
+}
+
+Deno.test("AgentReconciler: a reconcile walks no list of nodes, node states or configs", async () => {
+  const parts = setup();
+  for (let i = 0; i < 50; i++) parts.node(`n${i}`, converged(1));
+  parts.configs.put({
+    metadata: { name: "iprc-10-96-1-50", labels: { [MANAGED_BY_LABEL]: MANAGED_BY } },
+    spec: { serviceIP: "10.96.1.50", table: 100, priority: 1000, state: "present" },
+  });
+  parts.sync();
+  const nodes = countingWalks(parts.caches.nodes);
+  const nodeStates = countingWalks(parts.caches.nodeStates);
+  const configs = countingWalks(parts.caches.configs);
+  const reconciler = new AgentReconciler(
+    { agents: parts.agents, daemonSets: parts.daemonSets, nodeStates: parts.nodeStates },
+    {
+      ...parts.caches,
+      nodes: nodes.cache,
+      nodeStates: nodeStates.cache,
+      configs: configs.cache,
+    },
+    {
+      namespace: NS,
+      agentImage: "example.test/agent:1",
+      drainTimeoutMs: TIMEOUT,
+      tally: parts.tally,
+      statusIntervalMs: 0,
+      log: new Logger({ sink: () => {} }),
+    },
+  );
+  await reconciler.reconcile("install");
+  parts.sync();
+  parts.node("n7", { desiredRules: 1, appliedRules: 0 });
+  parts.sync();
+  await reconciler.reconcile("n7 changed");
+  assert.match(
+    (await parts.ready())?.message ?? "",
+    /49\/50 node\(s\) converged; waiting for n7/,
+  );
+  await parts.agents.delete("agent");
+  parts.sync();
+  await reconciler.reconcile("drain");
+  assert.deepEqual(
+    [nodes.counter.walks, nodeStates.counter.walks, configs.counter.walks],
+    [0, 0, 0],
+  );
 });

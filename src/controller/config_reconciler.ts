@@ -24,7 +24,8 @@ import {
 import { runLimited } from "../k8s/run_limited.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
-import { ipRuleStatus, sameIPRuleStatus } from "./iprule_status.ts";
+import { configMetadataPatch } from "./config_migration.ts";
+import { deprecationEvents, ipRuleStatus, sameIPRuleStatus } from "./iprule_status.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import { type ConfigChange, planConfigs, type PlanEvent, PlanMemo } from "./plan.ts";
 
@@ -142,7 +143,9 @@ export class ConfigReconciler {
         writes++;
       }),
     );
-    if (!this.options.leading?.aborted) await this.options.events.record(plan.events);
+    if (!this.options.leading?.aborted) {
+      await this.options.events.record([...plan.events, ...deprecationEvents(ipRules)]);
+    }
     this.options.metrics.apiWrites.inc(writes);
 
     let stale = false;
@@ -178,7 +181,11 @@ export class ConfigReconciler {
       const current = this.caches.configs.store.get(change.name);
       this.caches.configs.learn(
         await configs.mergePatch(change.name, {
-          metadata: change.resourceVersion ? { resourceVersion: change.resourceVersion } : {},
+          metadata: {
+            ...(change.resourceVersion ? { resourceVersion: change.resourceVersion } : {}),
+            // A config the original operator wrote leaves its marks in this write.
+            ...configMetadataPatch(current),
+          },
           spec: specPatch(current?.spec, change.spec),
         }),
       );

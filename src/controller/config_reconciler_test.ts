@@ -229,3 +229,82 @@ Deno.test("ConfigReconciler writes nothing once leadership is lost", async () =>
   assert.deepEqual(await reconciler.reconcile("r1"), { writes: 0 });
   assert.deepEqual(configs.writes, []);
 });
+
+Deno.test("ConfigReconciler adopts the original operator's configs and IPRules with spec.cidr", async () => {
+  const { reconciler, configs, ipRules, services, events, sync } = setup();
+  // As the original wrote them: its label, spec hash, per-node acks and owner reference.
+  const owner = {
+    apiVersion: "api.operator.brtrm.dev/v1alpha1",
+    kind: "IPRule",
+    name: "dc-a",
+    uid: "u-dc-a",
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+  ipRules.put({
+    metadata: { name: "dc-a", generation: 1 },
+    spec: { cidr: "192.168.1.0/24", table: 100 },
+  });
+  const original = (name: string, serviceIP: string, state: string) => ({
+    metadata: {
+      name,
+      labels: { "managed-by": "ip-rule-operator", keep: "me" },
+      annotations: {
+        "iprule.operator.brtrm.dev/spec-hash": "abc",
+        "cleanup.iprule.agent.brtrm.dev/node-1": "done",
+        note: "kept",
+      },
+      ownerReferences: [owner],
+    },
+    spec: { serviceIP, table: 100, priority: 1000, state },
+  });
+  configs.put(original("iprc-10-96-1-50", "10.96.1.50", "present"));
+  configs.put(original("iprc-10-96-1-99", "10.96.1.99", "absent"));
+  services.set("default/web", service("web", "192.168.1.10", "10.96.1.50"));
+  sync();
+  await reconciler.reconcile("r1");
+
+  assert.deepEqual([...configs.objects.keys()].sort(), ["iprc-10-96-1-50", "iprc-10-96-1-99"]);
+  for (const name of ["iprc-10-96-1-50", "iprc-10-96-1-99"]) {
+    const meta = configs.raw(name)!.metadata as Record<string, unknown>;
+    assert.deepEqual(meta.labels, {
+      keep: "me",
+      "app.kubernetes.io/managed-by": "ip-rule-operator",
+    });
+    assert.deepEqual(meta.annotations, { note: "kept" });
+    assert.equal(meta.ownerReferences, undefined, name);
+  }
+  const present = await configs.get("iprc-10-96-1-50");
+  assert.deepEqual(present?.spec, {
+    serviceIP: "10.96.1.50",
+    table: 100,
+    priority: 1000,
+    state: "present",
+    ipRule: "dc-a",
+    service: { namespace: "default", name: "web" },
+    services: [{ namespace: "default", name: "web" }],
+  });
+  assert.equal(
+    (await configs.get("iprc-10-96-1-99"))?.spec.absentSince,
+    new Date(NOW).toISOString(),
+  );
+
+  const rule = await ipRules.get("dc-a");
+  assert.equal(rule?.status?.matchedServices, 1);
+  assert.equal(condition(rule, "Deprecated")?.status, "True");
+  assert.match(condition(rule, "Deprecated")?.message ?? "", /spec\.cidr is deprecated/);
+  assert.deepEqual(
+    events.filter((e) => e.reason === "DeprecatedField").map((e) => e.regarding.name),
+    ["dc-a"],
+  );
+
+  // Moved to spec.cidrs: the condition goes.
+  ipRules.put({
+    metadata: { name: "dc-a", generation: 2 },
+    spec: { cidrs: ["192.168.1.0/24"], table: 100 },
+    status: rule?.status,
+  });
+  sync();
+  await reconciler.reconcile("r2");
+  assert.equal(condition(await ipRules.get("dc-a"), "Deprecated"), undefined);
+});

@@ -63,12 +63,14 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     image: spec.image || options.defaultImage,
     args: [
       `--resync=${spec.resyncPeriod ?? "10s"}`,
+      `--status-interval=${spec.statusInterval ?? "10s"}`,
       `--log-level=${spec.logLevel ?? "info"}`,
       "--log-format=json",
       // The node's own address only, not every address of the host network (brackets: the
       // address may be IPv6). The kubelet probes a host-network pod there too.
       `--metrics-addr=[$(HOST_IP)]:${AGENT_METRICS_PORT}`,
       `--health-addr=[$(HOST_IP)]:${AGENT_HEALTH_PORT}`,
+      ...(spec.adoptUnmarkedRules ? ["--adopt-unmarked-rules"] : []),
     ],
     env: [
       { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },

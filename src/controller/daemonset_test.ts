@@ -24,6 +24,7 @@ const agent: Agent = {
     }],
     priorityClassName: "system-node-critical",
     resyncPeriod: "30s",
+    statusInterval: "1m",
   },
 };
 
@@ -50,6 +51,9 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
   const c = pod.containers[0];
   assert.equal(c.image, "img:default");
   assert.ok(c.args.includes("--resync=30s"));
+  assert.ok(c.args.includes("--status-interval=1m"));
+  const defaults: Json = renderDaemonSet({ ...agent, spec: {} }, { defaultImage: "i" });
+  assert.ok(defaults.spec.template.spec.containers[0].args.includes("--status-interval=10s"));
   assert.deepEqual(c.env[0], {
     name: "NODE_NAME",
     valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } },
@@ -152,4 +156,20 @@ Deno.test("renderDaemonSet() mounts every path the host checks read, except netw
   for (const dir of mounted) {
     assert.ok(HOST_CHECK_PATHS.some((path) => path === dir || path.startsWith(`${dir}/`)), dir);
   }
+});
+
+Deno.test("renderDaemonSet() passes spec.adoptUnmarkedRules to the agents as their flag", () => {
+  const args = (spec: Agent["spec"]): string[] =>
+    (renderDaemonSet({ ...agent, spec }, { defaultImage: "img" }) as Json).spec.template.spec
+      .containers[0].args;
+  assert.ok(!args(agent.spec).includes("--adopt-unmarked-rules"));
+  assert.ok(!args({ ...agent.spec, adoptUnmarkedRules: false }).includes("--adopt-unmarked-rules"));
+  const on = args({ ...agent.spec, adoptUnmarkedRules: true });
+  assert.ok(on.includes("--adopt-unmarked-rules"));
+  const o = parseAgentFlags(on.map((a) => a.replace("$(HOST_IP)", "10.0.0.7")), {
+    env: {},
+    isTerminal: false,
+    hostname: "n1",
+  });
+  assert.equal(o.adoptUnmarkedRules, true);
 });

@@ -58,6 +58,14 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     help: "How long an uninstall waits for every node to report its rules removed",
   },
   {
+    name: "agent-status-interval",
+    type: "string",
+    value: "DURATION",
+    default: "10s",
+    help: "Least time between two Agent status writes; its Ready condition flipping is " +
+      "written after at most 1s",
+  },
+  {
     name: "leader-elect",
     type: "boolean",
     help: "Elect a leader through a coordination.k8s.io Lease so only one replica writes",
@@ -79,6 +87,8 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   agentImage: string;
   gracePeriodMs: number;
   drainTimeoutMs: number;
+  /** Least time between two Agent status writes, ms. */
+  agentStatusIntervalMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
 }
@@ -92,6 +102,10 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
     drainTimeoutMs: durationFlag("drain-timeout", str(v, "drain-timeout") ?? "2m"),
+    agentStatusIntervalMs: durationFlag(
+      "agent-status-interval",
+      str(v, "agent-status-interval") ?? "10s",
+    ),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),
     ...endpointOptions(v, CONTROLLER_ENDPOINTS),

@@ -1,7 +1,37 @@
-/** IPRule status from the planner's report (pure). */
+/** IPRule status from the planner's report, and the deprecation notice (pure). */
 import type { IPRule, IPRuleStatus } from "../api/types.ts";
-import type { IPRuleReport } from "./plan.ts";
+import type { IPRuleReport, PlanEvent } from "./plan.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
+
+/** Condition type set while an IPRule uses a deprecated field. */
+export const DEPRECATED = "Deprecated";
+
+/** Why an IPRule's spec is deprecated, or undefined when it is not. */
+function deprecation(rule: IPRule): string | undefined {
+  const { cidr, cidrs } = rule.spec;
+  if (cidr === undefined) return undefined;
+  const read = cidrs.length === 1
+    ? `it is read as spec.cidrs ["${cidr}"]`
+    : `it is set together with spec.cidrs (refused by the CRD since) and both are routed`;
+  return `spec.cidr is deprecated (the original operator's single CIDR): ${read}; ` +
+    "write spec.cidrs instead";
+}
+
+/** A Warning Event for each IPRule that uses a deprecated field (the recorder drops repeats). */
+export function deprecationEvents(ipRules: Iterable<IPRule>): PlanEvent[] {
+  const events: PlanEvent[] = [];
+  for (const rule of ipRules) {
+    const note = deprecation(rule);
+    if (note === undefined) continue;
+    events.push({
+      regarding: { kind: "IPRule", name: rule.metadata.name },
+      type: "Warning",
+      reason: "DeprecatedField",
+      note,
+    });
+  }
+  return events;
+}
 
 /** Most conflicting Services named in a Conflict condition message. */
 const MESSAGE_SERVICE_LIMIT = 5;
@@ -41,6 +71,17 @@ export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): I
       : { type: "Conflict", status: "False", reason: "NoConflict", message: "", ...gen },
     now,
   );
+  // Set only while a deprecated field is used: IPRules written with today's API carry none.
+  const deprecated = deprecation(rule);
+  conditions = deprecated === undefined
+    ? conditions.filter((c) => c.type !== DEPRECATED)
+    : setCondition(conditions, {
+      type: DEPRECATED,
+      status: "True",
+      reason: "DeprecatedField",
+      message: deprecated,
+      ...gen,
+    }, now);
   return { ...gen, matchedServices: report.matchedServices, conditions };
 }
 

@@ -3,13 +3,15 @@
  * leader election, the health endpoint. Nothing is reconciled before every cache has synced.
  */
 import { objectClient, typed } from "../api/clients.ts";
-import type { DaemonSetInfo } from "../api/types.ts";
+import type { DaemonSetInfo, IPRuleConfig } from "../api/types.ts";
 import type { ControllerOptions } from "./flags.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
 import { KubeClient } from "../k8s/client.ts";
+import { reportingCache } from "../k8s/objects.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
 import { AgentReconciler } from "./agent_reconciler.ts";
+import { AgentTally } from "./agent_tally.ts";
 import { ConfigReconciler } from "./config_reconciler.ts";
 import { DAEMONSET_NAME } from "./daemonset.ts";
 import { EventRecorder } from "./events.ts";
@@ -135,9 +137,18 @@ async function reconcileWhileLeading(
       onError: (err, delayMs) => log.warn("List/watch failed", { informer: name, err, delayMs }),
     });
   const ns = { namespace: options.namespace };
+  // The Agent reconcile reads counts kept per event: its key is queued only when one changed.
+  const tally = new AgentTally();
+  const configChanged = (key: string, config: IPRuleConfig | undefined) => {
+    if (tally.config(key, config)) queue.add(AGENT_KEY);
+  };
   // Our own config writes need no reconcile of their own: the reconciler puts their results in
-  // the cache (Informer.learn), so their watch events change nothing.
-  const configs = informer("ipruleconfigs", [CONFIGS_KEY, AGENT_KEY], typed("ipRuleConfigs"));
+  // the cache (Informer.learn), so their watch events change nothing; the tally hears of them
+  // through the cache the config reconciler writes to.
+  const configs = informer("ipruleconfigs", [CONFIGS_KEY], typed("ipRuleConfigs"), (key, c) => {
+    configChanged(key, c);
+    return true;
+  });
   const agentsCache = informer("agents", [AGENT_KEY, CONFIGS_KEY], {
     ...typed("agents"),
     ...ns,
@@ -164,10 +175,16 @@ async function reconcileWhileLeading(
       ...ns,
       fieldSelector: `metadata.name=${DAEMONSET_NAME}`,
     }),
-    nodes: informer("nodes", [AGENT_KEY], typed("nodes")),
-    nodeStates: informer("iprulenodestates", [AGENT_KEY], typed("ipRuleNodeStates")),
+    nodes: informer("nodes", [AGENT_KEY], typed("nodes"), (key, n) => tally.node(key, n)),
+    nodeStates: informer(
+      "iprulenodestates",
+      [AGENT_KEY],
+      typed("ipRuleNodeStates"),
+      (key, state) => tally.nodeState(key, state),
+    ),
     configs,
   };
+  const events = new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log);
   const agents = new AgentReconciler(
     {
       agents: objectClient(client, "agents", options.namespace),
@@ -179,7 +196,10 @@ async function reconcileWhileLeading(
       ...ns,
       agentImage: options.agentImage,
       drainTimeoutMs: options.drainTimeoutMs,
+      tally,
+      statusIntervalMs: options.agentStatusIntervalMs,
       log,
+      events,
     },
   );
   const configReconciler = new ConfigReconciler(
@@ -187,12 +207,12 @@ async function reconcileWhileLeading(
       configs: objectClient(client, "ipRuleConfigs"),
       ipRules: objectClient(client, "ipRules"),
     },
-    configCaches,
+    { ...configCaches, configs: reportingCache(configs, configChanged) },
     {
       ...ns,
       graceMs: options.gracePeriodMs,
       log,
-      events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
+      events,
       metrics,
       leading: signal,
     },

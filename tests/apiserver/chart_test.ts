@@ -146,16 +146,21 @@ Deno.test("the Helm chart is in sync with deploy/ and renders deploy/install.yam
   });
 
   await t.step(
-    "agent.create=true renders the sample Agent with the chart's node selection and resync",
+    "agent.create=true renders the sample Agent with the chart's node selection, resync and " +
+      "status interval",
     async () => {
       const [sample] = await readYaml("deploy/samples/agent.yaml");
       const [agent] = (await template("--set", "agent.create=true")).filter((o) =>
         o.kind === "Agent"
       );
-      assert.deepEqual(agent, { ...sample, spec: { ...sample.spec, resyncPeriod: "10s" } });
+      assert.deepEqual(agent, {
+        ...sample,
+        spec: { ...sample.spec, resyncPeriod: "10s", statusInterval: "10s" },
+      });
       const [custom] = (await template(
         "--set",
-        "agent.create=true,agent.resyncPeriod=30s,agent.resources.limits.memory=256Mi",
+        "agent.create=true,agent.resyncPeriod=30s,agent.statusInterval=1m," +
+          "agent.resources.limits.memory=256Mi",
         "--set-json",
         'agent.nodeSelector={"pool":"edge"}',
         "--set-json",
@@ -166,6 +171,7 @@ Deno.test("the Helm chart is in sync with deploy/ and renders deploy/install.yam
         nodeSelector: { "kubernetes.io/os": "linux", pool: "edge" },
         tolerations: [],
         resyncPeriod: "30s",
+        statusInterval: "1m",
         resources: { limits: { memory: "256Mi" } },
       });
     },
@@ -227,7 +233,14 @@ Deno.test("the Helm chart is in sync with deploy/ and renders deploy/install.yam
   );
 
   await t.step("values of the wrong shape are refused by the chart's schema", async () => {
-    for (const set of ["controller.replicas=two", "agent.resyncPeriod=soon", "bogus=1"]) {
+    for (
+      const set of [
+        "controller.replicas=two",
+        "agent.resyncPeriod=soon",
+        "agent.statusInterval=10",
+        "bogus=1",
+      ]
+    ) {
       const result = await helm(undefined, ["template", "x", CHART, "--set", set]).run();
       assert.ok(!result.success, `helm template --set ${set} was accepted`);
       assert.match(result.stderr, /values don't meet the specifications of the schema/, set);

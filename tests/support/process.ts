@@ -37,17 +37,23 @@ export class ExecutableProcess {
       env?: Record<string, string>;
       /** The deno binary; default this process's. */
       runtime?: string;
+      /**
+       * The checkout whose entry point runs (benchmarks compare another one: "before"); default
+       * this one. Its permission flags are this checkout's.
+       */
+      root?: string;
     },
   ): Promise<ExecutableProcess> {
     const { entry } = EXECUTABLES[executable];
     const flags = runFlags(executable, args, { ...Deno.env.toObject(), ...options.env });
+    const root = options.root === undefined ? ROOT : `${options.root.replace(/\/$/, "")}/`;
     const command = [
       ...(options.prefix ?? []),
       options.runtime ?? Deno.execPath(),
       "run",
       "--quiet",
       ...flags,
-      `${ROOT}${entry}`,
+      `${root}${entry}`,
       ...args,
     ];
     const log = await Deno.open(options.logFile, { create: true, append: true });

@@ -62,6 +62,8 @@ export interface StartAgentOptions {
   wrapper?: readonly string[];
   /** The deno binary; default the test's. */
   runtime?: string;
+  /** The checkout whose agent runs; default this one. */
+  root?: string;
   /**
    * Serve /metrics as in a cluster: HTTPS, each request's token checked with the API server.
    * Default false: plain HTTP, so that tests read the counters without a token.
@@ -185,6 +187,7 @@ export class Topology implements AsyncDisposable {
       prefix: [...(options.wrapper ?? []), ...node.ns.exec([])],
       ...(options.env ? { env: options.env } : {}),
       ...(options.runtime ? { runtime: options.runtime } : {}),
+      ...(options.root ? { root: options.root } : {}),
     });
   }
 
