@@ -56,6 +56,9 @@ export async function runController(
   metrics.requests = client.requests;
   client.observer = (method, status, seconds) => metrics.observeRequest(method, status, seconds);
   let state: "standby" | "syncing" | "ready" = "standby";
+  // The endpoints stop with the process: at a shutdown, and when the lease is lost (the
+  // process exits then, and would otherwise wait on its servers forever).
+  const exiting = new AbortController();
   let endpoints: Endpoints;
   try {
     endpoints = await startEndpoints(options, {
@@ -65,7 +68,7 @@ export async function runController(
       certNames: [Deno.hostname(), "localhost"],
       onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
       ...(parts.health === undefined ? {} : { health: parts.health }),
-      signal,
+      signal: AbortSignal.any([signal, exiting.signal]),
     });
   } catch (error: unknown) {
     client.close();
@@ -106,6 +109,7 @@ export async function runController(
     }
     return 0;
   } finally {
+    exiting.abort();
     client.close();
     await endpoints.finished;
   }
