@@ -159,7 +159,10 @@ function controllerTemplate(t: Template, deployment: Json): Json {
   return d;
 }
 
-/** The Agent template (created when agent.create): node selection, resync, resources. */
+/**
+ * The Agent template (created when agent.create): node selection, resync, status interval,
+ * resources, and the adoption of the original operator's rules while migrating from it.
+ */
 function agentTemplate(t: Template, agent: Json): Json {
   return {
     ...agent,
@@ -167,11 +170,15 @@ function agentTemplate(t: Template, agent: Json): Json {
       nodeSelector: t.block(".Values.agent.nodeSelector"),
       tolerations: t.block(".Values.agent.tolerations"),
       resyncPeriod: t.scalar(".Values.agent.resyncPeriod | quote"),
+      statusInterval: t.scalar(".Values.agent.statusInterval | quote"),
       [
         t.insert([
           "{{- with .Values.agent.resources }}",
           "resources:",
           "  {{- toYaml . | nindent 4 }}",
+          "{{- end }}",
+          "{{- if .Values.agent.adoptUnmarkedRules }}",
+          "adoptUnmarkedRules: true",
           "{{- end }}",
         ])
       ]: "",
@@ -234,8 +241,14 @@ ${indentYaml(spec.nodeSelector, 4)}
 ${indentYaml(spec.tolerations, 4)}
   # Period of the agents' full resync (kernel dump and diff).
   resyncPeriod: 10s
+  # Least time between two IPRuleNodeState status writes of an agent: raise it on large clusters
+  # (README, "Scale": 30s from ~500 nodes, 1m from ~2,000).
+  statusInterval: 10s
   # Requests and limits of the agent containers; empty: the operator's defaults.
   resources: {}
+  # Migrating from the original operator (docs/migrating-from-the-original.md): the agents take
+  # over its rules (no protocol) and delete its leftovers. Turn it off once the nodes converged.
+  adoptUnmarkedRules: false
 
 metrics:
   # /metrics over HTTPS, every request's token checked (TokenReview) and authorized for get on
@@ -292,7 +305,9 @@ function valuesSchema(): string {
           nodeSelector: { type: "object", additionalProperties: str },
           tolerations: { type: "array", items: obj },
           resyncPeriod: { type: "string", pattern: "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" },
+          statusInterval: { type: "string", pattern: "^([0-9]+(ms|s|m|h))+$" },
           resources: obj,
+          adoptUnmarkedRules: { type: "boolean" },
         },
       },
       metrics: {
@@ -354,9 +369,8 @@ Then your IPRules (deploy/samples/iprule.yaml).
 
   kubectl get iprulenodestates    # one per node: converged or not
 
-To uninstall, delete the Agent first and wait until it is gone (the agents remove their rules
-from every node), then the release; the CRDs stay (Helm never deletes crds/):
-  kubectl -n {{ .Values.namespace.name }} delete agent agent --wait
+To uninstall (each agent removes its rules from its node as it stops; the CRDs stay, Helm never
+deletes crds/):
   helm uninstall {{ .Release.Name }}{{ if ne .Release.Namespace "default" }} -n {{ .Release.Namespace }}{{ end }}
 `;
 

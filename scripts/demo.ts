@@ -24,30 +24,30 @@ import { RESOURCES } from "../src/k8s/resources.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const STATE = `${ROOT}.cache/demo/state.json`;
-const DESTINATION = "203.0.113.9"; // TEST-NET-3: only looked up, never sent to
-const DESTINATION6 = "2001:db8::9";
+export const DESTINATION = "203.0.113.9"; // TEST-NET-3: only looked up, never sent to
+export const DESTINATION6 = "2001:db8::9";
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
 /** What a crashed demo leaves behind, for `demo:down`. */
-interface DemoState {
+export interface DemoState {
   namespaces: string[];
   links: string[];
   pids: number[];
 }
 
-const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
-const dim = (s: string) => Deno.stdout.isTerminal() ? `\x1b[2m${s}\x1b[0m` : s;
+export const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
+export const dim = (s: string) => Deno.stdout.isTerminal() ? `\x1b[2m${s}\x1b[0m` : s;
 let stepNo = 0;
 const STEPS = 8;
 function step(title: string): void {
   console.log(`\n${bold(`[${++stepNo}/${STEPS}] ${title}`)}`);
 }
-function indent(text: string, by = "    "): string {
+export function indent(text: string, by = "    "): string {
   return text.trimEnd().split("\n").map((l) => by + l).join("\n");
 }
 
-async function sh(argv: string[]): Promise<string> {
+export async function sh(argv: string[]): Promise<string> {
   const out = await new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     stdout: "piped",
@@ -72,14 +72,17 @@ export function cleanupSync(state: DemoState): void {
   for (const link of state.links) run(["link", "del", link]);
 }
 
-async function saveState(state: DemoState): Promise<void> {
+export async function saveState(state: DemoState): Promise<void> {
   await Deno.mkdir(`${ROOT}.cache/demo`, { recursive: true });
   await Deno.writeTextFile(STATE, JSON.stringify(state));
 }
 
-/** A gateway namespace: a bridge with the uplink's gateway addresses, one port per node. */
-async function gateway(
-  topo: Topology,
+/**
+ * A gateway namespace: a bridge with the uplink's gateway addresses, one port per node (by the
+ * node's network namespace), and the uplink's default route in the node's table 100 or 200.
+ */
+export async function gateway(
+  nodes: readonly string[],
   state: DemoState,
   letter: "a" | "b",
   v4: string,
@@ -93,15 +96,16 @@ async function gateway(
   await sh(["ip", "-n", ns, "addr", "add", `${v4}.1/24`, "dev", "br0"]);
   await sh(["ip", "-n", ns, "-6", "addr", "add", `${v6}::1/64`, "dev", "br0", "nodad"]);
   await sh(["ip", "-n", ns, "link", "set", "br0", "up"]);
-  for (const [i, node] of topo.nodes.entries()) {
+  for (const [i, node] of nodes.entries()) {
     const dev = `up${letter}`;
+    const ip = (args: string[]) => sh(["ip", "-n", node, ...args]);
     await sh([
       "ip",
       "link",
       "add",
       dev,
       "netns",
-      node.ns.name,
+      node,
       "type",
       "veth",
       "peer",
@@ -111,37 +115,75 @@ async function gateway(
       ns,
     ]);
     await sh(["ip", "-n", ns, "link", "set", `p${i}`, "master", "br0", "up"]);
-    await node.ns.ip(["addr", "add", `${v4}.${11 + i}/24`, "dev", dev]);
-    await node.ns.ip(["-6", "addr", "add", `${v6}::${11 + i}/64`, "dev", dev, "nodad"]);
-    await node.ns.ip(["link", "set", dev, "up"]);
+    await ip(["addr", "add", `${v4}.${11 + i}/24`, "dev", dev]);
+    await ip(["-6", "addr", "add", `${v6}::${11 + i}/64`, "dev", dev, "nodad"]);
+    await ip(["link", "set", dev, "up"]);
     const table = letter === "a" ? "100" : "200";
-    await node.ns.ip(["route", "add", "default", "via", `${v4}.1`, "dev", dev, "table", table]);
-    await node.ns.ip([
-      "-6",
-      "route",
-      "add",
-      "default",
-      "via",
-      `${v6}::1`,
-      "dev",
-      dev,
-      "table",
-      table,
-    ]);
+    await ip(["route", "add", "default", "via", `${v4}.1`, "dev", dev, "table", table]);
+    await ip(["-6", "route", "add", "default", "via", `${v6}::1`, "dev", dev, "table", table]);
   }
   return ns;
+}
+
+/**
+ * Prints a node's `ip rule` and `ip -6 rule` (by its network namespace), and with `clusterIPs`
+ * the route lookups of each Service's traffic and of a source without a rule.
+ */
+export async function showNode(
+  netns: string,
+  title: string,
+  clusterIPs?: ReadonlyMap<string, readonly string[]>,
+): Promise<void> {
+  const run = async (argv: string[]) => {
+    const out = await new Deno.Command("ip", { args: ["-n", netns, ...argv.slice(1)] }).output();
+    const text = new TextDecoder().decode(out.success ? out.stdout : out.stderr);
+    return text;
+  };
+  console.log(`  ${bold(title)}`);
+  console.log(indent(`$ ip rule show\n${await run(["ip", "rule", "show"])}`));
+  console.log(indent(`$ ip -6 rule show\n${await run(["ip", "-6", "rule", "show"])}`));
+  if (!clusterIPs) return;
+  for (const svc of SERVICES) {
+    for (const ip of clusterIPs.get(svc.name) ?? []) {
+      const six = ip.includes(":");
+      const argv = [
+        "ip",
+        ...(six ? ["-6"] : []),
+        "route",
+        "get",
+        six ? DESTINATION6 : DESTINATION,
+        "from",
+        ip,
+        "iif",
+        "svc0",
+      ];
+      console.log(indent(`$ ${argv.join(" ")}\n${(await run(argv)).split("\n")[0]}`));
+    }
+  }
+  const other = "10.96.255.254";
+  const out = await run(["ip", "route", "get", DESTINATION, "from", other, "iif", "svc0"]);
+  console.log(indent(
+    `$ ip route get ${DESTINATION} from ${other} iif svc0   ${dim("# no rule: main table")}\n${
+      out.split("\n")[0]
+    }`,
+  ));
+}
+
+/** A device where service traffic enters the node (`ip route get … iif svc0`). */
+export async function addServiceLink(node: string): Promise<void> {
+  await sh(["ip", "-n", node, "link", "add", "svc0", "type", "veth", "peer", "name", "svc0p"]);
+  await sh(["ip", "-n", node, "link", "set", "svc0", "up"]);
+  await sh(["ip", "-n", node, "link", "set", "svc0p", "up"]);
 }
 
 /** Each node: forwarding on, a default route via the bridge, a device where service traffic enters. */
 async function prepareNode(topo: Topology, node: TopologyNode): Promise<void> {
   await node.ns.run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
   await node.ns.ip(["route", "add", "default", "via", topo.gateway, "dev", "eth0"]);
-  await node.ns.ip(["link", "add", "svc0", "type", "veth", "peer", "name", "svc0p"]);
-  await node.ns.ip(["link", "set", "svc0", "up"]);
-  await node.ns.ip(["link", "set", "svc0p", "up"]);
+  await addServiceLink(node.ns.name);
 }
 
-const IP_RULES = [
+export const IP_RULES = [
   {
     metadata: { name: "datacenter-a" },
     spec: { cidrs: ["10.0.0.0/16", "fd00:10::/64"], table: 100, priority: 1000 },
@@ -151,7 +193,7 @@ const IP_RULES = [
     spec: { cidrs: ["10.1.0.0/16", "fd00:20::/64"], table: 200, priority: 1000 },
   },
 ];
-const SERVICES = [
+export const SERVICES = [
   { name: "web", dual: true, ingress: ["10.0.0.10", "fd00:10::10"] },
   { name: "api", dual: false, ingress: ["10.1.0.20"] },
   { name: "shop", dual: true, ingress: ["10.1.0.30", "fd00:20::30"] },
@@ -204,8 +246,9 @@ async function main(): Promise<number> {
 
     step("Two uplinks per node: gateway A behind routing table 100, gateway B behind table 200");
     for (const node of topo.nodes) await prepareNode(topo, node);
-    await gateway(topo, state, "a", "192.0.2", "fd00:a");
-    await gateway(topo, state, "b", "198.51.100", "fd00:b");
+    const names = topo.nodes.map((n) => n.ns.name);
+    await gateway(names, state, "a", "192.0.2", "fd00:a");
+    await gateway(names, state, "b", "198.51.100", "fd00:b");
     console.log(
       "    table 100: default via 192.0.2.1 (uplink A), table 200: default via 198.51.100.1 (uplink B)",
     );
@@ -287,49 +330,8 @@ async function main(): Promise<number> {
     );
 
     step("What every node's kernel now has");
-    for (const node of topo.nodes) {
-      console.log(`  ${bold(node.name)}`);
-      console.log(indent(`$ ip rule show\n${(await node.ns.run(["ip", "rule", "show"])).stdout}`));
-      console.log(
-        indent(`$ ip -6 rule show\n${(await node.ns.run(["ip", "-6", "rule", "show"])).stdout}`),
-      );
-      if (node !== topo.nodes[0]) continue;
-      for (const svc of SERVICES) {
-        for (const ip of clusterIPs.get(svc.name)!) {
-          const six = ip.includes(":");
-          const argv = [
-            "ip",
-            ...(six ? ["-6"] : []),
-            "route",
-            "get",
-            six ? DESTINATION6 : DESTINATION,
-            "from",
-            ip,
-            "iif",
-            "svc0",
-          ];
-          const out = await node.ns.run(argv);
-          console.log(indent(`$ ${argv.join(" ")}\n${(out.stdout || out.stderr).split("\n")[0]}`));
-        }
-      }
-      const other = "10.96.255.254";
-      const out = await node.ns.run([
-        "ip",
-        "route",
-        "get",
-        DESTINATION,
-        "from",
-        other,
-        "iif",
-        "svc0",
-      ]);
-      console.log(
-        indent(
-          `$ ip route get ${DESTINATION} from ${other} iif svc0   ${
-            dim("# no rule: main table")
-          }\n${(out.stdout || out.stderr).split("\n")[0]}`,
-        ),
-      );
+    for (const [i, node] of topo.nodes.entries()) {
+      await showNode(node.ns.name, node.name, i === 0 ? clusterIPs : undefined);
     }
 
     step("The API objects");

@@ -9,11 +9,18 @@
  * - env: client-node reads the whole environment (KUBERNETES_SERVICE_*, KUBECONFIG, HOME, ...).
  * - sys: the host name (default node name, reporting instance); without it client-node's
  *   in-cluster namespace is silently undefined.
- * - read: the service-account token and CA, a --kubeconfig anywhere, and for the agent the
- *   systemd-networkd / NetworkManager settings it checks at start.
+ * - read: the controller reads a --kubeconfig anywhere. The agent reads only its service
+ *   account's token and CA and the systemd-networkd / NetworkManager files its start-up checks
+ *   read (on a node, and below /host where its Pod mounts them): a compromised agent cannot read
+ *   node credentials even where a mount shows them. Outside a Pod, `deno run` of the agent
+ *   (tests, `task run-agent`) may also read the kubeconfig it is given ({@linkcode runFlags}).
  * - ffi (agent only): libmnl at the Debian path, the one library the agent loads; the image
  *   puts it at the same path.
  */
+
+import { HOST_CHECK_PATHS } from "../src/agent/host_checks.ts";
+import { HOST_ROOT } from "../src/controller/daemonset.ts";
+import { SERVICE_ACCOUNT_DIR } from "../src/k8s/kubeconfig.ts";
 
 /** Where Debian (and our agent image) install libmnl. */
 export const LIBMNL_PATH = "/usr/lib/x86_64-linux-gnu/libmnl.so.0";
@@ -26,12 +33,23 @@ export const CONTROLLER_PERMISSIONS: readonly string[] = [
   "--allow-read",
 ];
 
+/**
+ * What the agent may read: its service account (client-node's in-cluster path, as the code names
+ * it: Deno matches the path as given, not where symlinks lead), and the files and directories of
+ * the host checks on a node (`task run-agent`) and below /host (the DaemonSet's mounts).
+ */
+export const AGENT_READ_PATHS: readonly string[] = [
+  SERVICE_ACCOUNT_DIR,
+  ...HOST_CHECK_PATHS,
+  ...HOST_CHECK_PATHS.map((path) => `${HOST_ROOT}${path}`),
+];
+
 /** Permission flags of the agent. */
 export const AGENT_PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-env",
   "--allow-sys",
-  "--allow-read",
+  `--allow-read=${AGENT_READ_PATHS.join(",")}`,
   `--allow-ffi=${LIBMNL_PATH}`,
 ];
 
@@ -65,3 +83,36 @@ export const EXECUTABLES = {
 
 /** Name of an executable. */
 export type Executable = keyof typeof EXECUTABLES;
+
+/**
+ * The kubeconfig files a run names as the executables find them: `--kubeconfig` (each one given:
+ * the last wins, but reading all of them is no wider), else $KUBECONFIG's, else ~/.kube/config.
+ */
+export function kubeconfigFiles(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const given = args.flatMap((arg, i) => {
+    if (arg.startsWith("--kubeconfig=")) return [arg.slice("--kubeconfig=".length)];
+    return arg === "--kubeconfig" && args[i + 1] !== undefined ? [args[i + 1]!] : [];
+  });
+  if (given.length > 0) return given;
+  if (env.KUBECONFIG) return env.KUBECONFIG.split(":").filter((f) => f !== "");
+  return env.HOME ? [`${env.HOME}/.kube/config`] : [];
+}
+
+/**
+ * Flags of `deno run` for `name` started outside a Pod with `args` and `env`: the compiled flags,
+ * and for the agent read access to the kubeconfig files the run names (the compiled agent runs
+ * in its Pod and reads only its service account).
+ */
+export function runFlags(
+  name: Executable,
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const flags = [...EXECUTABLES[name].flags];
+  const files = name === "agent" ? kubeconfigFiles(args, env) : [];
+  // Repeated --allow-read flags add up.
+  return files.length > 0 ? [...flags, `--allow-read=${files.join(",")}`] : flags;
+}

@@ -6,7 +6,8 @@ set -euo pipefail
 
 DENO_VERSION=2.9.6
 TASK_VERSION=v3.54.0
-APT_PACKAGES=(libmnl0 iproute2 util-linux procps ca-certificates)
+# iptables: the chaos soak cuts a node from the API server with a netfilter drop in its namespace.
+APT_PACKAGES=(libmnl0 iproute2 util-linux procps ca-certificates iptables)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$root/.tools"
@@ -14,20 +15,9 @@ mkdir -p "$tools/bin"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-# Debian packages, only when one is missing (apt-get update is slow).
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    log "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
-    exit 1
-  fi
-  log "installing Debian packages: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Debian packages, only when one is missing.
+. "$root/scripts/apt-install.sh"
+apt_install "${APT_PACKAGES[@]}"
 
 # Deno from npm: the package's platform dependency carries the binary.
 if [ "$("$tools/bin/deno" --version 2>/dev/null | head -n1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then

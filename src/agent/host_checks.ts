@@ -10,8 +10,10 @@ export interface HostFiles {
   exists(path: string): boolean;
   /** A file's text, or undefined when it cannot be read. */
   read(path: string): string | undefined;
-  /** Names of the entries of a directory, [] when it cannot be read. */
+  /** Names of the files (not directories) of a directory, [] when it cannot be read. */
   list(dir: string): string[];
+  /** Names of every entry of a directory, [] when it cannot be read. */
+  entries(dir: string): string[];
 }
 
 /** Where systemd-networkd looks for networkd.conf, first found wins. */
@@ -33,8 +35,19 @@ const NETWORKD_DROPINS = [
  * create that directory at boot on every systemd host, networkd or not.
  */
 const NETWORKD_RUNTIME = "/run/systemd/netif/state";
-/** Exists while NetworkManager runs. */
+/**
+ * NetworkManager's run directory, where it keeps device state and resolv.conf while it runs. An
+ * empty one means nothing: the agent's DaemonSet mounts it with DirectoryOrCreate, so on a node
+ * without NetworkManager the kubelet made it.
+ */
 const NETWORKMANAGER_RUNTIME = "/run/NetworkManager";
+/** Every path the checks read (files, and directories they list), relative to the host root. */
+export const HOST_CHECK_PATHS: readonly string[] = [
+  ...NETWORKD_CONF,
+  ...NETWORKD_DROPINS,
+  NETWORKD_RUNTIME,
+  NETWORKMANAGER_RUNTIME,
+];
 /** The networkd setting. */
 export const NETWORKD_SETTING = "ManageForeignRoutingPolicyRules";
 
@@ -115,7 +128,7 @@ export function hostWarnings(files: HostFiles): string[] {
       );
     }
   }
-  if (files.exists(NETWORKMANAGER_RUNTIME)) {
+  if (files.entries(NETWORKMANAGER_RUNTIME).length > 0) {
     warnings.push(
       `NetworkManager runs: a connection with "ipv4.routing-rules" or "ipv6.routing-rules" set ` +
         `makes it manage that family's routing-policy rules, and it may delete rules it did not ` +
@@ -150,6 +163,13 @@ export function readHost(root = "/"): HostFiles {
         return [...Deno.readDirSync(`${base}${dir}`)].filter((e) => !e.isDirectory).map((e) =>
           e.name
         );
+      } catch {
+        return [];
+      }
+    },
+    entries(dir) {
+      try {
+        return [...Deno.readDirSync(`${base}${dir}`)].map((e) => e.name);
       } catch {
         return [];
       }

@@ -15,6 +15,13 @@ function host(files: Record<string, string>, dirs: string[] = []): HostFiles {
     read: (path) => files[path],
     list: (dir) =>
       Object.keys(files).filter((f) => f.startsWith(`${dir}/`)).map((f) => f.slice(dir.length + 1)),
+    entries: (dir) => [
+      ...new Set(
+        [...Object.keys(files), ...dirs].filter((f) => f.startsWith(`${dir}/`)).map((f) =>
+          f.slice(dir.length + 1).split("/")[0]!
+        ),
+      ),
+    ],
   };
 }
 
@@ -117,8 +124,14 @@ Deno.test("networkdSetting() ignores a value that is no boolean, as networkd doe
 });
 
 Deno.test("hostWarnings() warns about NetworkManager naming its routing-rules settings", () => {
-  const warnings = hostWarnings(host({}, ["/run/NetworkManager"]));
+  const warnings = hostWarnings(host({}, ["/run/NetworkManager/devices"]));
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /NetworkManager runs/);
   assert.match(warnings[0]!, /ipv4\.routing-rules/);
+});
+
+Deno.test("hostWarnings() takes an empty NetworkManager run directory for no NetworkManager", () => {
+  // What the DaemonSet's DirectoryOrCreate mount leaves on a node without NetworkManager.
+  assert.deepEqual(hostWarnings(host({}, ["/run/NetworkManager"])), []);
+  assert.equal(hostWarnings(host({ "/run/NetworkManager/resolv.conf": "" })).length, 1);
 });

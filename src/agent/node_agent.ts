@@ -20,10 +20,11 @@
  * - reconcile failed (throws) → not ready, status Converged=False with the error; a
  *   PermissionError → failed, `onFatal`
  * - `sourceFailed`: list/watch error → rules and desired set kept (fail static)
- * - `stop` then `finish`: rules kept unless the drain module says the node is drained
+ * - `stop` then `finish`: rules kept unless the drain module says the Pod will not be replaced
+ *   (an uninstall, or the node left the Agent's selection)
  */
 import type { Rule, RuleChange } from "../../ffi/mod.ts";
-import { stopAction } from "../drain.ts";
+import { stopAction, type StopInput } from "../drain.ts";
 import type { Readiness } from "../health_server.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
@@ -35,6 +36,7 @@ import {
   type RuleReconcileResult,
   type RuleTable,
 } from "./reconciler.ts";
+import type { Sources } from "./adoption.ts";
 import { changeMatters, type ConfigRule, DesiredState } from "./rule_plan.ts";
 import { ReconcileScheduler, type Trigger } from "./scheduler.ts";
 
@@ -78,6 +80,8 @@ export interface NodeAgentOptions {
   protocol: number;
   /** Plan only: change no rule, write no status. */
   dryRun?: boolean;
+  /** Take over the original operator's unmarked rules (adoption.ts). */
+  adoptUnmarked?: boolean;
   /** Period of the full resync, ms. */
   resyncMs: number;
   /** Debounce of config changes, ms (default `WATCH_DEBOUNCE_MS`). */
@@ -133,6 +137,8 @@ export class NodeAgent {
   #failure: unknown;
   /** The error that ended the run (no NET_ADMIN). */
   #fatal: PermissionError | undefined;
+  /** What makes a kernel change matter (`changeMatters`). */
+  readonly #matterOptions: { protocol: number; sources?: Sources };
 
   constructor(parts: NodeAgentParts, options: NodeAgentOptions) {
     this.#source = parts.source;
@@ -140,11 +146,17 @@ export class NodeAgent {
     this.#clock = parts.clock ?? performanceClock;
     this.#options = options;
     this.#log = options.log;
-    this.desired = new DesiredState({ protocol: options.protocol });
+    const adoptUnmarked = options.adoptUnmarked ?? false;
+    this.desired = new DesiredState({ protocol: options.protocol, trackSources: adoptUnmarked });
     this.#reconciler = new RuleReconciler(parts.table, {
       protocol: options.protocol,
       dryRun: options.dryRun ?? false,
+      adoptUnmarked,
     });
+    const sources = this.desired.sources;
+    this.#matterOptions = sources === undefined
+      ? { protocol: options.protocol }
+      : { protocol: options.protocol, sources };
     this.#scheduler = new ReconcileScheduler((trigger) => this.#run(trigger), {
       debounceMs: options.debounceMs ?? WATCH_DEBOUNCE_MS,
       resyncMs: options.resyncMs,
@@ -190,7 +202,7 @@ export class NodeAgent {
       this.#fullNeeded = true;
     } else if (deleted !== undefined) {
       this.#repairs.add(deleted);
-    } else if (changeMatters(change.rule, this.desired.rules, this.#options)) {
+    } else if (changeMatters(change.rule, this.desired.rules, this.#matterOptions)) {
       this.#fullNeeded = true;
     } else {
       return;
@@ -257,13 +269,22 @@ export class NodeAgent {
   }
 
   /**
-   * After `stop`: removes every rule of the agent's protocol when the drain module says the node
-   * is drained (`readDrainMark` reads its mark; undefined when unknown), and reports it; on every
-   * other stop the rules stay. Returns the exit code.
+   * After `stop`: removes every rule of the agent's protocol when the drain module says this
+   * agent's Pod will not be replaced (`readStop` tells what is known of the uninstall and the
+   * node's selection; src/drain.ts `stopAction`), and reports it; on every other stop the rules
+   * stay. Returns the exit code.
    */
-  async finish(readDrainMark: () => Promise<boolean | undefined>): Promise<number> {
+  async finish(readStop: () => Promise<Omit<StopInput, "fatal">>): Promise<number> {
     const fatal = this.#fatal !== undefined;
-    const action = stopAction({ fatal, drainMarked: fatal ? undefined : await readDrainMark() });
+    const action = fatal
+      ? stopAction({
+        fatal,
+        namespace: undefined,
+        agent: undefined,
+        drainMarked: undefined,
+        selected: undefined,
+      })
+      : stopAction({ fatal, ...await readStop() });
     if (!action.removeRules) {
       this.#log.info("Agent stopped; kernel rules left in place", {
         version: VERSION,
@@ -289,7 +310,8 @@ export class NodeAgent {
     try {
       await this.#status.write({ ...report(result), draining: true });
     } catch (error: unknown) {
-      this.#log.warn("IPRuleNodeState write failed", { err: error });
+      // The rules are gone all the same; an uninstall may have taken the token or the CRD.
+      this.#log.info("Drain not reported in the IPRuleNodeState", { err: error });
     }
     return result.failed.length === 0 ? 0 : 1;
   }
@@ -352,6 +374,7 @@ export class NodeAgent {
       applied: result.applied,
       added: result.added,
       deleted: result.deleted,
+      ...(result.adopted > 0 ? { adopted: result.adopted } : {}),
       failed: result.failed.length,
       durationMs: Math.round(durationMs * 10) / 10,
     };

@@ -1,16 +1,20 @@
 /**
- * The node's IPRuleNodeState: the status a reconcile report becomes (pure), and the writer that
- * creates the object when missing (owner reference to the Node) and patches its status only
- * when something other than a timestamp changed, retrying with backoff in the background.
+ * The node's IPRuleNodeState: the status a reconcile report becomes (pure), which changes are
+ * urgent (pure), and the writer that creates the object when missing (owner reference to the
+ * Node) and patches its status only when something other than a timestamp changed: in the
+ * background at most once per pacing interval (src/write_pacer.ts), urgent changes after a
+ * short floor, retrying with backoff.
  */
 import type { FailedRule, IPRuleNodeState, IPRuleNodeStateStatus, NodeInfo } from "../api/types.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
 import { MAX_FAILED_ERROR_TEXT, MAX_FAILED_RULE_TEXT, MAX_FAILED_RULES } from "../api/limits.ts";
-import { backoffDelay, sleep } from "../k8s/backoff.ts";
+import { holdsRules } from "../drain.ts";
+import { backoffDelay, REAL_TIMER, type Timer } from "../k8s/backoff.ts";
 import { ApiError } from "../k8s/client.ts";
 import type { Objects } from "../k8s/objects.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
+import { DEFAULT_STATUS_INTERVAL_MS, type PacingOptions, WritePacer } from "../write_pacer.ts";
 
 /** The condition the controller counts converged nodes by. */
 export const CONVERGED = "Converged";
@@ -120,7 +124,9 @@ export function sameNodeStatus(
   b: IPRuleNodeStateStatus,
 ): boolean {
   if (a === undefined) return false;
-  const failed = (s: IPRuleNodeStateStatus) => JSON.stringify(s.failedRules ?? []);
+  // Field by field: the API server returns objects with their keys sorted.
+  const failed = (s: IPRuleNodeStateStatus) =>
+    JSON.stringify((s.failedRules ?? []).map((f) => [f.rule, f.error]));
   const conditions = (s: IPRuleNodeStateStatus) =>
     (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: "" }));
   return a.desiredRules === b.desiredRules && a.appliedRules === b.appliedRules &&
@@ -129,6 +135,30 @@ export function sameNodeStatus(
     a.draining === b.draining && (a.lastConvergedTime === undefined) ===
       (b.lastConvergedTime === undefined) &&
     sameConditions(conditions(a), conditions(b));
+}
+
+/**
+ * Whether a status change must be written at once (after the pacing floor) rather than at the
+ * end of the interval, because someone acts on it: `Converged` flipping or changing its reason
+ * (the Agent's Ready condition, alerts), the failed set changing (which rules, how many), a
+ * drain finishing or starting (`holdsRules` turning false; a drained node's `draining`), another agent version or protocol (a new agent's first report). Count
+ * changes alone, error texts and timestamps wait.
+ */
+export function urgentChange(
+  written: IPRuleNodeStateStatus | undefined,
+  next: IPRuleNodeStateStatus,
+): boolean {
+  if (written === undefined) return true;
+  const condition = (s: IPRuleNodeStateStatus) => {
+    const c = s.conditions?.find((c) => c.type === CONVERGED);
+    return `${c?.status}/${c?.reason}`;
+  };
+  const failedSet = (s: IPRuleNodeStateStatus) =>
+    `${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\n")}`;
+  return condition(written) !== condition(next) || failedSet(written) !== failedSet(next) ||
+    (written.draining ?? false) !== (next.draining ?? false) ||
+    holdsRules(written) !== holdsRules(next) ||
+    written.agentVersion !== next.agentVersion || written.protocol !== next.protocol;
 }
 
 /** The reads and writes of the node state writer. */
@@ -151,18 +181,36 @@ export interface NodeStateWriterOptions {
   protocol: number;
   version: string;
   log: Logger;
-  /** Clock, for tests. */
+  /** Wall clock of the status' timestamps (ms since the epoch), for tests. */
   now?: () => number;
+  /** Pacing of the background writes (`update`); default one per 10 s, ±10 %. */
+  pacing?: PacingOptions;
+  /** Monotonic clock and sleep of the pacing and the retries, for tests. */
+  timer?: Timer;
+  /** Random numbers in [0, 1) for the jitter, for tests. */
+  random?: () => number;
 }
 
-/** Writes the node's IPRuleNodeState: created when missing, status patched only on change. */
+/**
+ * Writes the node's IPRuleNodeState: created when missing, status patched only on change.
+ * Reports are folded into the wanted status when they arrive (so its times are the report's),
+ * and `run` writes that status when the pacer lets it: count changes an interval after the
+ * first of them, so a burst of reports costs one write (two when it starts with an urgent
+ * change, e.g. the node's first rule), an urgent change (see `urgentChange`) once the floor has
+ * passed since the last write.
+ */
 export class NodeStateWriter {
   readonly #api: NodeStateApi;
   readonly #options: NodeStateWriterOptions;
+  readonly #timer: Timer;
+  readonly #pacer: WritePacer;
   /** The status as the API server last returned it; undefined until read. */
   #current: IPRuleNodeStateStatus | undefined;
   #exists = false;
-  #pending: NodeReport | undefined;
+  /** The status the reports so far make; pending while it differs from `#current`. */
+  #wanted: IPRuleNodeStateStatus | undefined;
+  /** The latest report made before the object was read, and when. */
+  #early: { report: NodeReport; at: number } | undefined;
   #wake: (() => void) | undefined;
   /** Status writes made (create included), for tests and metrics. */
   writes = 0;
@@ -170,56 +218,124 @@ export class NodeStateWriter {
   constructor(api: NodeStateApi, options: NodeStateWriterOptions) {
     this.#api = api;
     this.#options = options;
+    this.#timer = options.timer ?? REAL_TIMER;
+    this.#pacer = new WritePacer(
+      options.pacing ?? { intervalMs: DEFAULT_STATUS_INTERVAL_MS },
+      options.random,
+    );
   }
 
-  /** Records the latest report; `run` writes it when it changes the status. */
+  /** Whether a status the reports made is not written yet. */
+  get pending(): boolean {
+    return this.#early !== undefined || this.#next() !== undefined;
+  }
+
+  /** Records the latest report; `run` writes it when it changes the status, paced. */
   update(report: NodeReport): void {
-    this.#pending = report;
+    this.#fold(report);
     this.#wake?.();
   }
 
-  /** Writes pending reports until the signal aborts, retrying failed writes with backoff. */
+  /** Writes pending reports until the signal aborts, paced, retrying failed writes with backoff. */
   async run(signal: AbortSignal): Promise<void> {
     let attempt = 0;
     while (!signal.aborted) {
-      const report = this.#pending;
-      if (report === undefined) {
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          signal.addEventListener("abort", this.#wake, { once: true });
-        });
-        if (this.#wake) signal.removeEventListener("abort", this.#wake);
-        this.#wake = undefined;
-        continue;
-      }
-      this.#pending = undefined;
       try {
-        await this.write(report, signal);
+        if (!this.#exists && this.#early === undefined && this.#wanted === undefined) {
+          await this.#idle(signal);
+          continue;
+        }
+        if (!this.#exists) await this.#ensure();
+        const next = this.#next();
+        if (next === undefined) {
+          this.#pacer.settled();
+          await this.#idle(signal);
+          continue;
+        }
+        const now = this.#timer.now();
+        const due = this.#pacer.dueAt(now, urgentChange(this.#current, next));
+        if (due > now) {
+          await this.#idle(signal, due - now);
+          continue;
+        }
+        if (signal.aborted) break;
+        await this.#patch(next);
         attempt = 0;
       } catch (error: unknown) {
         if (signal.aborted) break;
-        this.#pending ??= report;
         const delayMs = backoffDelay(attempt++);
         this.#options.log.warn("IPRuleNodeState write failed", {
           iprulenodestate: this.#options.nodeName,
           err: error,
           delayMs,
         });
-        await sleep(delayMs, signal);
+        // Not woken by new reports: an outage is retried at the backoff's pace.
+        await this.#timer.sleep(delayMs, signal);
       }
     }
   }
 
-  /** Writes one report now (creating the object when missing); true when the status changed. */
+  /**
+   * Writes one report now, unpaced (--once, and the drain report at stop: the agent's last
+   * write), creating the object when missing; true when the status changed.
+   */
   async write(report: NodeReport, signal?: AbortSignal): Promise<boolean> {
+    this.#fold(report);
     if (!this.#exists) await this.#ensure();
-    const next = nodeStatus(this.#current, report, {
-      now: apiTime((this.#options.now ?? Date.now)()),
+    const next = this.#next();
+    if (next === undefined || signal?.aborted) return false;
+    await this.#patch(next);
+    return true;
+  }
+
+  /** Folds a report into the wanted status (kept aside until the object has been read). */
+  #fold(report: NodeReport): void {
+    const at = (this.#options.now ?? Date.now)();
+    if (!this.#exists) {
+      this.#early = { report, at };
+      return;
+    }
+    this.#wanted = this.#status(this.#wanted ?? this.#current, report, at);
+    // When the change appeared: an ordinary one is written an interval later.
+    if (this.#next() === undefined) this.#pacer.settled();
+    else this.#pacer.changed(this.#timer.now());
+  }
+
+  #status(
+    previous: IPRuleNodeStateStatus | undefined,
+    report: NodeReport,
+    at: number,
+  ): IPRuleNodeStateStatus {
+    return nodeStatus(previous, report, {
+      now: apiTime(at),
       version: this.#options.version,
       protocol: this.#options.protocol,
     });
-    if (sameNodeStatus(this.#current, next)) return false;
-    if (signal?.aborted) return false;
+  }
+
+  /** The wanted status when a write would change something. */
+  #next(): IPRuleNodeStateStatus | undefined {
+    const wanted = this.#wanted;
+    return wanted === undefined || sameNodeStatus(this.#current, wanted) ? undefined : wanted;
+  }
+
+  /** Waits until woken by a report, the signal aborts, or `ms` passed. */
+  async #idle(signal: AbortSignal, ms = Infinity): Promise<void> {
+    const woken = new AbortController();
+    this.#wake = () => woken.abort();
+    const either = AbortSignal.any([signal, woken.signal]);
+    try {
+      if (ms !== Infinity) return await this.#timer.sleep(ms, either);
+      if (either.aborted) return;
+      await new Promise<void>((resolve) =>
+        either.addEventListener("abort", () => resolve(), { once: true })
+      );
+    } finally {
+      this.#wake = undefined;
+    }
+  }
+
+  async #patch(next: IPRuleNodeStateStatus): Promise<void> {
     try {
       // A merge patch keeps what it does not name: a drain mark of an earlier agent is removed.
       const written = await this.#api.nodeStates.mergePatch(
@@ -234,6 +350,7 @@ export class NodeStateWriter {
       if (error instanceof ApiError && error.status === 404) this.#exists = false;
       throw error;
     }
+    this.#pacer.wrote(this.#timer.now());
     this.writes++;
     this.#options.log.debug("IPRuleNodeState status updated", {
       iprulenodestate: this.#options.nodeName,
@@ -241,7 +358,6 @@ export class NodeStateWriter {
       applied: next.appliedRules,
       failed: next.failedCount,
     });
-    return true;
   }
 
   /** Reads the object, creating it (owned by the Node when readable) when missing. */
@@ -268,6 +384,10 @@ export class NodeStateWriter {
     }
     this.#current = object.status;
     this.#exists = true;
+    const early = this.#early;
+    this.#early = undefined;
+    // The first status is computed against what the object holds (an earlier agent's times).
+    if (early !== undefined) this.#wanted = this.#status(this.#current, early.report, early.at);
   }
 
   /**

@@ -9,9 +9,13 @@ import {
   type NodeReport,
   type NodeStateApi,
   NodeStateWriter,
+  type NodeStateWriterOptions,
   nodeStatus,
   sameNodeStatus,
+  urgentChange,
 } from "./node_state.ts";
+import { ManualClock } from "../../tests/support/manual_clock.ts";
+import { DEFAULT_JITTER, jitteredInterval, URGENT_FLOOR_MS } from "../write_pacer.ts";
 
 const T1 = "2026-01-01T00:00:00Z";
 const T2 = "2026-01-01T00:00:10Z";
@@ -112,6 +116,16 @@ Deno.test("sameNodeStatus() sees a changed error text, version or protocol", () 
   assert.equal(sameNodeStatus(undefined, base), false);
 });
 
+Deno.test("sameNodeStatus() compares failed rules by value, whatever their keys' order", () => {
+  const status = nodeStatus(undefined, failing, { now: T1, ...OPTIONS });
+  // As the API server returns it: keys sorted.
+  const returned = {
+    ...status,
+    failedRules: (status.failedRules ?? []).map((f) => ({ error: f.error, rule: f.rule })),
+  };
+  assert.equal(sameNodeStatus(returned, status), true);
+});
+
 Deno.test("nodeStatus() reports a reconcile that failed as not converged, with its error", () => {
   const ok = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
   const broken = nodeStatus(
@@ -172,7 +186,10 @@ Deno.test("NodeStateWriter creates its object owned by the Node, retrying when t
 });
 
 /** The writer's API over memory objects: the node n1 exists, its IPRuleNodeState not yet. */
-function memoryApi(nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState)) {
+function memoryApi(
+  nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState),
+  options: Partial<NodeStateWriterOptions> = {},
+) {
   const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
   nodes.put({ metadata: { name: "n1", uid: "uid-1" } });
   const writer = new NodeStateWriter({ nodeStates, nodes }, {
@@ -180,6 +197,7 @@ function memoryApi(nodeStates = new MemoryObjects("iprulenodestates", narrowIPRu
     ...OPTIONS,
     log: new Logger({ sink: () => {} }),
     now: () => Date.parse(T1),
+    ...options,
   });
   return { nodeStates, writer };
 }
@@ -233,4 +251,195 @@ Deno.test("NodeStateWriter sets status.draining for a drain report; the next age
   const next = memoryApi(nodeStates).writer;
   assert.equal(await next.write(report()), true);
   assert.equal((await nodeStates.get("n1"))?.status?.draining, undefined);
+});
+
+Deno.test("urgentChange(): convergence, the failed set and a drain are urgent; counts wait", () => {
+  const at = (r: NodeReport, previous?: ReturnType<typeof nodeStatus>) =>
+    nodeStatus(previous, r, { now: T1, ...OPTIONS });
+  const base = at(report());
+  const rows: [string, ReturnType<typeof nodeStatus> | undefined, NodeReport, boolean][] = [
+    ["first status", undefined, report(), true],
+    ["counts change while converged", base, report({ desired: 9, applied: 9 }), false],
+    ["convergence lost", base, failing, true],
+    ["reconcile failed", base, report({ converged: false, error: "dump failed" }), true],
+    ["another rule fails", at(failing), {
+      ...failing,
+      failed: [...failing.failed, { rule: "from 10.0.0.2 lookup 100 priority 1000", error: "x" }],
+    }, true],
+    ["same rule, other error text", at(failing), {
+      ...failing,
+      failed: [{ rule: failing.failed[0]!.rule, error: "Another text" }],
+    }, false],
+    ["failure fixed", at(failing), report(), true],
+    ["every rule removed (drain finished)", base, report({ desired: 0, applied: 0 }), true],
+    [
+      "first rule added",
+      at(report({ desired: 0, applied: 0 })),
+      report({ desired: 1, applied: 1 }),
+      true,
+    ],
+    ["drained", base, report({ desired: 3, applied: 3, draining: true }), true],
+    ["another agent version", { ...base, agentVersion: "1.2.2" }, report(), true],
+  ];
+  for (const [name, written, next, urgent] of rows) {
+    assert.equal(urgentChange(written, at(next, written)), urgent, name);
+  }
+});
+
+/** A paced writer over memory objects on a manual clock, its run loop started. */
+function pacedWriter(intervalMs = 10_000, random = () => 0.5) {
+  const clock = new ManualClock();
+  const wall = Date.parse(T1);
+  const { nodeStates, writer } = memoryApi(undefined, {
+    now: () => wall + clock.now(),
+    pacing: { intervalMs },
+    timer: clock,
+    random,
+  });
+  const stop = new AbortController();
+  const running = writer.run(stop.signal);
+  const statusWrites = () => nodeStates.writes.filter((w) => w.subresource === "status");
+  const status = () => nodeStates.raw("n1")?.status as IPRuleNodeStateStatus | undefined;
+  return {
+    clock,
+    writer,
+    statusWrites,
+    status,
+    async [Symbol.asyncDispose]() {
+      stop.abort();
+      await running;
+    },
+  };
+}
+
+Deno.test("NodeStateWriter: a burst of reports costs one write, an interval after it began", async () => {
+  await using w = pacedWriter();
+  for (let n = 1; n <= 200; n++) {
+    w.writer.update(report({ desired: n, applied: n }));
+    await w.clock.advance(10); // one reconcile every 10 ms: the burst lasts 2 s
+  }
+  assert.equal(w.statusWrites().length, 1, "the writer's first report, at once");
+  assert.equal(w.status()?.desiredRules, 1);
+  assert.equal(w.writer.pending, true);
+  // 10 s after the second report (at 10 ms), the last state is written, once.
+  await w.clock.advance(10_000 - 2000);
+  assert.equal(w.statusWrites().length, 1);
+  await w.clock.advance(10);
+  assert.equal(w.statusWrites().length, 2);
+  assert.deepEqual([w.status()?.desiredRules, w.status()?.appliedRules], [200, 200]);
+  assert.equal(w.writer.pending, false);
+  await w.clock.advance(60_000);
+  assert.equal(w.statusWrites().length, 2, "nothing more to write");
+});
+
+Deno.test("NodeStateWriter: the trailing write comes at the jittered window's end", async () => {
+  for (const random of [0, 0.999]) {
+    const end = Math.ceil(jitteredInterval(10_000, DEFAULT_JITTER, random)); // 9000, 10998
+    await using w = pacedWriter(10_000, () => random);
+    w.writer.update(report({ desired: 1, applied: 1 }));
+    await w.clock.advance(0);
+    w.writer.update(report({ desired: 2, applied: 2 }));
+    await w.clock.advance(end - 1);
+    assert.equal(w.statusWrites().length, 1, `random ${random}: not before ${end} ms`);
+    await w.clock.advance(1);
+    assert.equal(w.statusWrites().length, 2, `random ${random}: at ${end} ms`);
+  }
+});
+
+Deno.test("NodeStateWriter: lost convergence is written one floor after the last write", async () => {
+  await using w = pacedWriter();
+  w.writer.update(report());
+  await w.clock.advance(0);
+  await w.clock.advance(300);
+  w.writer.update(failing);
+  await w.clock.advance(URGENT_FLOOR_MS - 300 - 1);
+  assert.equal(w.statusWrites().length, 1, "not before the floor");
+  await w.clock.advance(1);
+  assert.equal(w.statusWrites().length, 2, "at the floor, not at the interval");
+  assert.equal(w.status()?.failedCount, 1);
+  assert.equal(w.status()?.conditions?.[0]?.status, "False");
+  // Back to converged, long after: at once (the floor has passed).
+  await w.clock.advance(5000);
+  w.writer.update(report());
+  await w.clock.advance(0);
+  assert.equal(w.statusWrites().length, 3);
+  assert.equal(w.status()?.conditions?.[0]?.status, "True");
+});
+
+Deno.test("NodeStateWriter: an urgent change in a window cuts the wait for the pending counts too", async () => {
+  await using w = pacedWriter();
+  w.writer.update(report({ desired: 5, applied: 5 }));
+  await w.clock.advance(0);
+  w.writer.update(report({ desired: 6, applied: 6 })); // due at 10 s
+  await w.clock.advance(2000);
+  assert.equal(w.statusWrites().length, 1);
+  w.writer.update(report({ desired: 0, applied: 0 })); // the drain finished: urgent
+  await w.clock.advance(0);
+  assert.equal(w.statusWrites().length, 2);
+  assert.deepEqual([w.status()?.desiredRules, w.status()?.appliedRules], [0, 0]);
+});
+
+Deno.test("NodeStateWriter: times in the status are the report's, not the delayed write's", async () => {
+  await using w = pacedWriter();
+  w.writer.update(report({ desired: 1, applied: 1 }));
+  await w.clock.advance(0);
+  await w.clock.advance(3000);
+  w.writer.update(report({ desired: 2, applied: 2 })); // converged again at T1 + 3 s
+  await w.clock.advance(10_000);
+  assert.equal(w.statusWrites().length, 2);
+  assert.equal(w.status()?.lastConvergedTime, "2026-01-01T00:00:03Z");
+});
+
+Deno.test("NodeStateWriter: count changes do not hold back the end of a drain", async () => {
+  await using w = pacedWriter();
+  w.writer.update(report({ desired: 50, applied: 50 }));
+  await w.clock.advance(30_000);
+  // An uninstall: the configs go absent one by one, the node removes its rules.
+  for (let n = 49; n > 0; n -= 7) {
+    w.writer.update(report({ desired: n, applied: n }));
+    await w.clock.advance(20);
+  }
+  assert.equal(w.statusWrites().length, 1, "count changes wait");
+  w.writer.update(report({ desired: 0, applied: 0 }));
+  await w.clock.advance(0);
+  assert.equal(w.statusWrites().length, 2, "0 rules: written at once");
+  assert.deepEqual([w.status()?.desiredRules, w.status()?.appliedRules], [0, 0]);
+});
+
+Deno.test("NodeStateWriter: a restarted agent's count change waits; a new version is written at once", async () => {
+  const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
+  const start = (version: string) => {
+    const clock = new ManualClock();
+    const { writer } = memoryApi(nodeStates, { version, timer: clock, random: () => 0.5 });
+    const stop = new AbortController();
+    return { clock, writer, stop, running: writer.run(stop.signal) };
+  };
+  const writes = () => nodeStates.writes.filter((w) => w.subresource === "status").length;
+  const first = start("1.2.3");
+  first.writer.update(report({ desired: 5, applied: 5 }));
+  await first.clock.advance(0);
+  assert.equal(writes(), 1, "no status yet: at once");
+  first.stop.abort();
+  await first.running;
+
+  // Restarted, same version: its first report is what the object says; a count change waits.
+  const again = start("1.2.3");
+  again.writer.update(report({ desired: 5, applied: 5 }));
+  await again.clock.advance(0);
+  again.writer.update(report({ desired: 6, applied: 6 }));
+  await again.clock.advance(9999);
+  assert.equal(writes(), 1);
+  await again.clock.advance(1);
+  assert.equal(writes(), 2);
+  again.stop.abort();
+  await again.running;
+
+  // Upgraded: the new version is written at once.
+  const upgraded = start("1.3.0");
+  upgraded.writer.update(report({ desired: 6, applied: 6 }));
+  await upgraded.clock.advance(0);
+  assert.equal(writes(), 3);
+  assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).agentVersion, "1.3.0");
+  upgraded.stop.abort();
+  await upgraded.running;
 });

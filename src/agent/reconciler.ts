@@ -15,7 +15,13 @@ import {
 } from "../../ffi/mod.ts";
 import type { FailedRule } from "../api/types.ts";
 import type { Logger } from "../log.ts";
-import { type DesiredRules, ipRuleCommand, planRules, type RulePlan } from "./rule_plan.ts";
+import {
+  type DesiredRules,
+  ipRuleCommand,
+  planIsEmpty,
+  planRules,
+  type RulePlan,
+} from "./rule_plan.ts";
 
 /** The kernel's rule list as the reconciler uses it; `RuleSocket` is one. */
 export interface RuleTable {
@@ -42,8 +48,10 @@ export interface RuleReconcileResult {
   failed: FailedRule[];
   /** Rules added. */
   added: number;
-  /** Rules deleted (or found already gone). */
+  /** Rules deleted (or found already gone), unmarked ones included. */
   deleted: number;
+  /** Unmarked rules replaced by the agent's own copy (adoption, counted in `added` too). */
+  adopted: number;
   /** Every desired rule present, no other own rule left, nothing failed. */
   converged: boolean;
   /**
@@ -59,6 +67,11 @@ export interface RuleReconcilerOptions {
   protocol: number;
   /** Plan only: never add or delete. */
   dryRun?: boolean;
+  /**
+   * Take over unmarked rules identical to desired ones and delete unmarked leftovers of the
+   * configs' sources (adoption.ts); needs the desired state's sources.
+   */
+  adoptUnmarked?: boolean;
 }
 
 /** Per-rule log lines up to this many changes in one reconcile; beyond, only the summary. */
@@ -139,7 +152,7 @@ export class RuleReconciler {
     if (list === undefined) return quiet!.result;
     this.#quiet = undefined;
     const result = await this.#apply(desired, list.rules, log);
-    if (result.plan.add.length === 0 && result.plan.delete.length === 0) {
+    if (planIsEmpty(result.plan)) {
       this.#quiet = {
         image: list.image,
         rules: desired.rules,
@@ -155,7 +168,11 @@ export class RuleReconciler {
     kernel: readonly KernelRule[],
     log: Logger,
   ): Promise<RuleReconcileResult> {
-    const plan = planRules(desired.rules, kernel, { protocol: this.#options.protocol });
+    const { protocol, adoptUnmarked } = this.#options;
+    const plan = planRules(desired.rules, kernel, {
+      protocol,
+      ...(adoptUnmarked && desired.sources ? { adopt: { sources: desired.sources } } : {}),
+    });
     const failed: FailedRule[] = desired.invalid.map((c) => ({
       rule: c.rule,
       error: `IPRuleConfig "${c.config}": ${c.error}`,
@@ -169,24 +186,46 @@ export class RuleReconciler {
         failed,
         added: 0,
         deleted: 0,
-        converged: plan.add.length === 0 && plan.delete.length === 0 && failed.length === 0,
+        adopted: 0,
+        converged: planIsEmpty(plan) && failed.length === 0,
         recheck: false,
       };
     }
-    const verbose = plan.add.length + plan.delete.length <= RULE_LOG_LIMIT;
-    // Adds first: a rule that moves to another table or priority never leaves a gap.
-    const adds = plan.add.length > 0 ? await this.#table.addRules(plan.add) : [];
+    const adoption = plan.adoption ?? { adopt: [], remove: [], blocked: [] };
+    const verbose = plan.add.length + plan.delete.length + adoption.adopt.length +
+        adoption.remove.length <= RULE_LOG_LIMIT;
+    const note = (message: string, fields: Record<string, unknown>) =>
+      verbose ? log.info(message, fields) : log.debug(message, fields);
+    // Adds first: a rule that moves to another table or priority never leaves a gap, and an
+    // adopted unmarked rule is deleted only once its marked copy is in (below).
+    const toAdd = [...plan.add, ...adoption.adopt.map((a) => a.rule)];
+    const adds = toAdd.length > 0 ? await this.#table.addRules(toAdd) : [];
     let added = 0;
+    let adopted = 0;
     let recheck = false;
     const existing = new Set<string>();
-    for (const { rule, error } of adds) {
+    // Unmarked rules to delete: those whose marked copy was added, duplicates and leftovers.
+    const unmarked: KernelRule[] = [];
+    const reasons = new Map<KernelRule, string>();
+    for (const [i, { rule, error }] of adds.entries()) {
+      const adopting = i >= plan.add.length ? adoption.adopt[i - plan.add.length] : undefined;
       if (error === undefined) {
         added++;
-        if (verbose) log.info("Rule added", { rule: ipRuleCommand("add", rule) });
-        else log.debug("Rule added", { rule: ipRuleCommand("add", rule) });
+        if (adopting === undefined) {
+          note("Rule added", { rule: ipRuleCommand("add", rule) });
+        } else {
+          adopted++;
+          unmarked.push(adopting.replaces);
+          reasons.set(adopting.replaces, "adopted");
+          note("Rule adopted", {
+            rule: ipRuleCommand("add", rule),
+            replaces: ipRuleCommand("del", adopting.replaces),
+          });
+        }
       } else if (error.code === "EEXIST") {
-        // The dump showed no identical rule, yet the kernel's duplicate check (which ignores the
-        // protocol, and a destination or tos the new rule lacks) found one. Either the rule came
+        // The dump showed no identical rule, yet the kernel's duplicate check (which ignores a
+        // destination or tos the new rule lacks) found one; for an adoption, the unmarked rule
+        // stays. Either the rule came
         // back meanwhile, or another rule blocks it: the next reconcile tells, and a rule that
         // meets EEXIST twice in a row is reported as failed.
         const key = formatRule(rule);
@@ -205,13 +244,23 @@ export class RuleReconciler {
       }
     }
     this.#existing = existing;
-    const deletes = plan.delete.length > 0 ? await this.#table.deleteRules(plan.delete) : [];
+    for (const { rule, reason } of adoption.remove) {
+      unmarked.push(rule);
+      reasons.set(rule, reason);
+    }
+    // Own rules first: a protocol-less delete of an unmarked rule of the same source, table and
+    // priority must find them gone (adoption.ts); the socket keeps this order per priority.
+    const toDelete = [...plan.delete, ...unmarked];
+    const deletes = toDelete.length > 0 ? await this.#table.deleteRules(toDelete) : [];
     let deleted = 0;
-    for (const { rule, error } of deletes) {
+    for (const [i, { rule, error }] of deletes.entries()) {
       if (error === undefined || error.code === "ENOENT") {
         deleted++;
-        if (verbose) log.info("Rule deleted", { rule: ipRuleCommand("del", rule) });
-        else log.debug("Rule deleted", { rule: ipRuleCommand("del", rule) });
+        const reason = i >= plan.delete.length ? reasons.get(toDelete[i]!) : undefined;
+        note(reason === undefined ? "Rule deleted" : "Unmarked rule deleted", {
+          rule: ipRuleCommand("del", rule),
+          ...(reason === undefined ? {} : { reason }),
+        });
       } else {
         failed.push(this.#failure(rule, error));
       }
@@ -224,6 +273,7 @@ export class RuleReconciler {
       failed,
       added,
       deleted,
+      adopted,
       converged: failed.length === 0 && !recheck,
       recheck,
     };

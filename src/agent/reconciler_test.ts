@@ -194,3 +194,86 @@ Deno.test("checkPermission() passes on ENOENT and throws PermissionError on EPER
   table.refuse.set("255.255.255.255", EPERM);
   await assert.rejects(checkPermission(table, PROTO), /NET_ADMIN/);
 });
+
+/** Rules as `ip -d rule show` would list them: source, table, protocol. */
+const rows = (table: MemoryTable) =>
+  table.rules.map((r) => `${r.src} ${r.table} ${r.protocol}`).sort();
+
+/** The original operator's footprint: unmarked rules, one leaked with an old table. */
+function originalFootprint(): MemoryTable {
+  const table = new MemoryTable();
+  const unmarked = (src: string, table: number) =>
+    kernelRule({ family: 4, src, srcLen: 32, table, priority: 1000, protocol: 0 });
+  table.rules.push(
+    unmarked("10.0.0.1", 100), // a current config's rule
+    unmarked("10.0.0.1", 50), // leaked when the IPRule's table changed
+    unmarked("10.0.0.7", 100), // its config is absent
+    unmarked("10.99.0.1", 100), // the admin's: no config has this source
+  );
+  return table;
+}
+
+function adoptionState(): DesiredState {
+  const state = new DesiredState({ protocol: PROTO, trackSources: true });
+  state.update("c0", config("c0", "10.0.0.1"));
+  state.update("c7", { ...config("c7", "10.0.0.7"), state: "absent" });
+  return state;
+}
+
+Deno.test("RuleReconciler with adoption marks the unmarked rules it takes over and deletes leftovers", async () => {
+  const table = originalFootprint();
+  const reconciler = new RuleReconciler(table, { protocol: PROTO, adoptUnmarked: true });
+  const result = await reconciler.reconcile(adoptionState().snapshot(), quiet);
+  assert.equal(result.converged, true);
+  assert.deepEqual(
+    [result.desired, result.applied, result.added, result.adopted, result.deleted],
+    [1, 1, 1, 1, 3],
+  );
+  assert.deepEqual(rows(table), ["10.0.0.1 100 201", "10.99.0.1 100 0"]);
+  // Done: the next reconcile finds nothing to do.
+  const again = await reconciler.reconcile(adoptionState().snapshot(), quiet);
+  assert.deepEqual([again.added, again.deleted, again.adopted, again.converged], [0, 0, 0, true]);
+});
+
+Deno.test("RuleReconciler without adoption touches no unmarked rule", async () => {
+  const table = originalFootprint();
+  const before = rows(table);
+  const result = await new RuleReconciler(table, { protocol: PROTO }).reconcile(
+    adoptionState().snapshot(),
+    quiet,
+  );
+  assert.deepEqual([result.converged, result.applied, result.added, result.deleted], [
+    true,
+    1,
+    0,
+    0,
+  ]);
+  assert.deepEqual(rows(table), before);
+});
+
+Deno.test("RuleReconciler with adoption keeps the unmarked rule when its marked copy is refused", async () => {
+  const table = originalFootprint();
+  table.refuse.set("10.0.0.1", 17); // EEXIST: a kernel whose duplicate check ignored protocols
+  const reconciler = new RuleReconciler(table, { protocol: PROTO, adoptUnmarked: true });
+  const first = await reconciler.reconcile(adoptionState().snapshot(), quiet);
+  assert.deepEqual([first.adopted, first.recheck, first.converged], [0, true, false]);
+  assert.ok(rows(table).includes("10.0.0.1 100 0"), "the unmarked rule still routes");
+  const second = await reconciler.reconcile(adoptionState().snapshot(), quiet);
+  assert.match(second.failed[0]?.error ?? "", /EEXIST/);
+  assert.ok(rows(table).includes("10.0.0.1 100 0"));
+});
+
+Deno.test("RuleReconciler in dry-run with adoption plans it and changes nothing", async () => {
+  const table = originalFootprint();
+  const before = rows(table);
+  const result = await new RuleReconciler(table, {
+    protocol: PROTO,
+    adoptUnmarked: true,
+    dryRun: true,
+  }).reconcile(adoptionState().snapshot(), quiet);
+  assert.deepEqual(
+    [result.plan.adoption?.adopt.length, result.plan.adoption?.remove.length, result.converged],
+    [1, 2, false],
+  );
+  assert.deepEqual(rows(table), before);
+});

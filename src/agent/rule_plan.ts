@@ -5,11 +5,22 @@
  * Ownership: a rule carrying the agent's protocol number is the agent's; every other rule is
  * foreign and never deleted. A foreign rule identical to a desired one (same family, source,
  * prefix length, table and priority, no other selector) satisfies it: no duplicate is added.
+ * The one exception is opt-in: with adoption on, unmarked rules (protocol 0) of the original
+ * operator are taken over or removed as adoption.ts plans it.
  */
 import { formatRule, type KernelRule, type Rule, type RuleSpec } from "../../ffi/mod.ts";
 import type { ConfigState } from "../api/types.ts";
 import { priorityProblem, tableProblem } from "../api/limits.ts";
 import { parseIP, unusableSource } from "../ip.ts";
+import {
+  adoptionChanges,
+  type AdoptionPlan,
+  HELD_NO,
+  HELD_OWN,
+  planAdoption,
+  type Sources,
+  UNMARKED,
+} from "./adoption.ts";
 
 /** What the agent keeps of an IPRuleConfig. */
 export interface ConfigRule {
@@ -37,8 +48,10 @@ export interface DesiredRules {
   rules: RuleSet;
   /** Present configs that yield no valid rule. */
   invalid: InvalidConfig[];
-  /** The version of `rules` and `invalid` (see `DesiredState.version`). */
+  /** The version of `rules`, `invalid` and `sources` (see `DesiredState.version`). */
   version: number;
+  /** The configs' sources, present or absent (live), when the state tracks them. */
+  sources?: Sources;
 }
 
 /** What a reconcile must do to the kernel. */
@@ -49,6 +62,13 @@ export interface RulePlan {
   delete: KernelRule[];
   /** Desired rules already present: the agent's own, or an identical foreign rule. */
   satisfied: number;
+  /** With adoption on: unmarked rules taken over or deleted (see adoption.ts). */
+  adoption?: AdoptionPlan;
+}
+
+/** Whether a plan changes nothing in the kernel. */
+export function planIsEmpty(plan: RulePlan): boolean {
+  return plan.add.length === 0 && plan.delete.length === 0 && adoptionChanges(plan.adoption) === 0;
 }
 
 /** Whether two rules are the same for planning: family, source prefix, table and priority. */
@@ -210,13 +230,21 @@ export class DesiredState {
   readonly #protocol: number;
   readonly #byKey = new Map<string, Rule | InvalidConfig>();
   readonly #invalid = new Map<string, InvalidConfig>();
+  /** Per config key its source, and per source how many configs name it (adoption only). */
+  readonly #sourceOf: Map<string, string> | undefined;
+  readonly #sources: Map<string, number> | undefined;
   /** The desired rules; changed in place by `update`. */
   readonly rules = new RuleSet();
-  /** Incremented by every change of the desired rules or of the refused configs. */
+  /** Incremented by every change of the desired rules, the refused configs or the sources. */
   version = 0;
 
-  constructor(options: { protocol: number }) {
+  /** `trackSources`: also keep every config's source, present or absent (for adoption). */
+  constructor(options: { protocol: number; trackSources?: boolean }) {
     this.#protocol = options.protocol;
+    if (options.trackSources) {
+      this.#sourceOf = new Map();
+      this.#sources = new Map();
+    }
   }
 
   /** Applies the change of the config at `key` (undefined: deleted). */
@@ -225,6 +253,9 @@ export class DesiredState {
     const after = config?.state === "present"
       ? configRule(config, { protocol: this.#protocol })
       : undefined;
+    // A present config refused as invalid does not say which rule its source should have:
+    // adoption must not take that source's unmarked rules for leftovers.
+    this.#updateSource(key, after !== undefined && "error" in after ? undefined : config);
     if (before === undefined && after === undefined) return;
     if (before !== undefined) {
       if ("error" in before) this.#invalid.delete(key);
@@ -240,84 +271,168 @@ export class DesiredState {
     this.version++;
   }
 
+  /** Counts the config's source in (none: undefined) and its former one out, when tracked. */
+  #updateSource(key: string, config: ConfigRule | undefined): void {
+    const sources = this.#sources;
+    const sourceOf = this.#sourceOf;
+    if (sources === undefined || sourceOf === undefined) return;
+    const before = sourceOf.get(key);
+    const after = config === undefined ? undefined : parseIP(config.serviceIP)?.text;
+    if (before === after) return;
+    if (before !== undefined) {
+      const count = sources.get(before)! - 1;
+      if (count > 0) sources.set(before, count);
+      else sources.delete(before);
+      sourceOf.delete(key);
+    }
+    if (after !== undefined) {
+      sources.set(after, (sources.get(after) ?? 0) + 1);
+      sourceOf.set(key, after);
+    }
+    this.version++;
+  }
+
+  /** The configs' sources, present or absent (live), when tracked. */
+  get sources(): Sources | undefined {
+    return this.#sources;
+  }
+
   /** The refused configs. */
   invalid(): InvalidConfig[] {
     return [...this.#invalid.values()];
   }
 
-  /** The desired rules (live set) and the refused configs (copied) as one value. */
+  /** The desired rules and sources (live) and the refused configs (copied) as one value. */
   snapshot(): DesiredRules {
-    return { rules: this.rules, invalid: this.invalid(), version: this.version };
+    const snapshot: DesiredRules = {
+      rules: this.rules,
+      invalid: this.invalid(),
+      version: this.version,
+    };
+    if (this.#sources !== undefined) snapshot.sources = this.#sources;
+    return snapshot;
   }
+}
+
+/** Options of `planRules`. */
+export interface PlanRulesOptions {
+  /** The agent's protocol: the mark of the rules it owns. */
+  protocol: number;
+  /** Adoption of unmarked rules (opt-in), with the configs' sources. */
+  adopt?: { sources: Sources };
 }
 
 /**
  * The operations that make the kernel hold every desired rule once and no other rule with the
  * agent's protocol. Foreign rules (any other protocol) are never deleted; an identical plain
- * foreign rule satisfies a desired rule. Of several identical own rules, one is kept.
+ * foreign rule satisfies a desired rule. Of several identical own rules, one is kept. With
+ * `adopt`, unmarked rules are also taken over or deleted (adoption.ts).
  */
 export function planRules(
   desired: RuleSet | readonly Rule[],
   kernel: readonly KernelRule[],
-  options: { protocol: number },
+  options: PlanRulesOptions,
 ): RulePlan {
   const wanted = desired instanceof RuleSet ? desired : new RuleSet(desired);
-  const present = new Uint8Array(wanted.size);
+  const held = new Uint8Array(wanted.size);
   let satisfied = 0;
   const remove: KernelRule[] = [];
   // Own rules first, so that an own rule is kept even when a foreign copy precedes it.
   for (const rule of kernel) {
     if (rule.protocol !== options.protocol) continue;
     const at = rule.plain ? wanted.indexOf(rule) : -1;
-    if (at >= 0 && present[at] === 0) {
-      present[at] = 1;
+    if (at >= 0 && held[at] === HELD_NO) {
+      held[at] = HELD_OWN;
       satisfied++;
     } else {
       remove.push(rule);
     }
   }
+  const adoption = options.adopt && planAdoption({
+    wanted,
+    held,
+    kernel,
+    ownDeletes: remove,
+    sources: options.adopt.sources,
+  });
   for (const rule of kernel) {
     if (rule.protocol === options.protocol || !rule.plain) continue;
     const at = wanted.indexOf(rule);
-    if (at >= 0 && present[at] === 0) {
-      present[at] = 1;
+    if (at >= 0 && held[at] === HELD_NO) {
+      held[at] = HELD_OWN;
       satisfied++;
     }
   }
   const add: Rule[] = [];
-  if (satisfied < wanted.size) {
+  if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {
     const rules = wanted.values();
-    for (let i = 0; i < rules.length; i++) if (present[i] === 0) add.push(rules[i]!);
+    for (let i = 0; i < rules.length; i++) if (held[i] === HELD_NO) add.push(rules[i]!);
   }
-  return { add, delete: remove, satisfied };
+  return adoption
+    ? { add, delete: remove, satisfied, adoption }
+    : { add, delete: remove, satisfied };
 }
 
 /**
  * Whether a rule change seen in the kernel may need a repair: a rule with the agent's protocol,
- * or a plain rule identical to a desired one (e.g. a foreign rule that satisfied it, deleted).
+ * or a plain rule identical to a desired one (e.g. a foreign rule that satisfied it, deleted);
+ * with adoption (`sources` given), also an unmarked plain rule from a config's source.
  */
 export function changeMatters(
   rule: KernelRule,
   desired: RuleSet,
-  options: { protocol: number },
+  options: { protocol: number; sources?: Sources },
 ): boolean {
-  return rule.protocol === options.protocol || (rule.plain && desired.find(rule) !== undefined);
+  return rule.protocol === options.protocol ||
+    (rule.plain && desired.find(rule) !== undefined) ||
+    (rule.plain && rule.protocol === UNMARKED && options.sources?.has(rule.src) === true);
 }
 
-/** The `ip rule` command of one operation, e.g. `ip -6 rule del from fd00::1 lookup 100 priority 1000 proto 201`. */
+/**
+ * The `ip rule` command of one operation, e.g. `ip -6 rule del from fd00::1 lookup 100 priority
+ * 1000 proto 201`; an unmarked rule's has no `proto` (protocol 0 is what `ip rule` sends without).
+ */
 export function ipRuleCommand(op: "add" | "del", rule: RuleSpec): string {
-  const args = formatRule(rule).replace(/ protocol (\d+)$/, " proto $1");
+  const args = formatRule(rule).replace(/ protocol 0$/, "").replace(
+    / protocol (\d+)$/,
+    " proto $1",
+  );
   return `ip${rule.family === 6 ? " -6" : ""} rule ${op} ${args}`;
 }
 
-/** The plan as `ip rule` commands: deletes first, then adds, each sorted by family, priority, source. */
+const REMOVAL_NOTES = {
+  duplicate: "unmarked copy of a rule the agent holds",
+  leftover: "unmarked leftover: its source is an IPRuleConfig's, its table or priority is not",
+} as const;
+
+/**
+ * The plan as `ip rule` commands: deletes first, then adds, each sorted by family, priority,
+ * source; then adoption's, in the order they run (adds, then the unmarked rules' deletes), with
+ * a `#` note saying why, and the unmarked rules left in place as comments.
+ */
 export function planCommands(plan: RulePlan): string[] {
   const order = (a: RuleSpec, b: RuleSpec) =>
     a.family - b.family || a.priority - b.priority || a.src.localeCompare(b.src) ||
     a.table - b.table;
-  return [
+  const lines = [
     ...[...plan.delete].sort(order).map((rule) => ipRuleCommand("del", rule)),
     ...[...plan.add].sort(order).map((rule) => ipRuleCommand("add", rule)),
+  ];
+  const adoption = plan.adoption;
+  if (adoption === undefined) return lines;
+  const adopt = [...adoption.adopt].sort((a, b) => order(a.rule, b.rule));
+  const remove = [...adoption.remove].sort((a, b) => order(a.rule, b.rule));
+  return [
+    ...lines,
+    ...adopt.map(({ rule }) => `${ipRuleCommand("add", rule)}  # adopts the unmarked rule`),
+    ...adopt.map(({ replaces }) => `${ipRuleCommand("del", replaces)}  # adopted`),
+    ...remove.map(({ rule, reason }) =>
+      `${ipRuleCommand("del", rule)}  # ${REMOVAL_NOTES[reason]}`
+    ),
+    ...[...adoption.blocked].sort(order).map((rule) =>
+      `# left in place: ${ipRuleCommand("del", rule).replace(/^ip (-6 )?rule del /, "")} ` +
+      "(another rule the kernel would delete instead comes first)"
+    ),
   ];
 }
 

@@ -10,25 +10,12 @@ import {
   planRules,
   RuleSet,
 } from "./rule_plan.ts";
-import { kernelRule } from "./test_rules.ts";
+import { kernelRule, rule } from "./test_rules.ts";
 
 const PROTO = 201;
 
 function config(name: string, serviceIP: string, extra: Partial<ConfigRule> = {}): ConfigRule {
   return { name, serviceIP, table: 100, priority: 1000, state: "present", ...extra };
-}
-
-function rule(src: string, extra: Partial<Rule> = {}): Rule {
-  const family = src.includes(":") ? 6 : 4;
-  return {
-    family,
-    src,
-    srcLen: family === 4 ? 32 : 128,
-    table: 100,
-    priority: 1000,
-    protocol: PROTO,
-    ...extra,
-  };
 }
 
 function kernel(src: string, extra: Partial<KernelRule> = {}): KernelRule {

@@ -2,12 +2,30 @@
 import {
   type KernelRule,
   NetlinkError,
+  type Rule,
   type RuleList,
   RuleListImage,
   type RuleResult,
   type RuleSpec,
 } from "../../ffi/mod.ts";
 import type { RuleTable } from "./reconciler.ts";
+
+/** The tests' agent protocol. */
+export const TEST_PROTOCOL = 201;
+
+/** `from SRC lookup 100 priority 1000` of the family of `src`, with the tests' protocol. */
+export function rule(src: string, extra: Partial<Rule> = {}): Rule {
+  const family = src.includes(":") ? 6 : 4;
+  return {
+    family,
+    src,
+    srcLen: family === 4 ? 32 : 128,
+    table: 100,
+    priority: 1000,
+    protocol: TEST_PROTOCOL,
+    ...extra,
+  };
+}
 
 /** `rule` as `listRules()` returns it: no other selectors, a plain `from X lookup T`. */
 export function kernelRule(rule: RuleSpec, extra: Partial<KernelRule> = {}): KernelRule {

@@ -41,11 +41,31 @@ export function sameConditions(
   });
 }
 
+/** How many names a set has, and its first few: what a message shows of a large set. */
+export interface NameSample {
+  count: number;
+  /** At most five of them. */
+  names: readonly string[];
+}
+
+/** The size and first five names of a set, in its iteration order (O(5), not O(size)). */
+export function nameSample(names: Iterable<string>, count: number): NameSample {
+  const shown: string[] = [];
+  for (const name of names) {
+    if (shown.length === 5) break;
+    shown.push(name);
+  }
+  return { count, names: shown };
+}
+
 /**
- * Names for a condition message (nodes, configs): the first five and how many more, so a
- * message stays far below the CRD's 32768-character limit on any cluster.
+ * Names for a condition message (nodes, configs): the first five and how many more (of
+ * `total`, default all of `names`), so a message stays far below the CRD's 32768-character
+ * limit on any cluster.
  */
-export function nameList(names: readonly string[]): string {
-  const shown = names.slice(0, 5).join(", ");
-  return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
+export function nameList(names: readonly string[], total = names.length): string {
+  const shown = names.slice(0, 5);
+  return total > shown.length
+    ? `${shown.join(", ")} and ${total - shown.length} more`
+    : shown.join(", ");
 }

@@ -19,6 +19,7 @@ import {
   type Lease,
   type NodeInfo,
   type ObjectMeta,
+  type OwnerReference,
   type RuleSource,
   type ServiceInfo,
   type ServiceRef,
@@ -145,7 +146,25 @@ function readMeta(r: Reader, raw: Json): ObjectMeta {
     meta.annotations = r.stringMap(m.annotations, "metadata.annotations");
   }
   if (m.finalizers !== undefined) meta.finalizers = r.strings(m.finalizers, "metadata.finalizers");
+  if (m.ownerReferences !== undefined) {
+    meta.ownerReferences = r.array(m.ownerReferences, "metadata.ownerReferences").map((o, i) =>
+      readOwnerReference(r, o, `metadata.ownerReferences[${i}]`)
+    );
+  }
   return meta;
+}
+
+function readOwnerReference(r: Reader, value: unknown, field: string): OwnerReference {
+  const o = r.record(value, field);
+  const ref: OwnerReference = {
+    apiVersion: r.string(o.apiVersion, `${field}.apiVersion`),
+    kind: r.string(o.kind, `${field}.kind`),
+    name: r.string(o.name, `${field}.name`),
+    uid: r.string(o.uid, `${field}.uid`),
+  };
+  if (typeof o.controller === "boolean") ref.controller = o.controller;
+  if (typeof o.blockOwnerDeletion === "boolean") ref.blockOwnerDeletion = o.blockOwnerDeletion;
+  return ref;
 }
 
 function readSelector(r: Reader, value: unknown, field: string): LabelSelector | undefined {
@@ -188,21 +207,35 @@ function readServiceRef(r: Reader, value: unknown, field: string): ServiceRef {
   };
 }
 
-/** Narrows an IPRule; CIDR syntax and ranges are the planner's to judge, not the shape's. */
+/**
+ * Narrows an IPRule; CIDR syntax and ranges are the planner's to judge, not the shape's. The
+ * original operator's single `spec.cidr` (deprecated) is normalized here, the one place every
+ * reader goes through: it becomes `cidrs: [cidr]` and stays as `spec.cidr` for the deprecation
+ * notice (condition and Event). The CRD refuses it together with `cidrs`; an object stored with
+ * both before our CRD was applied routes both (no Service the original routed loses its rule).
+ */
 export function narrowIPRule(raw: unknown): IPRule {
   const r = identity("IPRule", raw);
   const obj = r.record(raw, "");
   const spec = r.record(obj.spec, "spec");
+  const cidr = r.optString(spec.cidr, "spec.cidr");
+  const cidrs = cidr === undefined || (spec.cidrs !== undefined && spec.cidrs !== null)
+    ? r.strings(spec.cidrs, "spec.cidrs")
+    : [];
+  if (cidr !== undefined && !cidrs.includes(cidr)) cidrs.push(cidr);
   const rule: IPRule = {
     apiVersion: API_VERSION,
     kind: "IPRule",
     metadata: readMeta(r, obj),
     spec: {
-      cidrs: r.strings(spec.cidrs, "spec.cidrs"),
+      cidrs,
       table: r.integer(spec.table, "spec.table"),
-      priority: r.optInteger(spec.priority, "spec.priority") ?? DEFAULT_PRIORITY,
+      // 0 is the original operator's "the agent picks one", stored before our CRD (which
+      // refuses it) was applied: the default, as for a priority never set.
+      priority: r.optInteger(spec.priority, "spec.priority") || DEFAULT_PRIORITY,
     },
   };
+  if (cidr !== undefined) rule.spec.cidr = cidr;
   if (spec.source !== undefined) {
     rule.spec.source = r.oneOf<RuleSource>(spec.source, "spec.source", [
       "ClusterIP",
@@ -307,6 +340,13 @@ export function narrowAgent(raw: unknown): Agent {
   if (pc !== undefined) agent.spec.priorityClassName = pc;
   const resync = r.optString(spec.resyncPeriod, "spec.resyncPeriod");
   if (resync !== undefined) agent.spec.resyncPeriod = resync;
+  const adopt = spec.adoptUnmarkedRules;
+  if (typeof adopt === "boolean") agent.spec.adoptUnmarkedRules = adopt;
+  else if (adopt !== undefined && adopt !== null) {
+    r.fail("spec.adoptUnmarkedRules", adopt, "must be a boolean");
+  }
+  const statusInterval = r.optString(spec.statusInterval, "spec.statusInterval");
+  if (statusInterval !== undefined) agent.spec.statusInterval = statusInterval;
   if (spec.logLevel !== undefined) {
     agent.spec.logLevel = r.oneOf(
       spec.logLevel,
@@ -361,6 +401,12 @@ export function narrowService(raw: unknown): ServiceInfo {
   };
 }
 
+/** Narrows a core/v1 Namespace to its metadata (whether it is being deleted). */
+export function narrowNamespace(raw: unknown): { metadata: ObjectMeta } {
+  const r = identity("Namespace", raw);
+  return { metadata: readMeta(r, r.record(raw, "")) };
+}
+
 /** Narrows a core/v1 Namespace to its labels (what `namespaceSelector` matches). */
 export function narrowNamespaceLabels(raw: unknown): Record<string, string> {
   const r = identity("Namespace", raw);
@@ -390,13 +436,16 @@ export function narrowNode(raw: unknown): NodeInfo {
   return node;
 }
 
-/** Narrows an apps/v1 DaemonSet to its metadata and the status counters the Agent mirrors. */
+/**
+ * Narrows an apps/v1 DaemonSet to its metadata, the status counters the Agent mirrors, who set
+ * its fields and its Pod template's annotations (what the hand-over from the original reads).
+ */
 export function narrowDaemonSet(raw: unknown): DaemonSetInfo {
   const r = identity("DaemonSet", raw);
   const obj = r.record(raw, "");
   const status = r.optRecord(obj.status, "status") ?? {};
   const count = (field: string) => r.optInteger(status[field], `status.${field}`) ?? 0;
-  return {
+  const info: DaemonSetInfo = {
     metadata: readMeta(r, obj),
     counts: {
       desiredNumberScheduled: count("desiredNumberScheduled"),
@@ -404,6 +453,21 @@ export function narrowDaemonSet(raw: unknown): DaemonSetInfo {
       numberReady: count("numberReady"),
     },
   };
+  const meta = r.record(obj.metadata, "metadata");
+  if (meta.managedFields !== undefined && meta.managedFields !== null) {
+    info.managedFields = r.array(meta.managedFields, "metadata.managedFields").map((e, i) =>
+      structuredClone(r.record(e, `metadata.managedFields[${i}]`))
+    );
+  }
+  const template = r.optRecord(r.optRecord(obj.spec, "spec")?.template, "spec.template");
+  const templateMeta = r.optRecord(template?.metadata, "spec.template.metadata");
+  if (templateMeta?.annotations !== undefined) {
+    info.templateAnnotations = r.stringMap(
+      templateMeta.annotations,
+      "spec.template.metadata.annotations",
+    );
+  }
+  return info;
 }
 
 /** Narrows a coordination.k8s.io/v1 Lease to what leader election reads. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   InvalidObjectError,
   narrowAgent,
+  narrowDaemonSet,
   narrowIPRule,
   narrowIPRuleConfig,
   narrowService,
@@ -68,6 +69,22 @@ Deno.test("narrow*() reject malformed objects with an error naming the field and
         }),
       "spec.serviceSelector.matchExpressions[0].operator",
       /"Is"/,
+    ],
+    [
+      "cidr not a string",
+      () => narrowIPRule({ metadata: { name: "r" }, spec: { cidr: 10, table: 1 } }),
+      "spec.cidr",
+      /got 10/,
+    ],
+    [
+      "agent adoptUnmarkedRules",
+      () =>
+        narrowAgent({
+          metadata: { name: "agent", namespace: "ns" },
+          spec: { adoptUnmarkedRules: "yes" },
+        }),
+      "spec.adoptUnmarkedRules",
+      /boolean .*"yes"/,
     ],
     [
       "config state",
@@ -141,4 +158,61 @@ Deno.test("narrowService() reads ClusterIPs, ingress IPs and hostname-only entri
   });
   assert.deepEqual(single.clusterIPs, ["None"]);
   assert.equal(single.type, "ClusterIP");
+});
+
+Deno.test("narrowIPRule() reads the original's deprecated cidr as cidrs, and its priority 0 as the default", () => {
+  const rule = narrowIPRule({
+    metadata: { name: "dc-a" },
+    spec: { cidr: "10.0.0.0/24", table: 100, priority: 0 },
+  });
+  assert.deepEqual(rule.spec, {
+    cidr: "10.0.0.0/24",
+    cidrs: ["10.0.0.0/24"],
+    table: 100,
+    priority: 1000,
+  });
+});
+
+Deno.test("narrowIPRule() routes both cidrs and cidr of an IPRule stored with both", () => {
+  const both = (cidrs: string[]) =>
+    narrowIPRule({ metadata: { name: "r" }, spec: { cidr: "10.0.0.0/8", cidrs, table: 1 } }).spec;
+  assert.deepEqual(both(["10.1.0.0/16"]).cidrs, ["10.1.0.0/16", "10.0.0.0/8"]);
+  assert.deepEqual(both(["10.0.0.0/8"]).cidrs, ["10.0.0.0/8"]);
+  assert.equal(both([]).cidr, "10.0.0.0/8");
+});
+
+Deno.test("narrowIPRuleConfig() keeps the owner references", () => {
+  const ref = {
+    apiVersion: "api.operator.brtrm.dev/v1alpha1",
+    kind: "IPRule",
+    name: "dc-a",
+    uid: "u1",
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+  const config = narrowIPRuleConfig({
+    metadata: { name: "iprc-10-96-1-50", ownerReferences: [ref] },
+    spec: { serviceIP: "10.96.1.50", table: 100, priority: 1000, state: "present" },
+  });
+  assert.deepEqual(config.metadata.ownerReferences, [ref]);
+});
+
+Deno.test("narrowAgent() reads adoptUnmarkedRules", () => {
+  const agent = narrowAgent({
+    metadata: { name: "agent", namespace: "ns" },
+    spec: { adoptUnmarkedRules: true },
+  });
+  assert.equal(agent.spec.adoptUnmarkedRules, true);
+});
+
+Deno.test("narrowDaemonSet() keeps who set its fields and its template's annotations", () => {
+  const entry = { manager: "manager", operation: "Update", fieldsV1: { "f:spec": {} } };
+  const ds = narrowDaemonSet({
+    metadata: { name: "iprule-agent", namespace: "ns", managedFields: [entry] },
+    spec: { template: { metadata: { annotations: { "a/b": "c" } } } },
+    status: { numberReady: 2 },
+  });
+  assert.deepEqual(ds.managedFields, [entry]);
+  assert.deepEqual(ds.templateAnnotations, { "a/b": "c" });
+  assert.equal(ds.counts.numberReady, 2);
 });

@@ -13,11 +13,18 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 /** Value of {@link MANAGED_BY_LABEL} on the operator's objects. */
 export const MANAGED_BY = "ip-rule-operator";
+/**
+ * The label the original Go operator put on its IPRuleConfigs (same value): configs carrying it
+ * are adopted, and the controller moves them to {@link MANAGED_BY_LABEL} on its next write.
+ */
+export const ORIGINAL_MANAGED_BY_LABEL = "managed-by";
 /** Whether the controller owns an IPRuleConfig (only those are ever changed). */
 export function isManagedConfig(
   config: { metadata: { labels?: Record<string, string> } },
 ): boolean {
-  return config.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY;
+  const labels = config.metadata.labels;
+  return labels?.[MANAGED_BY_LABEL] === MANAGED_BY ||
+    labels?.[ORIGINAL_MANAGED_BY_LABEL] === MANAGED_BY;
 }
 /** The only allowed name of the Agent object (CRD CEL rule). */
 export const AGENT_NAME = "agent";
@@ -34,6 +41,17 @@ export interface ObjectMeta {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   finalizers?: string[];
+  ownerReferences?: OwnerReference[];
+}
+
+/** A reference to an owning object (metav1.OwnerReference). */
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
 }
 
 /** A Kubernetes label selector (matchLabels AND matchExpressions). */
@@ -64,7 +82,10 @@ export type RuleSource = "ClusterIP" | "LoadBalancerIP";
 
 /** IPRule spec: the routing policy a user writes. */
 export interface IPRuleSpec {
+  /** The LB IP ranges; `[cidr]` when the IPRule names the deprecated single `cidr`. */
   cidrs: string[];
+  /** The original operator's single CIDR, deprecated: narrowing reads it as `cidrs: [cidr]`. */
+  cidr?: string;
   table: number;
   priority: number;
   source?: RuleSource;
@@ -165,7 +186,11 @@ export interface AgentSpec {
   };
   priorityClassName?: string;
   resyncPeriod?: string;
+  /** Least time between two status writes of an agent (its --status-interval). */
+  statusInterval?: string;
   logLevel?: "debug" | "info" | "warn" | "error";
+  /** Migration from the original operator: agents take over its unmarked rules. */
+  adoptUnmarkedRules?: boolean;
 }
 
 /** Agent status, from the DaemonSet and the nodes' IPRuleNodeStates. */
@@ -224,11 +249,23 @@ export interface DaemonSetCounts {
   numberReady?: number;
 }
 
+/** One entry of `metadata.managedFields`, kept as the API server wrote it. */
+export interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  subresource?: string;
+  [field: string]: unknown;
+}
+
 /** What the controller reads of the agents' apps/v1 DaemonSet. */
 export interface DaemonSetInfo {
   /** Its metadata; the annotations carry the hash of the spec it was rendered from. */
   metadata: ObjectMeta;
   counts: DaemonSetCounts;
+  /** Who set its fields (for the hand-over from the original operator). */
+  managedFields?: ManagedFieldsEntry[];
+  /** The annotations of its Pod template. */
+  templateAnnotations?: Record<string, string>;
 }
 
 /** A coordination.k8s.io/v1 Lease's spec. */

@@ -1,4 +1,7 @@
-/** Agent status from its DaemonSet and the nodes' IPRuleNodeStates (pure). */
+/**
+ * Agent status from its DaemonSet and the counts of its nodes (pure), which nodes it selects
+ * and waits for, and which status changes are urgent.
+ */
 import type {
   Agent,
   AgentStatus,
@@ -7,7 +10,7 @@ import type {
   NodeInfo,
 } from "../api/types.ts";
 import { selectorMatches } from "./selector.ts";
-import { nameList, sameConditions, setCondition } from "../api/conditions.ts";
+import { nameList, type NameSample, sameConditions, setCondition } from "../api/conditions.ts";
 import { agentNodeSelector } from "./daemonset.ts";
 import { daemonPodSchedules, daemonPodStays } from "./tolerations.ts";
 
@@ -24,25 +27,35 @@ export function nodeConverged(state: IPRuleNodeState | undefined): boolean {
  */
 export function selectedNodes(agent: Agent, nodes: readonly NodeInfo[]): NodeInfo[] {
   const selector = agentNodeSelector(agent.spec);
-  return nodes.filter((n) =>
-    selectorMatches({ matchLabels: selector }, n.labels) &&
-    daemonPodStays(agent.spec.tolerations, n.taints)
-  );
+  return nodes.filter((n) => nodeSelected(agent, n, selector));
+}
+
+/** Whether the agent DaemonSet keeps an agent on `node` (see `selectedNodes`). */
+export function nodeSelected(
+  agent: Agent,
+  node: NodeInfo,
+  selector: Record<string, string> = agentNodeSelector(agent.spec),
+): boolean {
+  return selectorMatches({ matchLabels: selector }, node.labels) &&
+    daemonPodStays(agent.spec.tolerations, node.taints);
 }
 
 /**
- * Selected nodes the Agent's Ready condition waits for: those a new agent pod is scheduled on,
- * and those whose agent already reports (it runs there, e.g. on a node cordoned since or not
- * ready). A node whose NoSchedule taint keeps the agent away, e.g. a GPU pool, is not waited for.
+ * Whether the Agent's Ready condition waits for a selected node: when a new agent pod is
+ * scheduled on it, or its agent already reports (it runs there, e.g. on a node cordoned since
+ * or not ready). A node whose NoSchedule taint keeps the agent away, e.g. a GPU pool, is not
+ * waited for.
  */
-function awaitedNodes(
-  agent: Agent,
-  nodes: readonly NodeInfo[],
-  states: ReadonlyMap<string, IPRuleNodeState>,
-): NodeInfo[] {
-  return selectedNodes(agent, nodes).filter((n) =>
-    states.has(n.name) || daemonPodSchedules(agent.spec.tolerations, n.taints)
-  );
+export function nodeAwaited(agent: Agent, node: NodeInfo, reporting: boolean): boolean {
+  return reporting || daemonPodSchedules(agent.spec.tolerations, node.taints);
+}
+
+/** What the Agent's status counts of its nodes (kept per event by the `AgentTally`). */
+export interface FleetCounts {
+  /** Selected nodes the Agent waits for (see `nodeAwaited`). */
+  awaited: number;
+  /** Those of them whose agent has not reported converged. */
+  waiting: NameSample;
 }
 
 /** The Agent's status: Ready when every selected node's agent has converged. */
@@ -50,27 +63,24 @@ export function agentStatus(
   agent: Agent,
   input: {
     daemonSet?: DaemonSetCounts;
-    nodes: readonly NodeInfo[];
-    states: ReadonlyMap<string, IPRuleNodeState>;
+    fleet: FleetCounts;
     /** Why the API server refused the DaemonSet rendered from this spec, when it did. */
     invalidSpec?: string;
   },
   now: string,
 ): AgentStatus {
-  const selected = awaitedNodes(agent, input.nodes, input.states);
-  const waiting = selected.filter((n) => !nodeConverged(input.states.get(n.name))).map((n) =>
-    n.name
-  );
-  const converged = selected.length - waiting.length;
+  const { awaited, waiting } = input.fleet;
+  const converged = awaited - waiting.count;
   const gen = agent.metadata.generation === undefined
     ? {}
     : { observedGeneration: agent.metadata.generation };
-  const ready = selected.length > 0 && waiting.length === 0;
-  const message = selected.length === 0
+  const ready = awaited > 0 && waiting.count === 0;
+  const message = awaited === 0
     ? "No node matches the Agent's node selector"
     : ready
-    ? `All ${selected.length} selected node(s) converged`
-    : `${converged}/${selected.length} node(s) converged; waiting for ${nameList(waiting)}`;
+    ? `All ${awaited} selected node(s) converged`
+    : `${converged}/${awaited} node(s) converged; waiting for ` +
+      nameList(waiting.names, waiting.count);
   const ds = input.daemonSet ?? {};
   return {
     ...gen,
@@ -85,7 +95,7 @@ export function agentStatus(
         ? "InvalidSpec"
         : ready
         ? "Converged"
-        : selected.length === 0
+        : awaited === 0
         ? "NoNodes"
         : "NotConverged",
       message: input.invalidSpec !== undefined
@@ -94,6 +104,19 @@ export function agentStatus(
       ...gen,
     }, now),
   };
+}
+
+/**
+ * Whether an Agent status change must be written after the pacing floor rather than at the end
+ * of the interval: a condition flipping or changing its reason (Ready, Draining), or a new
+ * generation observed. Counts and messages alone wait.
+ */
+export function urgentAgentChange(written: AgentStatus | undefined, next: AgentStatus): boolean {
+  if (written === undefined) return true;
+  const conditions = (s: AgentStatus) =>
+    (s.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason}`).sort().join(",");
+  return written.observedGeneration !== next.observedGeneration ||
+    conditions(written) !== conditions(next);
 }
 
 /** Whether an Agent status write would change anything. */

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { type Agent, API_VERSION, type IPRuleNodeState } from "../api/types.ts";
-import { agentStatus, sameAgentStatus, selectedNodes } from "./agent_status.ts";
+import { type Agent, API_VERSION, type IPRuleNodeState, type NodeInfo } from "../api/types.ts";
+import {
+  agentStatus,
+  type FleetCounts,
+  sameAgentStatus,
+  selectedNodes,
+  urgentAgentChange,
+} from "./agent_status.ts";
+import { AgentTally } from "./agent_tally.ts";
 
 const agent: Agent = {
   apiVersion: API_VERSION,
@@ -33,21 +40,35 @@ function state(name: string, converged: boolean): IPRuleNodeState {
 }
 const T = "2026-01-02T00:00:00Z";
 
+/** The fleet counts of `agent` over these nodes and states, as the controller keeps them. */
+function fleet(
+  a: Agent,
+  input: { nodes: readonly NodeInfo[]; states: ReadonlyMap<string, IPRuleNodeState> },
+): FleetCounts {
+  const tally = new AgentTally();
+  tally.agent(a);
+  for (const n of input.nodes) tally.node(n.name, n);
+  for (const [name, s] of input.states) tally.nodeState(name, s);
+  return tally.fleet;
+}
+
 Deno.test("agentStatus() is Ready only when every selected node converged", () => {
   const partly = agentStatus(agent, {
-    nodes,
-    states: new Map([["n1", state("n1", true)], ["n2", state("n2", false)], [
-      "n3",
-      state("n3", false),
-    ]]),
+    fleet: fleet(agent, {
+      nodes,
+      states: new Map([["n1", state("n1", true)], ["n2", state("n2", false)], [
+        "n3",
+        state("n3", false),
+      ]]),
+    }),
   }, T);
   assert.equal(partly.convergedNodes, 1);
   assert.equal(partly.conditions?.[0]?.status, "False");
   assert.match(partly.conditions?.[0]?.message ?? "", /1\/2 node\(s\) converged; waiting for n2/);
+  const both = new Map([["n1", state("n1", true)], ["n2", state("n2", true)]]);
   const all = agentStatus(agent, {
     daemonSet: { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2 },
-    nodes,
-    states: new Map([["n1", state("n1", true)], ["n2", state("n2", true)]]),
+    fleet: fleet(agent, { nodes, states: both }),
   }, T);
   assert.equal(all.conditions?.[0]?.status, "True");
   assert.equal(all.numberReady, 2);
@@ -56,17 +77,14 @@ Deno.test("agentStatus() is Ready only when every selected node converged", () =
     all,
     agentStatus({ ...agent, status: all }, {
       daemonSet: { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2 },
-      nodes,
-      states: new Map([["n1", state("n1", true)], ["n2", state("n2", true)]]),
+      fleet: fleet(agent, { nodes, states: both }),
     }, "2026-01-03T00:00:00Z"),
   ));
 });
 
 Deno.test("agentStatus() says so when no node is selected", () => {
-  const none = agentStatus({ ...agent, spec: { nodeSelector: { pool: "gpu" } } }, {
-    nodes,
-    states: new Map(),
-  }, T);
+  const gpu = { ...agent, spec: { nodeSelector: { pool: "gpu" } } };
+  const none = agentStatus(gpu, { fleet: fleet(gpu, { nodes, states: new Map() }) }, T);
   assert.equal(none.conditions?.[0]?.reason, "NoNodes");
 });
 
@@ -121,13 +139,50 @@ Deno.test("taints: NoExecute ones the Agent misses drain a node; NoSchedule ones
 
   // Ready: every node that gets an agent converged; gpu1 (no agent, no state) is not awaited.
   const converged = new Map(["n1", "n2", "cordoned"].map((name) => [name, state(name, true)]));
-  const ready = agentStatus(agent, { nodes: tainted, states: converged }, T);
+  const ready = agentStatus(agent, {
+    fleet: fleet(agent, { nodes: tainted, states: converged }),
+  }, T);
   assert.equal(ready.conditions?.[0]?.status, "True", ready.conditions?.[0]?.message);
   // ... unless an agent runs there and reports.
   converged.set("gpu1", state("gpu1", false));
-  const waiting = agentStatus(agent, { nodes: tainted, states: converged }, T);
+  const waiting = agentStatus(agent, {
+    fleet: fleet(agent, { nodes: tainted, states: converged }),
+  }, T);
   assert.match(
     waiting.conditions?.[0]?.message ?? "",
     /3\/4 node\(s\) converged; waiting for gpu1/,
   );
+});
+
+Deno.test("agentStatus() names five waiting nodes of thousands and counts the rest", () => {
+  const status = agentStatus(agent, {
+    fleet: { awaited: 5000, waiting: { count: 4000, names: ["a", "b", "c", "d", "e"] } },
+  }, T);
+  assert.equal(status.convergedNodes, 1000);
+  assert.equal(
+    status.conditions?.[0]?.message,
+    "1000/5000 node(s) converged; waiting for a, b, c, d, e and 3995 more",
+  );
+});
+
+Deno.test("urgentAgentChange(): conditions flipping and a new generation are urgent, counts wait", () => {
+  const waiting = (count: number) =>
+    agentStatus(agent, {
+      fleet: { awaited: 10, waiting: { count, names: ["n1"] } },
+    }, T);
+  const nine = waiting(9);
+  assert.equal(urgentAgentChange(undefined, nine), true, "first write");
+  assert.equal(urgentAgentChange(nine, waiting(3)), false, "fewer nodes waiting");
+  const ready = agentStatus(agent, { fleet: { awaited: 10, waiting: { count: 0, names: [] } } }, T);
+  assert.equal(urgentAgentChange(waiting(1), ready), true, "Ready flips");
+  assert.equal(urgentAgentChange(ready, waiting(1)), true, "Ready lost");
+  const newer = agentStatus({ ...agent, metadata: { ...agent.metadata, generation: 5 } }, {
+    fleet: { awaited: 10, waiting: { count: 9, names: ["n1"] } },
+  }, T);
+  assert.equal(urgentAgentChange(nine, newer), true, "spec change observed");
+  const refused = agentStatus(agent, {
+    fleet: { awaited: 10, waiting: { count: 9, names: ["n1"] } },
+    invalidSpec: "bad toleration",
+  }, T);
+  assert.equal(urgentAgentChange(nine, refused), true, "reason InvalidSpec");
 });

@@ -31,7 +31,8 @@ import {
 } from "../k8s/objects.ts";
 import { apiTime } from "../k8s/time.ts";
 import type { Logger } from "../log.ts";
-import { ipRuleStatus, sameIPRuleStatus } from "./iprule_status.ts";
+import { configMetadataPatch } from "./config_migration.ts";
+import { deprecationEvents, ipRuleStatus, sameIPRuleStatus } from "./iprule_status.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import {
   type Affected,
@@ -249,7 +250,9 @@ export class ConfigReconciler {
       );
     };
     const result = await this.#settle(log, name, write);
-    if (!this.options.leading?.aborted) await this.options.events.record(ipRuleEvents(report));
+    if (!this.options.leading?.aborted) {
+      await this.options.events.record(ruleEvents(rule, report));
+    }
     return result;
   }
 
@@ -294,7 +297,7 @@ export class ConfigReconciler {
     for (const rule of ipRules.store.values()) {
       const report = fresh.report(rule, options.withdrawAll);
       const same = sameIPRuleStatus(rule.status, ipRuleStatus(rule, report, time));
-      if (!same || ipRuleEvents(report).length > 0) {
+      if (!same || ruleEvents(rule, report).length > 0) {
         enqueue(workKey({ kind: "iprule", name: rule.metadata.name }));
         queued++;
       }
@@ -360,7 +363,11 @@ export class ConfigReconciler {
       const current = this.caches.configs.store.get(change.name);
       this.caches.configs.learn(
         await configs.mergePatch(change.name, {
-          metadata: change.resourceVersion ? { resourceVersion: change.resourceVersion } : {},
+          metadata: {
+            ...(change.resourceVersion ? { resourceVersion: change.resourceVersion } : {}),
+            // A config the original operator wrote leaves its marks in this write.
+            ...configMetadataPatch(current),
+          },
           spec: specPatch(current?.spec, change.spec),
         }),
       );
@@ -397,6 +404,11 @@ export function planDrift(
     if (a.join("\n") !== b.join("\n")) drift.push(workKey({ kind: "service", name: key }));
   }
   return drift;
+}
+
+/** The events an IPRule's reconcile records: the planner's, and a deprecated field in use. */
+function ruleEvents(rule: IPRule, report: IPRuleReport): PlanEvent[] {
+  return [...ipRuleEvents(report), ...deprecationEvents(rule)];
 }
 
 function sameReport(a: IPRuleReport, b: IPRuleReport): boolean {

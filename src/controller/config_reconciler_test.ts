@@ -243,12 +243,12 @@ Deno.test("ConfigReconciler withdraws every config while the Agent is deleted, h
   const state = async () => (await configs.get("iprc-10-96-1-50"))?.spec.state;
   assert.equal(await state(), "present");
 
-  await agents.delete("agent"); // held by its finalizer: being deleted
+  await agents.delete("agent"); // held by a foreground deletion: being deleted
   caches.agents.sync();
   await run();
   assert.equal(await state(), "absent");
 
-  agents.objects.clear(); // the finalizer removed: the Agent is gone
+  agents.objects.clear(); // its DaemonSet gone: the Agent is gone
   caches.agents.sync();
   await run();
   assert.equal(await state(), "absent", "held absent while no Agent exists");
@@ -267,4 +267,122 @@ Deno.test("ConfigReconciler writes nothing once leadership is lost", async () =>
   setService(service("web", "192.168.1.10", "10.96.1.50"));
   assert.equal(await start(), 0);
   assert.deepEqual(configs.writes, []);
+});
+
+/** An IPRuleConfig as the original operator wrote it: its label, spec hash, acks and owner. */
+function originalConfig(name: string, spec: Record<string, unknown>) {
+  return {
+    metadata: {
+      name,
+      labels: { "managed-by": "ip-rule-operator", keep: "me" },
+      annotations: {
+        "iprule.operator.brtrm.dev/spec-hash": "abc",
+        "cleanup.iprule.agent.brtrm.dev/node-1": "done",
+        note: "kept",
+      },
+      ownerReferences: [{
+        apiVersion: "api.operator.brtrm.dev/v1alpha1",
+        kind: "IPRule",
+        name: "dc-a",
+        uid: "u-dc-a",
+        controller: true,
+        blockOwnerDeletion: true,
+      }],
+    },
+    spec,
+  };
+}
+
+/** Asserts that a config carries our label and none of the original's marks. */
+function assertAdopted(raw: Record<string, unknown> | undefined, name: string) {
+  const meta = raw?.metadata as Record<string, unknown>;
+  assert.deepEqual(meta.labels, {
+    keep: "me",
+    "app.kubernetes.io/managed-by": "ip-rule-operator",
+  }, name);
+  assert.deepEqual(meta.annotations, { note: "kept" }, name);
+  assert.equal(meta.ownerReferences, undefined, name);
+}
+
+Deno.test("ConfigReconciler adopts the original operator's configs and IPRules with spec.cidr", async () => {
+  const { configs, ipRules, caches, setService, events, start, run } = setup();
+  ipRules.put({
+    metadata: { name: "dc-a", generation: 1 },
+    spec: { cidr: "192.168.1.0/24", table: 100 },
+  });
+  caches.ipRules.sync();
+  const spec = (serviceIP: string, state: string) => ({
+    serviceIP,
+    table: 100,
+    priority: 1000,
+    state,
+  });
+  configs.put(originalConfig("iprc-10-96-1-50", spec("10.96.1.50", "present")));
+  configs.put(originalConfig("iprc-10-96-1-99", spec("10.96.1.99", "absent")));
+  caches.configs.sync();
+  setService(service("web", "192.168.1.10", "10.96.1.50"));
+  await start();
+
+  assert.deepEqual([...configs.objects.keys()].sort(), ["iprc-10-96-1-50", "iprc-10-96-1-99"]);
+  for (const name of ["iprc-10-96-1-50", "iprc-10-96-1-99"]) assertAdopted(configs.raw(name), name);
+  const present = await configs.get("iprc-10-96-1-50");
+  assert.deepEqual(present?.spec, {
+    serviceIP: "10.96.1.50",
+    table: 100,
+    priority: 1000,
+    state: "present",
+    ipRule: "dc-a",
+    service: { namespace: "default", name: "web" },
+    services: [{ namespace: "default", name: "web" }],
+  });
+  assert.equal(
+    (await configs.get("iprc-10-96-1-99"))?.spec.absentSince,
+    new Date(NOW).toISOString(),
+  );
+
+  const rule = await ipRules.get("dc-a");
+  assert.equal(rule?.status?.matchedServices, 1);
+  assert.equal(condition(rule, "Deprecated")?.status, "True");
+  assert.match(condition(rule, "Deprecated")?.message ?? "", /spec\.cidr is deprecated/);
+  assert.deepEqual(
+    events.filter((e) => e.reason === "DeprecatedField").map((e) => e.regarding.name),
+    ["dc-a"],
+  );
+
+  // Moved to spec.cidrs: the condition goes.
+  ipRules.put({
+    metadata: { name: "dc-a", generation: 2 },
+    spec: { cidrs: ["192.168.1.0/24"], table: 100 },
+    status: rule?.status,
+  });
+  caches.ipRules.sync();
+  await run();
+  assert.equal(condition(await ipRules.get("dc-a"), "Deprecated"), undefined);
+});
+
+Deno.test("ConfigReconciler adopts an original config that appears after the start, its spec right or not", async () => {
+  const { configs, caches, setService, ipRule, start, run, reconciled } = setup();
+  ipRule("dc-a", "192.168.1.0/24", 100);
+  setService(service("web", "192.168.1.10", "10.96.1.50"));
+  await start();
+  const ours = (await configs.get("iprc-10-96-1-50"))!;
+  reconciled.length = 0;
+  // Restored from a backup of the original's objects: the spec is what we want, the marks are
+  // the original's; and a config of a source no Service claims.
+  configs.put(originalConfig("iprc-10-96-1-50", { ...ours.spec }));
+  configs.put(originalConfig("iprc-10-96-1-98", {
+    serviceIP: "10.96.1.98",
+    table: 100,
+    priority: 1000,
+    state: "present",
+  }));
+  caches.configs.sync();
+  assert.equal(await run(), 2);
+  assert.deepEqual(reconciled.sort(), [
+    "ipruleconfig/iprc-10-96-1-50",
+    "ipruleconfig/iprc-10-96-1-98",
+  ]);
+  for (const name of ["iprc-10-96-1-50", "iprc-10-96-1-98"]) assertAdopted(configs.raw(name), name);
+  assert.deepEqual((await configs.get("iprc-10-96-1-50"))?.spec, ours.spec);
+  assert.equal((await configs.get("iprc-10-96-1-98"))?.spec.state, "absent");
 });

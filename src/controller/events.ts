@@ -2,12 +2,19 @@
  * Records events.k8s.io/v1 Events for what a user must see, once per distinct message: the
  * planner reports the same conflicts on every reconcile, so repeats are dropped here.
  */
-import type { PlanEvent } from "./plan.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import { RESOURCES } from "../k8s/resources.ts";
 import { microTime } from "../k8s/time.ts";
 import { API_VERSION } from "../api/types.ts";
 import type { Logger } from "../log.ts";
+
+/** An Event for a user, about one object (the planner's `PlanEvent` is one). */
+export interface UserEvent {
+  regarding: { kind: string; name: string; namespace?: string };
+  type: "Normal" | "Warning";
+  reason: string;
+  note: string;
+}
 
 /** Reporting controller name of our Events. */
 export const REPORTING_CONTROLLER = "ip-rule-operator.brtrm.dev/controller";
@@ -51,7 +58,7 @@ export class EventRecorder {
   }
 
   /** Records the events not recorded before; failures are logged, never thrown. */
-  async record(events: readonly PlanEvent[]): Promise<void> {
+  async record(events: readonly UserEvent[]): Promise<void> {
     for (const event of events) {
       const { kind, namespace, name } = event.regarding;
       const key = `${kind}/${namespace ?? ""}/${name}/${event.reason}`;

@@ -59,11 +59,12 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
       "safety net under the per-change reconciles; it writes nothing when they were right)",
   },
   {
-    name: "drain-timeout",
+    name: "agent-status-interval",
     type: "string",
     value: "DURATION",
-    default: "2m",
-    help: "How long an uninstall waits for every node to report its rules removed",
+    default: "10s",
+    help: "Least time between two Agent status writes; its Ready condition flipping is " +
+      "written after at most 1s",
   },
   {
     name: "leader-elect",
@@ -86,8 +87,10 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
+  /** Period of the config reconciler's full resync, ms. */
   resyncPeriodMs: number;
-  drainTimeoutMs: number;
+  /** Least time between two Agent status writes, ms. */
+  agentStatusIntervalMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
 }
@@ -101,7 +104,10 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
     resyncPeriodMs: durationFlag("resync-period", str(v, "resync-period") ?? "5m"),
-    drainTimeoutMs: durationFlag("drain-timeout", str(v, "drain-timeout") ?? "2m"),
+    agentStatusIntervalMs: durationFlag(
+      "agent-status-interval",
+      str(v, "agent-status-interval") ?? "10s",
+    ),
     leaderElect: v["leader-elect"] === true,
     leaseDurationMs: durationFlag("lease-duration", str(v, "lease-duration") ?? "15s"),
     ...endpointOptions(v, CONTROLLER_ENDPOINTS),

@@ -1,7 +1,34 @@
-/** IPRule status from the planner's report (pure). */
+/** IPRule status from the planner's report, and the deprecation notice (pure). */
 import type { IPRule, IPRuleStatus } from "../api/types.ts";
-import type { IPRuleReport } from "./plan.ts";
+import type { IPRuleReport, PlanEvent } from "./plan.ts";
 import { sameConditions, setCondition } from "../api/conditions.ts";
+
+/** Condition type set while an IPRule uses a deprecated field. */
+export const DEPRECATED = "Deprecated";
+
+/** Why an IPRule's spec is deprecated, or undefined when it is not. */
+function deprecation(rule: IPRule): string | undefined {
+  const { cidr, cidrs } = rule.spec;
+  if (cidr === undefined) return undefined;
+  const read = cidrs.length === 1
+    ? `it is read as spec.cidrs ["${cidr}"]`
+    : `it is set together with spec.cidrs (refused by the CRD since) and both are routed`;
+  return `spec.cidr is deprecated (the original operator's single CIDR): ${read}; ` +
+    "write spec.cidrs instead";
+}
+
+/** The Warning Event of an IPRule that uses a deprecated field, if it does (repeats are the
+ * recorder's to drop). */
+export function deprecationEvents(rule: IPRule): PlanEvent[] {
+  const note = deprecation(rule);
+  if (note === undefined) return [];
+  return [{
+    regarding: { kind: "IPRule", name: rule.metadata.name },
+    type: "Warning",
+    reason: "DeprecatedField",
+    note,
+  }];
+}
 
 /** The status an IPRule should have after a reconcile. */
 export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): IPRuleStatus {
@@ -38,6 +65,17 @@ export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): I
       : { type: "Conflict", status: "False", reason: "NoConflict", message: "", ...gen },
     now,
   );
+  // Set only while a deprecated field is used: IPRules written with today's API carry none.
+  const deprecated = deprecation(rule);
+  conditions = deprecated === undefined
+    ? conditions.filter((c) => c.type !== DEPRECATED)
+    : setCondition(conditions, {
+      type: DEPRECATED,
+      status: "True",
+      reason: "DeprecatedField",
+      message: deprecated,
+      ...gen,
+    }, now);
   return { ...gen, matchedServices: report.matchedServices, conditions };
 }
 

@@ -3,13 +3,16 @@
  * leader election, the health endpoint. Nothing is reconciled before every cache has synced.
  */
 import { objectClient, typed } from "../api/clients.ts";
-import type { DaemonSetInfo } from "../api/types.ts";
+import type { DaemonSetInfo, IPRuleConfig } from "../api/types.ts";
 import type { ControllerOptions } from "./flags.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
+import type { EarlyHealth } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
+import { reportingCache } from "../k8s/objects.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
 import { AgentReconciler } from "./agent_reconciler.ts";
+import { AgentTally } from "./agent_tally.ts";
 import { ConfigReconciler, parseWorkKey, RESYNC_KEY } from "./config_reconciler.ts";
 import { DAEMONSET_NAME } from "./daemonset.ts";
 import { EventRecorder } from "./events.ts";
@@ -43,6 +46,7 @@ export async function runController(
   options: ControllerOptions,
   log: Logger,
   signal: AbortSignal,
+  parts: { health?: EarlyHealth } = {},
 ): Promise<number> {
   const client = await KubeClient.connectOrReport(options.kubeconfig, log);
   if (client === undefined) return 1;
@@ -50,6 +54,9 @@ export async function runController(
   metrics.requests = client.requests;
   client.observer = (method, status, seconds) => metrics.observeRequest(method, status, seconds);
   let state: "standby" | "syncing" | "ready" = "standby";
+  // The endpoints stop with the process: at a shutdown, and when the lease is lost (the
+  // process exits then, and would otherwise wait on its servers forever).
+  const exiting = new AbortController();
   let endpoints: Endpoints;
   try {
     endpoints = await startEndpoints(options, {
@@ -58,7 +65,8 @@ export async function runController(
       client,
       certNames: [Deno.hostname(), "localhost"],
       onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
-      signal,
+      ...(parts.health === undefined ? {} : { health: parts.health }),
+      signal: AbortSignal.any([signal, exiting.signal]),
     });
   } catch (error: unknown) {
     client.close();
@@ -99,6 +107,7 @@ export async function runController(
     }
     return 0;
   } finally {
+    exiting.abort();
     client.close();
     await endpoints.finished;
   }
@@ -129,7 +138,7 @@ async function reconcileWhileLeading(
     name: string,
     o: Omit<InformerOptions<T>, "onChange" | "onInvalid" | "onError">,
     /** What a change of one object queues. */
-    onChange: (key: string) => void,
+    onChange: (key: string, obj: T | undefined) => void,
   ) =>
     new Informer<T>(client, {
       ...o,
@@ -138,16 +147,23 @@ async function reconcileWhileLeading(
       onError: (err, delayMs) => log.warn("List/watch failed", { informer: name, err, delayMs }),
     });
   const ns = { namespace: options.namespace };
+  // The Agent reconcile reads counts kept per event: its key is queued only when one changed.
+  const tally = new AgentTally();
+  const toAgent = () => queue.add(AGENT_KEY);
+  const configCounted = (key: string, config: IPRuleConfig | undefined) => {
+    if (tally.config(key, config)) toAgent();
+  };
   // The informers' changes go to the config reconciler (declared below; the informers call
   // back only once they run), which updates its plan and queues the keys a change affected.
   // Our own config writes need no reconcile of their own: the reconciler puts their results in
-  // the cache (Informer.learn), so their watch events change nothing.
-  const configs = informer("ipruleconfigs", typed("ipRuleConfigs"), (key) => {
+  // the cache (Informer.learn), so their watch events change nothing; the tally hears of them
+  // through the cache the config reconciler writes to.
+  const configs = informer("ipruleconfigs", typed("ipRuleConfigs"), (key, config) => {
+    configCounted(key, config);
     configReconciler.configChanged(key);
-    queue.add(AGENT_KEY);
   });
   const agentsCache = informer("agents", { ...typed("agents"), ...ns }, () => {
-    queue.add(AGENT_KEY);
+    toAgent();
     configReconciler.agentChanged();
   });
   const configCaches = {
@@ -165,7 +181,6 @@ async function reconcileWhileLeading(
     configs,
     agents: agentsCache,
   };
-  const toAgent = () => queue.add(AGENT_KEY);
   const agentCaches = {
     agents: agentsCache,
     daemonSets: informer("daemonsets", {
@@ -173,10 +188,15 @@ async function reconcileWhileLeading(
       ...ns,
       fieldSelector: `metadata.name=${DAEMONSET_NAME}`,
     }, toAgent),
-    nodes: informer("nodes", typed("nodes"), toAgent),
-    nodeStates: informer("iprulenodestates", typed("ipRuleNodeStates"), toAgent),
+    nodes: informer("nodes", typed("nodes"), (key, node) => {
+      if (tally.node(key, node)) toAgent();
+    }),
+    nodeStates: informer("iprulenodestates", typed("ipRuleNodeStates"), (key, state) => {
+      if (tally.nodeState(key, state)) toAgent();
+    }),
     configs,
   };
+  const events = new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log);
   const agents = new AgentReconciler(
     {
       agents: objectClient(client, "agents", options.namespace),
@@ -187,8 +207,10 @@ async function reconcileWhileLeading(
     {
       ...ns,
       agentImage: options.agentImage,
-      drainTimeoutMs: options.drainTimeoutMs,
+      tally,
+      statusIntervalMs: options.agentStatusIntervalMs,
       log,
+      events,
     },
   );
   const configReconciler = new ConfigReconciler(
@@ -196,14 +218,14 @@ async function reconcileWhileLeading(
       configs: objectClient(client, "ipRuleConfigs"),
       ipRules: objectClient(client, "ipRules"),
     },
-    configCaches,
+    { ...configCaches, configs: reportingCache(configs, configCounted) },
     {
       ...ns,
       graceMs: options.gracePeriodMs,
       resyncPeriodMs: options.resyncPeriodMs,
       enqueue: (key, delayMs) => delayMs ? queue.addAfter(key, delayMs) : queue.add(key),
       log,
-      events: new EventRecorder(client, Deno.env.get("POD_NAME") ?? Deno.hostname(), log),
+      events,
       metrics,
       leading: signal,
     },

@@ -29,6 +29,7 @@ import {
   type ServiceRef,
 } from "../api/types.ts";
 import { configName, type ParsedIP, parseIP, unusableSource } from "../ip.ts";
+import { hasOriginalMarks } from "./config_migration.ts";
 import { AddressIndex, addressKey } from "./address_index.ts";
 import { eachMember, type Members, withMember, withoutMember } from "./members.ts";
 import { compareMatches, type Match, RuleSet } from "./plan_rules.ts";
@@ -651,7 +652,8 @@ export function diffConfig(
       };
     }
     if (holdAbsent && current.spec.state === "absent") return {};
-    return specMatches(current.spec, desired)
+    // An update also moves a config off the original operator's marks (see config_migration).
+    return specMatches(current.spec, desired) && !hasOriginalMarks(current)
       ? {}
       : { change: { op: "update", name, spec: desired, ...rv } };
   }

@@ -39,3 +39,14 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/** A monotonic clock with an abortable sleep: the real one by default, a manual one in tests. */
+export interface Timer {
+  /** Monotonic time, ms. */
+  now(): number;
+  /** Resolves after `ms`, or at once when the signal aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** `performance.now` and `sleep`. */
+export const REAL_TIMER: Timer = { now: () => performance.now(), sleep };

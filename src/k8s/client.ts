@@ -236,12 +236,15 @@ export class KubeClient {
     return this.#write("PATCH", resource, name, ops, "application/json-patch+json", options);
   }
 
-  /** Server-side apply with the operator's field manager, taking ownership of conflicts. */
+  /**
+   * Server-side apply with the operator's field manager, taking ownership of conflicts;
+   * `dryRun` only computes the result (nothing is stored).
+   */
   apply(
     resource: Resource,
     name: string,
     object: JsonObject,
-    options: WriteOptions = {},
+    options: WriteOptions & { dryRun?: boolean } = {},
   ): Promise<JsonObject> {
     const body = {
       apiVersion: apiVersionOf(resource),
@@ -249,8 +252,10 @@ export class KubeClient {
       ...object,
       metadata: { ...(object.metadata as JsonObject | undefined), name, ...ns(options.namespace) },
     };
-    return this.#write("PATCH", resource, name, body, "application/apply-patch+yaml", options, {
+    const { dryRun, ...target } = options;
+    return this.#write("PATCH", resource, name, body, "application/apply-patch+yaml", target, {
       force: true,
+      ...(dryRun ? { dryRun: "All" } : {}),
     });
   }
 

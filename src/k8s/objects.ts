@@ -5,6 +5,7 @@
  * on; the API client and the informer are one implementation, in-memory fakes another.
  */
 import { ApiError, type KubeClient } from "./client.ts";
+import { objectKey } from "./informer.ts";
 import type { Resource } from "./resources.ts";
 
 /** How soon a reconcile looks again after a write found its cache stale, ms. */
@@ -35,6 +36,12 @@ export interface ObjectOptions {
   subresource?: "status";
 }
 
+/** Options of a server-side apply. */
+export interface ApplyOptions extends ObjectOptions {
+  /** Only compute the result (`dryRun=All`): nothing is stored. */
+  dryRun?: boolean;
+}
+
 /** One JSON patch (RFC 6902) operation, of those the operator sends. */
 export type JsonPatchOp =
   | { op: "test"; path: string; value: unknown }
@@ -54,7 +61,7 @@ export interface Objects<T> {
   /** JSON patch: its `test` operations make it safe without a resourceVersion. */
   jsonPatch(name: string, ops: readonly JsonPatchOp[], options?: ObjectOptions): Promise<T>;
   /** Server-side apply with the operator's field manager, forcing ownership. */
-  apply(name: string, object: object, options?: ObjectOptions): Promise<T>;
+  apply(name: string, object: object, options?: ApplyOptions): Promise<T>;
   /** DELETE; false when already gone, 409 when the resourceVersion precondition fails. */
   delete(
     name: string,
@@ -137,9 +144,12 @@ export class ObjectClient<T> implements Objects<T> {
     );
   }
 
-  async apply(name: string, object: object, options: ObjectOptions = {}): Promise<T> {
+  async apply(name: string, object: object, options: ApplyOptions = {}): Promise<T> {
     return this.#narrow(
-      await this.#client.apply(this.#resource, name, { ...object }, this.#options(options)),
+      await this.#client.apply(this.#resource, name, { ...object }, {
+        ...this.#options(options),
+        ...(options.dryRun ? { dryRun: true } : {}),
+      }),
     );
   }
 
@@ -155,4 +165,32 @@ export class ObjectClient<T> implements Objects<T> {
         : { resourceVersion: options.resourceVersion }),
     });
   }
+}
+
+/**
+ * A cache whose `learn` and `forget` are also reported to `onChange` (key, object or undefined),
+ * for counts kept per event that must see our own writes too: an informer reports only the
+ * watch events of others' writes.
+ */
+export function reportingCache<T>(
+  cache: WritableCache<T>,
+  onChange: (key: string, object: T | undefined) => void,
+): WritableCache<T> {
+  return {
+    get synced() {
+      return cache.synced;
+    },
+    get store() {
+      return cache.store;
+    },
+    learn(object: T): void {
+      cache.learn(object);
+      const key = objectKey(object);
+      if (key !== undefined) onChange(key, cache.store.get(key));
+    },
+    forget(key: string): void {
+      cache.forget(key);
+      onChange(key, undefined);
+    },
+  };
 }

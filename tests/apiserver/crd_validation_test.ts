@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MIN_RESYNC_MS } from "../../src/agent/flags.ts";
+import { MIN_RESYNC_MS, MIN_STATUS_INTERVAL_MS } from "../../src/agent/flags.ts";
 import { durationFlag } from "../../src/cli.ts";
 import {
   type ControlPlane,
@@ -189,6 +189,25 @@ const REJECTED: RejectCase[] = [
     field: "spec.cidrs[0]",
     message: "must be of type string",
   },
+  // IPRule spec.cidr: the original operator's deprecated single CIDR
+  {
+    name: "IPRule with both the deprecated cidr and cidrs",
+    object: ipRule("cidr-and-cidrs", ruleSpec({ cidr: "192.168.1.0/24" })),
+    field: "spec.cidr",
+    message: "must not be set together with spec.cidrs",
+  },
+  {
+    name: "IPRule with a deprecated cidr with host bits set",
+    object: ipRule("cidr-host-bits", ruleSpec({ cidrs: undefined, cidr: "192.168.1.5/24" })),
+    field: "spec.cidr",
+    message: "must be canonical, with no host bits set",
+  },
+  {
+    name: "IPRule with a deprecated cidr that is not one",
+    object: ipRule("cidr-text", ruleSpec({ cidrs: undefined, cidr: "192.168.1.0" })),
+    field: "spec.cidr",
+    message: "must be an IPv4 or IPv6 CIDR",
+  },
   // IPRule spec.table
   ...[0, -1].map((table) => ({
     name: `IPRule with table ${table}`,
@@ -285,6 +304,13 @@ const REJECTED: RejectCase[] = [
     field: "spec",
     message: "Required value",
   },
+  // Agent spec.adoptUnmarkedRules
+  {
+    name: "Agent whose adoptUnmarkedRules is not a boolean",
+    object: agent("agent", { adoptUnmarkedRules: "yes" }),
+    field: "spec.adoptUnmarkedRules",
+    message: "must be of type boolean",
+  },
   // IPRuleConfig
   {
     name: "IPRuleConfig with a bad state",
@@ -364,6 +390,24 @@ const REJECTED: RejectCase[] = [
     object: agent("agent", { resyncPeriod: "10" }),
     field: "spec.resyncPeriod",
     message: "should match",
+  },
+  {
+    name: "Agent with a status interval below 1s",
+    object: agent("agent", { statusInterval: "500ms" }),
+    field: "spec.statusInterval",
+    message: "statusInterval must be at least 1s, not 500ms",
+  },
+  {
+    name: "Agent with a status interval above 1h",
+    object: agent("agent", { statusInterval: "2h" }),
+    field: "spec.statusInterval",
+    message: "statusInterval must be at most 1h, not 2h",
+  },
+  {
+    name: "Agent with a status interval without unit",
+    object: agent("agent", { statusInterval: "10" }),
+    field: "spec.statusInterval",
+    message: 'Invalid value: "10"',
   },
   {
     name: "Agent with a bad toleration operator",
@@ -455,6 +499,17 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
     });
   });
 
+  await t.step("accepts an IPRule with the original's deprecated cidr, as stored", async () => {
+    await createValid(cp, ipRule("valid-cidr", { cidr: "fd00:10::/64", table: 100 }));
+    const { spec } = await get(cp, "iprules", "valid-cidr");
+    assert.deepEqual(spec, {
+      cidr: "fd00:10::/64",
+      table: 100,
+      priority: 1000,
+      source: "ClusterIP",
+    });
+  });
+
   await t.step("accepts an IPv6 IPRule and keeps its priority", async () => {
     await createValid(
       cp,
@@ -532,25 +587,32 @@ Deno.test("CRD validation on a real kube-apiserver", async (t) => {
     assert.deepEqual(spec, {
       nodeSelector: { role: "edge" },
       resyncPeriod: "10s",
+      statusInterval: "10s",
       logLevel: "info",
     });
   });
 
-  await t.step(
-    "accepts compound and boundary resync periods the agent's --resync accepts",
-    async () => {
-      for (const resyncPeriod of ["1s", "1m30s", "1h", "1500ms", "24h"]) {
-        const result = await cp.kubectl(
-          ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
-          {
-            stdin: JSON.stringify(agent("agent", { resyncPeriod })),
-            check: false,
-          },
-        );
-        assert.ok(result.success, `${resyncPeriod}: ${result.stderr.trim()}`);
-        // The DaemonSet passes it on as --resync: the agent must take what the CRD takes.
-        durationFlag("resync", resyncPeriod, MIN_RESYNC_MS);
-      }
-    },
-  );
+  // The DaemonSet passes both on as flags: the agent must take what the CRD takes.
+  const durations = [
+    ["resyncPeriod", "resync", MIN_RESYNC_MS, ["1s", "1m30s", "1h", "1500ms", "24h"]],
+    ["statusInterval", "status-interval", MIN_STATUS_INTERVAL_MS, ["1s", "1m30s", "1500ms", "1h"]],
+  ] as const;
+  for (const [field, flag, minMs, values] of durations) {
+    await t.step(
+      `accepts compound and boundary ${field} values the agent's --${flag} accepts`,
+      async () => {
+        for (const value of values) {
+          const result = await cp.kubectl(
+            ["create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-"],
+            {
+              stdin: JSON.stringify(agent("agent", { [field]: value })),
+              check: false,
+            },
+          );
+          assert.ok(result.success, `${value}: ${result.stderr.trim()}`);
+          durationFlag(flag, value, minMs);
+        }
+      },
+    );
+  }
 });

@@ -7,7 +7,6 @@
 import { MemoryObjects } from "./memory_api.ts";
 import { narrowAgent, narrowIPRule, narrowIPRuleConfig } from "../../src/api/narrow.ts";
 import type { IPRuleSpec, ServiceInfo } from "../../src/api/types.ts";
-import { AGENT_FINALIZER } from "../../src/drain.ts";
 import { Logger } from "../../src/log.ts";
 import {
   ConfigReconciler,
@@ -55,15 +54,18 @@ export function setup(extra: Partial<ConfigReconcilerOptions> = {}) {
   });
   const ipRules = new MemoryObjects("iprules", narrowIPRule);
   const agents = new MemoryObjects("agents", narrowAgent, { namespace: NS });
-  agents.put({ metadata: { name: "agent", namespace: NS, finalizers: [AGENT_FINALIZER] } });
+  // A finalizer as a foreground deletion sets it: a deletion leaves the Agent being deleted.
+  agents.put({ metadata: { name: "agent", namespace: NS, finalizers: ["foregroundDeletion"] } });
   const services = new Map<string, ServiceInfo>();
   const namespaces = new Map<string, Record<string, string>>();
+  // The caches report their changes to the reconciler, built after them (it reads them).
+  const routed: { to?: ConfigReconciler } = {};
   const caches = {
     services: { synced: true, store: services },
     namespaces: { synced: true, store: namespaces },
-    ipRules: ipRules.cache(),
-    configs: configs.cache(),
-    agents: agents.cache(),
+    ipRules: ipRules.cache((key) => routed.to?.ipRuleChanged(key)),
+    configs: configs.cache((key) => routed.to?.configChanged(key)),
+    agents: agents.cache(() => routed.to?.agentChanged()),
   };
   const events: PlanEvent[] = [];
   const logs: Record<string, unknown>[] = [];
@@ -91,9 +93,7 @@ export function setup(extra: Partial<ConfigReconcilerOptions> = {}) {
     now: () => clock.now,
     ...extra,
   });
-  caches.ipRules.onChange = (key) => reconciler.ipRuleChanged(key);
-  caches.configs.onChange = (key) => reconciler.configChanged(key);
-  caches.agents.onChange = () => reconciler.agentChanged();
+  routed.to = reconciler;
 
   /**
    * Works off the keys due by now, in the order they are due, and the IPRule status keys at

@@ -123,6 +123,10 @@ export interface StartControlPlaneOptions {
    * 127.0.0.1. End-to-end tests pass a bridge address so agents in node namespaces reach it.
    */
   bindAddress?: string;
+  /** More kube-apiserver flags (`--name=value`), replacing defaults of the same name. */
+  apiserverArgs?: readonly string[];
+  /** More users with a static token (e.g. kubelets: `system:node:<name>` in `system:nodes`). */
+  users?: readonly { user: string; groups: readonly string[] }[];
 }
 
 /** Options of {@linkcode ControlPlane.kubectl}. */
@@ -201,6 +205,7 @@ export class ControlPlane {
   /** PEM of the CA that signed the API server's serving certificate. */
   readonly caCert: string;
   readonly #tokens: Record<Identity, string>;
+  readonly #userTokens: ReadonlyMap<string, string>;
   readonly #processes: Process[];
   readonly #ownsDir: boolean;
   readonly #binDir: string;
@@ -212,6 +217,7 @@ export class ControlPlane {
     server: string;
     caCert: string;
     tokens: Record<Identity, string>;
+    userTokens?: ReadonlyMap<string, string>;
     processes: Process[];
     ownsDir: boolean;
     binDir: string;
@@ -220,6 +226,7 @@ export class ControlPlane {
     this.server = init.server;
     this.caCert = init.caCert;
     this.#tokens = init.tokens;
+    this.#userTokens = init.userTokens ?? new Map();
     this.#processes = init.processes;
     this.#ownsDir = init.ownsDir;
     this.#binDir = init.binDir;
@@ -233,6 +240,13 @@ export class ControlPlane {
   /** Bearer token of `identity`. */
   token(identity: Identity): string {
     return this.#tokens[identity];
+  }
+
+  /** Bearer token of a user given in {@linkcode StartControlPlaneOptions.users}. */
+  userToken(user: string): string {
+    const token = this.#userTokens.get(user);
+    if (token === undefined) throw new ControlPlaneError(`No token for user "${user}"`);
+    return token;
   }
 
   /** Path of the log file of `etcd` or `kube-apiserver`. */
@@ -386,11 +400,14 @@ async function startOnce(
       controller: crypto.randomUUID(),
       agent: crypto.randomUUID(),
     } satisfies Record<Identity, string>;
+    const userTokens = new Map((options.users ?? []).map((u) => [u.user, crypto.randomUUID()]));
+    const lines = [
+      ...IDENTITIES.map((id) => ({ token: tokens[id], ...USERS[id] })),
+      ...(options.users ?? []).map((u) => ({ token: userTokens.get(u.user)!, ...u })),
+    ];
     await Deno.writeTextFile(
       `${dir}/tokens.csv`,
-      IDENTITIES.map((id, i) =>
-        `${tokens[id]},${USERS[id].user},uid-${i},"${USERS[id].groups.join(",")}"\n`
-      ).join(""),
+      lines.map((l, i) => `${l.token},${l.user},uid-${i},"${l.groups.join(",")}"\n`).join(""),
     );
     const saKeys = await serviceAccountKeys();
     await Deno.writeTextFile(`${dir}/pki/sa.key`, saKeys.key);
@@ -421,22 +438,30 @@ async function startOnce(
       return body?.includes('"health":"true"') ?? false;
     });
 
-    const apiserver = spawn("kube-apiserver", `${binDir}/kube-apiserver`, [
-      `--etcd-servers=${etcdUrl}`,
-      `--bind-address=${bindAddress}`,
-      `--advertise-address=${bindAddress}`,
-      `--secure-port=${apiPort}`,
-      `--cert-dir=${dir}/pki`,
-      "--authorization-mode=RBAC",
-      `--token-auth-file=${dir}/tokens.csv`,
-      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-      `--service-account-key-file=${dir}/pki/sa.pub`,
-      `--service-account-signing-key-file=${dir}/pki/sa.key`,
-      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-      "--enable-priority-and-fairness=false",
-      "--profiling=false",
-      "--logging-format=text",
-    ], { dir, detached });
+    const extra = options.apiserverArgs ?? [];
+    const flagName = (arg: string) => arg.split("=")[0];
+    const overridden = new Set(extra.map(flagName));
+    const apiserver = spawn(
+      "kube-apiserver",
+      `${binDir}/kube-apiserver`,
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--bind-address=${bindAddress}`,
+        `--advertise-address=${bindAddress}`,
+        `--secure-port=${apiPort}`,
+        `--cert-dir=${dir}/pki`,
+        "--authorization-mode=RBAC",
+        `--token-auth-file=${dir}/tokens.csv`,
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        `--service-account-key-file=${dir}/pki/sa.pub`,
+        `--service-account-signing-key-file=${dir}/pki/sa.key`,
+        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
+        "--enable-priority-and-fairness=false",
+        "--profiling=false",
+        "--logging-format=text",
+      ].filter((arg) => !overridden.has(flagName(arg))).concat(extra),
+      { dir, detached },
+    );
     processes.push(apiserver);
     if (detached) {
       // Recorded before waiting, so `down` finds the processes even when `up` is interrupted.
@@ -457,7 +482,16 @@ async function startOnce(
       caCert = await Deno.readTextFile(certPath).catch(() => "");
       return caCert.includes("END CERTIFICATE");
     });
-    cp = new ControlPlane({ dir, server, caCert, tokens, processes, ownsDir, binDir });
+    cp = new ControlPlane({
+      dir,
+      server,
+      caCert,
+      tokens,
+      userTokens,
+      processes,
+      ownsDir,
+      binDir,
+    });
     if (!detached) track(cp);
     const client = Deno.createHttpClient({ caCerts: [caCert] });
     try {
@@ -664,7 +698,8 @@ async function logTail(path: string, lines = 20): Promise<string> {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
-function freePorts(count: number): number[] {
+/** `count` distinct free ports on loopback (held open together, so no two are the same). */
+export function freePorts(count: number): number[] {
   const listeners = Array.from(
     { length: count },
     () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),

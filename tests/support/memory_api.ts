@@ -9,7 +9,13 @@
  */
 import { ApiError } from "../../src/k8s/client.ts";
 import { objectKey } from "../../src/k8s/informer.ts";
-import type { JsonPatchOp, ObjectOptions, Objects, WritableCache } from "../../src/k8s/objects.ts";
+import type {
+  ApplyOptions,
+  JsonPatchOp,
+  ObjectOptions,
+  Objects,
+  WritableCache,
+} from "../../src/k8s/objects.ts";
 
 type Json = Record<string, unknown>;
 
@@ -44,7 +50,12 @@ export interface RecordedWrite {
   name: string;
   subresource?: "status";
   body?: unknown;
+  /** A dry run: nothing was stored. */
+  dryRun?: boolean;
 }
+
+/** The field manager of the operator's writes, as the managed fields a dry run returns. */
+const OPERATOR_MANAGER = "ip-rule-operator";
 
 /** One resource's objects, as the API server keeps them. */
 export class MemoryObjects<T> implements Objects<T> {
@@ -211,11 +222,23 @@ export class MemoryObjects<T> implements Objects<T> {
     }
   }
 
-  apply(name: string, object: object, options: ObjectOptions = {}): Promise<T> {
+  apply(name: string, object: object, options: ApplyOptions = {}): Promise<T> {
     const raw = structuredClone(object) as Json;
-    return this.#do({ verb: "apply", name, body: raw }, options, (key, current) => {
+    const write: RecordedWrite = { verb: "apply", name, body: raw };
+    if (options.dryRun) write.dryRun = true;
+    return this.#do(write, options, (key, current) => {
       const meta = { ...(current?.metadata as Json | undefined), ...(raw.metadata as Json) };
-      return this.#store(key, { ...raw, metadata: meta, status: current?.status }, current);
+      const next = { ...raw, metadata: meta, status: current?.status };
+      if (!options.dryRun) return this.#store(key, next, current);
+      // What the API server answers a dry run with: the result, with the applier's entry among
+      // the managed fields (a stand-in: the field set itself is the real server's to compute).
+      const managedFields = [
+        ...((current?.metadata as Json | undefined)?.managedFields as Json[] ?? []).filter((e) =>
+          e.manager !== OPERATOR_MANAGER
+        ),
+        { manager: OPERATOR_MANAGER, operation: "Apply", fieldsType: "FieldsV1", fieldsV1: {} },
+      ];
+      return structuredClone({ ...next, metadata: { ...meta, managedFields } });
     });
   }
 
@@ -265,39 +288,46 @@ export class MemoryObjects<T> implements Objects<T> {
   }
 
   /** A cache of these objects as an informer keeps it, synced now. */
-  cache(): MemoryCache<T> {
-    return new MemoryCache(this, this.#narrow);
+  cache(onChange?: (key: string, obj: T | undefined) => void): MemoryCache<T> {
+    return new MemoryCache(this, this.#narrow, onChange);
   }
 }
 
-/** An informer's cache of a `MemoryObjects`: it sees changes when the test calls `sync`. */
+/**
+ * An informer's cache of a `MemoryObjects`: it sees changes when the test calls `sync`, and
+ * reports each to `onChange` as an informer does (our own writes' `learn` is not reported).
+ */
 export class MemoryCache<T> implements WritableCache<T> {
   synced = true;
   readonly store = new Map<string, T>();
-  /** Called by `sync` for each key whose object changed or went, as the informer's `onChange`. */
-  onChange: ((key: string) => void) | undefined;
   readonly #objects: MemoryObjects<T>;
   readonly #narrow: (raw: unknown) => T;
+  readonly #onChange: ((key: string, obj: T | undefined) => void) | undefined;
 
-  constructor(objects: MemoryObjects<T>, narrow: (raw: unknown) => T) {
+  constructor(
+    objects: MemoryObjects<T>,
+    narrow: (raw: unknown) => T,
+    onChange?: (key: string, obj: T | undefined) => void,
+  ) {
     this.#objects = objects;
     this.#narrow = narrow;
+    this.#onChange = onChange;
     this.sync();
   }
 
   /** Delivers every change since the last sync, as the watch would. */
   sync(): void {
-    const version = (o: unknown) =>
-      (o as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
-    const before = new Map([...this.store].map(([key, o]) => [key, version(o)]));
+    const before = new Map(this.store);
     this.store.clear();
     for (const [key, raw] of this.#objects.objects) {
       this.store.set(key, this.#narrow(structuredClone(raw)));
     }
-    if (!this.onChange) return;
-    for (const key of new Set([...before.keys(), ...this.store.keys()])) {
-      if (before.get(key) !== version(this.store.get(key))) this.onChange(key);
+    const onChange = this.#onChange;
+    if (onChange === undefined) return;
+    for (const [key, obj] of this.store) {
+      if (JSON.stringify(before.get(key)) !== JSON.stringify(obj)) onChange(key, obj);
     }
+    for (const key of before.keys()) if (!this.store.has(key)) onChange(key, undefined);
   }
 
   learn(object: T): void {

@@ -1,8 +1,9 @@
 /**
  * Runs our executables as child processes for tests, with exactly the permission flags their
- * compiled form gets (scripts/permissions.ts), logs captured to a file, always killed on stop.
+ * compiled form gets (scripts/permissions.ts; for the agent, read access to the kubeconfig it is
+ * given besides), logs captured to a file, always killed on stop.
  */
-import { type Executable, EXECUTABLES } from "../../scripts/permissions.ts";
+import { type Executable, EXECUTABLES, runFlags } from "../../scripts/permissions.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -36,16 +37,23 @@ export class ExecutableProcess {
       env?: Record<string, string>;
       /** The deno binary; default this process's. */
       runtime?: string;
+      /**
+       * The checkout whose entry point runs (benchmarks compare another one: "before"); default
+       * this one. Its permission flags are this checkout's.
+       */
+      root?: string;
     },
   ): Promise<ExecutableProcess> {
-    const { entry, flags } = EXECUTABLES[executable];
+    const { entry } = EXECUTABLES[executable];
+    const flags = runFlags(executable, args, { ...Deno.env.toObject(), ...options.env });
+    const root = options.root === undefined ? ROOT : `${options.root.replace(/\/$/, "")}/`;
     const command = [
       ...(options.prefix ?? []),
       options.runtime ?? Deno.execPath(),
       "run",
       "--quiet",
       ...flags,
-      `${ROOT}${entry}`,
+      `${root}${entry}`,
       ...args,
     ];
     const log = await Deno.open(options.logFile, { create: true, append: true });
