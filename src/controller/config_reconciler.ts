@@ -302,8 +302,8 @@ export class ConfigReconciler {
         queued++;
       }
     }
-    for (const key of fresh.serviceKeys()) {
-      if (fresh.serviceEvents(key).length > 0) enqueue(workKey({ kind: "service", name: key }));
+    for (const key of fresh.serviceKeysWithEvents()) {
+      enqueue(workKey({ kind: "service", name: key }));
     }
     enqueue(RESYNC_KEY, this.options.resyncPeriodMs ?? DEFAULT_RESYNC_MS);
     log.debug("Resync done", { queued });
@@ -398,7 +398,8 @@ export function planDrift(
       drift.push(workKey({ kind: "iprule", name: rule.metadata.name }));
     }
   }
-  for (const key of new Set([...kept.serviceKeys(), ...fresh.serviceKeys()])) {
+  // A Service without events in either plan has the same (none) in both.
+  for (const key of new Set([...kept.serviceKeysWithEvents(), ...fresh.serviceKeysWithEvents()])) {
     const a = kept.serviceEvents(key).map((e) => e.note);
     const b = fresh.serviceEvents(key).map((e) => e.note);
     if (a.join("\n") !== b.join("\n")) drift.push(workKey({ kind: "service", name: key }));

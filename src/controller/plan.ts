@@ -121,7 +121,7 @@ export interface Affected {
 }
 
 /** Nothing affected. */
-export function noneAffected(): Affected {
+function noneAffected(): Affected {
   return { configs: new Set(), ipRules: new Set(), services: new Set() };
 }
 
@@ -434,11 +434,6 @@ export class ClusterPlan {
     return this.#sources.keys();
   }
 
-  /** Keys of every Service the plan holds. */
-  serviceKeys(): IterableIterator<string> {
-    return this.#services.keys();
-  }
-
   /** Keys of the Services with events. */
   serviceKeysWithEvents(): IterableIterator<string> {
     return this.#withEvents.values();
@@ -671,7 +666,7 @@ export function diffConfig(
 }
 
 /** The writes for every config: desired ones (by name) and existing ones, in name order. */
-export function diffConfigs(
+function diffConfigs(
   desired: { names: Iterable<string>; spec: (name: string) => IPRuleConfigSpec | undefined },
   existing: ReadonlyMap<string, IPRuleConfig>,
   options: PlanOptions,
