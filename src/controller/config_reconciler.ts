@@ -5,7 +5,8 @@
  * keys a change affected; each key's reconcile reads the caches and the plan, diffs that one
  * object and writes the difference. Level-based: a reconcile never looks at which event queued
  * it, and an interrupted one is finished by the next. While the Agent is being uninstalled, the
- * drain module's policy withdraws every config.
+ * drain module's policy withdraws every config. A config the original operator wrote is adopted
+ * by its own key's reconcile: the update moves it off the original's marks (config_migration).
  *
  * The resync (every `resyncPeriodMs`, and first once the caches synced) plans the whole cluster
  * from scratch, counts the keys on which the kept plan disagreed (0 when the incremental path is
