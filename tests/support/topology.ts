@@ -13,7 +13,7 @@
  * @module
  */
 import { type ControlPlane, isRunning, startControlPlane } from "./controlplane.ts";
-import { Netns, requireRoot } from "./netns.ts";
+import { createBridge, ip, joinBridge, Netns, requireRoot } from "./netns.ts";
 import { ExecutableProcess } from "./process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -71,22 +71,9 @@ export interface StartAgentOptions {
   secureMetrics?: boolean;
 }
 
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const decoder = new TextDecoder();
-  if (!out.success) {
-    throw new Error(
-      `Command "${cmd} ${args.join(" ")}" failed with "${out.code}": ${
-        decoder.decode(out.stderr).trim()
-      }`,
-    );
-  }
-  return decoder.decode(out.stdout);
-}
-
 /** A free 198.18.X.0/24 (RFC 2544 benchmarking space) no interface here uses yet. */
 async function freeSubnet(): Promise<string> {
-  const used = await run("ip", ["-4", "-o", "addr", "show"]);
+  const used = await ip(["-4", "-o", "addr", "show"]);
   for (let attempt = 0; attempt < 64; attempt++) {
     const n = Math.floor(Math.random() * 512);
     const prefix = `198.${18 + (n >> 8)}.${n & 255}`;
@@ -373,32 +360,15 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
   track(bridge, namespaces);
   let bridgeMade = false;
   try {
-    await run("ip", ["link", "add", bridge, "type", "bridge"]);
+    await createBridge(bridge, `${gateway}/24`);
     bridgeMade = true;
-    await run("ip", ["addr", "add", `${gateway}/24`, "dev", bridge]);
-    await run("ip", ["link", "set", bridge, "up"]);
     for (let i = 0; i < count; i++) {
       const ns = await Netns.create();
       namespaces.push(ns.name);
       const address = `${subnet}.${11 + i}`;
       nodes.push({ name: `${prefix}-${i}`, ns, address });
       const veth = `iprv${id}-${i}`;
-      await run("ip", [
-        "link",
-        "add",
-        veth,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns.name,
-      ]);
-      await run("ip", ["link", "set", veth, "master", bridge, "up"]);
-      await ns.ip(["addr", "add", `${address}/24`, "dev", "eth0"]);
-      await ns.ip(["link", "set", "eth0", "up"]);
-      await ns.ip(["link", "set", "lo", "up"]);
+      await joinBridge(ns.name, { veth, bridge, address: `${address}/24` });
     }
   } catch (error: unknown) {
     await teardown(nodes.map((n) => n.ns), bridgeMade ? bridge : "", []);
