@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type Agent, API_VERSION, type IPRule, type IPRuleNodeState } from "../api/types.ts";
 import type { NodeInfo } from "../api/types.ts";
+import { testCondition } from "../api/test_objects.ts";
 import { stateSeries } from "./state_metrics.ts";
 
 const agent: Agent = {
@@ -29,13 +30,9 @@ function state(
       desiredRules: counts.desired,
       appliedRules: counts.applied,
       failedCount: counts.failed,
-      conditions: [{
-        type: "Converged",
-        status: converged ? "True" : "False",
-        reason: converged ? "Converged" : "RulesFailed",
-        message: "",
-        lastTransitionTime: "2026-01-01T00:00:00Z",
-      }],
+      conditions: [
+        testCondition("Converged", converged, converged ? "Converged" : "RulesFailed"),
+      ],
     },
   };
 }
@@ -47,13 +44,9 @@ function rule(name: string, conflict: boolean): IPRule {
     metadata: { name },
     spec: { cidrs: ["10.0.0.0/24"], table: 100, priority: 1000 },
     status: {
-      conditions: [{
-        type: "Conflict",
-        status: conflict ? "True" : "False",
-        reason: conflict ? "LostToOtherRule" : "NoConflict",
-        message: "",
-        lastTransitionTime: "2026-01-01T00:00:00Z",
-      }],
+      conditions: [
+        testCondition("Conflict", conflict, conflict ? "LostToOtherRule" : "NoConflict"),
+      ],
     },
   };
 }
