@@ -15,6 +15,7 @@ import {
   assertUninstalled,
   clusterTest,
   CONTROLLER,
+  controllerPods,
   fileCluster,
   find,
   followLogs,
@@ -182,17 +183,7 @@ clusterTest(
     // What an earlier version left: its finalizer on the Agent and no controller to remove it
     // (this version's controller would remove it at once, so it is stopped first).
     await c.cp.kubectl(["-n", NS, "scale", `deployment/${CONTROLLER}`, "--replicas=0"]);
-    await waitFor("no controller Pod", async () => {
-      const pods = await getJson(c, [
-        "-n",
-        NS,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/component=controller",
-      ]);
-      return pods.items.length === 0;
-    });
+    await waitFor("no controller Pod", async () => (await controllerPods(c)).length === 0);
     await patchAgent(c, [{
       op: "add",
       path: "/metadata/finalizers",

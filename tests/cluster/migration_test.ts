@@ -21,6 +21,7 @@ import {
   type Json,
   lbService,
   NS,
+  patchAgent,
   waitFor,
   writeOverlay,
 } from "../support/operator.ts";
@@ -207,16 +208,7 @@ clusterTest(
       // Steps 5 and 6: adoption on until every node holds our marked copy, then off.
       const adoption = watch(c, admin, line);
       try {
-        await c.cp.kubectl([
-          "-n",
-          NS,
-          "patch",
-          "agent",
-          "agent",
-          "--type=merge",
-          "-p",
-          '{"spec":{"adoptUnmarkedRules":true}}',
-        ]);
+        await patchAgent(c, { spec: { adoptUnmarkedRules: true } });
         await waitFor("the rule adopted on every node", async () => {
           for (const node of c.nodes) {
             const text = await c.ip(node, ["-d", "rule", "show"]);
@@ -230,16 +222,7 @@ clusterTest(
         seen = await adoption.stop();
       }
       assert.deepEqual([...seen.ruleMissing.values()], c.nodes.map(() => 0), "rule missing");
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=json",
-        "-p",
-        '[{"op":"remove","path":"/spec/adoptUnmarkedRules"}]',
-      ]);
+      await patchAgent(c, [{ op: "remove", path: "/spec/adoptUnmarkedRules" }]);
       await rolledOut(c, "the agents without adoption Ready");
       for (const node of c.nodes) {
         const lines = (await c.ip(node, ["-d", "rule", "show"])).split("\n");

@@ -14,6 +14,7 @@ import {
   clusterTest,
   containerPid,
   CONTROLLER,
+  controllerPods,
   controllerRolledOut,
   fileCluster,
   find,
@@ -69,14 +70,7 @@ clusterTest(
     const c = await operator();
     const deployment = await getJson(c, ["-n", NS, "get", "deployment", CONTROLLER]);
     assert.equal(deployment.status.readyReplicas, 2);
-    const pods = (await getJson(c, [
-      "-n",
-      NS,
-      "get",
-      "pods",
-      "-l",
-      "app.kubernetes.io/component=controller",
-    ])).items as Json[];
+    const pods = await controllerPods(c);
     assert.equal(pods.length, 2);
     const lease = await waitForLeader(c);
     assert.ok(

@@ -26,6 +26,12 @@ export async function getJson(cluster: Cluster, args: readonly string[]): Promis
   return JSON.parse((await cluster.cp.kubectl([...args, "-o", "json"])).stdout);
 }
 
+/** The controller's Pods. */
+export async function controllerPods(cluster: Cluster): Promise<Json[]> {
+  const selector = "app.kubernetes.io/component=controller";
+  return (await getJson(cluster, ["-n", NS, "get", "pods", "-l", selector])).items;
+}
+
 /** The object, or undefined when the API server answers NotFound. */
 export async function find(cluster: Cluster, args: readonly string[]): Promise<Json | undefined> {
   const out = await cluster.cp.kubectl([...args, "-o", "json"], { check: false });
