@@ -14,7 +14,13 @@ import { DAEMONSET_NAME, renderDaemonSet } from "../../src/controller/daemonset.
 import { HANDED_OVER_ANNOTATION } from "../../src/controller/handover.ts";
 import { KubeClient } from "../../src/k8s/client.ts";
 import { startControlPlane } from "../support/controlplane.ts";
-import { ORIGINAL_MANAGER, originalConfig, originalDaemonSet } from "../support/original.ts";
+import {
+  ORIGINAL_MANAGER,
+  originalAgent,
+  originalConfigFor,
+  originalDaemonSet,
+  originalIPRule,
+} from "../support/original.ts";
 import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -42,12 +48,7 @@ Deno.test("our CRDs and controller take over what the original operator left, in
     let apiIP = "";
     await t.step("the original's objects, written under its CRDs", async () => {
       const rule = (name: string, spec: Json) =>
-        asOriginal(`${API}/iprules`, {
-          apiVersion: "api.operator.brtrm.dev/v1alpha1",
-          kind: "IPRule",
-          metadata: { name },
-          spec,
-        });
+        asOriginal(`${API}/iprules`, originalIPRule(name, spec));
       // Its single CIDR and no priority; a later version's cidrs with its "agent default" 0.
       const dcA = await rule("dc-a", { cidr: "192.168.50.0/24", table: 100 });
       const dcB = await rule("dc-b", { cidrs: ["192.168.60.0/24"], table: 200, priority: 0 });
@@ -65,47 +66,27 @@ Deno.test("our CRDs and controller take over what the original operator left, in
         if (name === "web") webIP = svc.spec.clusterIP;
         else apiIP = svc.spec.clusterIP;
       }
-      const dashed = (ip: string) => `iprc-${ip.replaceAll(".", "-")}`;
-      // The original copies the IPRule's priority, 0 included.
-      await asOriginal(
-        `${API}/ipruleconfigs`,
-        originalConfig(
-          dashed(webIP),
-          { serviceIP: webIP, table: 100, priority: 0, state: "present" },
-          dcA,
-        ),
-      );
-      await asOriginal(
-        `${API}/ipruleconfigs`,
-        originalConfig(
-          dashed(apiIP),
-          { serviceIP: apiIP, table: 200, priority: 0, state: "present" },
-          dcB,
-        ),
-      );
+      // The original copies the IPRule's priority, 0 included: both configs have 0.
+      const config = (rule: Json, ip: string, options?: Parameters<typeof originalConfigFor>[2]) =>
+        asOriginal(`${API}/ipruleconfigs`, originalConfigFor(rule, ip, options));
+      const configs = [await config(dcA, webIP), await config(dcB, apiIP)];
+      assert.deepEqual(configs.map((c) => c.spec.priority), [0, 0]);
       // Marked absent, acknowledged by one node only.
-      await asOriginal(
-        `${API}/ipruleconfigs`,
-        originalConfig(
-          "iprc-10-96-250-250",
-          { serviceIP: "10.96.250.250", table: 100, priority: 0, state: "absent" },
-          dcA,
-          { "cleanup.iprule.agent.brtrm.dev/node-1": "done" },
-        ),
-      );
-      const agent = await asOriginal(`${API}/namespaces/${NS}/agents`, {
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "Agent",
-        metadata: { name: "agent", namespace: NS },
-        spec: {
+      await config(dcA, "10.96.250.250", {
+        state: "absent",
+        annotations: { "cleanup.iprule.agent.brtrm.dev/node-1": "done" },
+      });
+      const agent = await asOriginal(
+        `${API}/namespaces/${NS}/agents`,
+        originalAgent(NS, {
           nodeSelector: { "kubernetes.io/os": "linux" },
           tolerations: [{
             key: "node-role.kubernetes.io/control-plane",
             operator: "Exists",
             effect: "NoSchedule",
           }],
-        },
-      });
+        }),
+      );
       await asOriginal(DAEMONSETS, originalDaemonSet(NS, agent.metadata.uid));
     });
 

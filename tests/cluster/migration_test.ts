@@ -25,7 +25,13 @@ import {
   waitFor,
   writeOverlay,
 } from "../support/operator.ts";
-import { ORIGINAL_MANAGER, originalConfig, originalDaemonSet } from "../support/original.ts";
+import {
+  ORIGINAL_MANAGER,
+  originalAgent,
+  originalConfigFor,
+  originalDaemonSet,
+  originalIPRule,
+} from "../support/original.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const cluster = fileCluster({ nodes: 2 });
@@ -142,26 +148,14 @@ clusterTest(
       ]);
       await c.cp.kubectl(["apply", "-f", `${ROOT}/deploy/namespace.yaml`]);
       await c.cp.kubectl(["-n", NS, "create", "serviceaccount", "iprule-agent"]);
-      const [rule] = await createAsOriginal(c, [{
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "IPRule",
-        metadata: { name: "migrated" },
-        spec: { cidr: "10.70.0.0/16", table: 170, priority: 1700 },
-      }]);
-      const [ip] = await lbService(c, "migrated-web", ["10.70.0.10"]);
-      await createAsOriginal(c, [
-        originalConfig(
-          `iprc-${ip!.replaceAll(".", "-")}`,
-          { serviceIP: ip, table: 170, priority: 1700, state: "present" },
-          rule,
-        ),
+      const [rule] = await createAsOriginal(c, [
+        originalIPRule("migrated", { cidr: "10.70.0.0/16", table: 170, priority: 1700 }),
       ]);
-      const [agent] = await createAsOriginal(c, [{
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "Agent",
-        metadata: { name: "agent", namespace: NS },
-        spec: { nodeSelector: { "kubernetes.io/os": "linux" } },
-      }]);
+      const [ip] = await lbService(c, "migrated-web", ["10.70.0.10"]);
+      await createAsOriginal(c, [originalConfigFor(rule, ip!)]);
+      const [agent] = await createAsOriginal(c, [
+        originalAgent(NS, { nodeSelector: { "kubernetes.io/os": "linux" } }),
+      ]);
       const ds = originalDaemonSet(NS, agent.metadata.uid);
       ds.spec.template.spec.containers[0].image = c.images.pause;
       await createAsOriginal(c, [ds]);
