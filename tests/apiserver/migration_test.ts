@@ -19,7 +19,6 @@ import {
   originalAgent,
   originalConfigFor,
   originalDaemonSet,
-  originalIPRule,
 } from "../support/original.ts";
 import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
 
@@ -48,7 +47,12 @@ Deno.test("our CRDs and controller take over what the original operator left, in
     let apiIP = "";
     await t.step("the original's objects, written under its CRDs", async () => {
       const rule = (name: string, spec: Json) =>
-        asOriginal(`${API}/iprules`, originalIPRule(name, spec));
+        asOriginal(`${API}/iprules`, {
+          apiVersion: "api.operator.brtrm.dev/v1alpha1",
+          kind: "IPRule",
+          metadata: { name },
+          spec,
+        });
       // Its single CIDR and no priority; a later version's cidrs with its "agent default" 0.
       const dcA = await rule("dc-a", { cidr: "192.168.50.0/24", table: 100 });
       const dcB = await rule("dc-b", { cidrs: ["192.168.60.0/24"], table: 200, priority: 0 });

@@ -22,6 +22,7 @@ import {
   lbService,
   NS,
   patchAgent,
+  ROOT,
   waitFor,
   writeOverlay,
 } from "../support/operator.ts";
@@ -30,10 +31,8 @@ import {
   originalAgent,
   originalConfigFor,
   originalDaemonSet,
-  originalIPRule,
 } from "../support/original.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const cluster = fileCluster({ nodes: 2 });
 
 /** Creates objects as the original does: its field manager. */
@@ -148,9 +147,12 @@ clusterTest(
       ]);
       await c.cp.kubectl(["apply", "-f", `${ROOT}/deploy/namespace.yaml`]);
       await c.cp.kubectl(["-n", NS, "create", "serviceaccount", "iprule-agent"]);
-      const [rule] = await createAsOriginal(c, [
-        originalIPRule("migrated", { cidr: "10.70.0.0/16", table: 170, priority: 1700 }),
-      ]);
+      const [rule] = await createAsOriginal(c, [{
+        apiVersion: "api.operator.brtrm.dev/v1alpha1",
+        kind: "IPRule",
+        metadata: { name: "migrated" },
+        spec: { cidr: "10.70.0.0/16", table: 170, priority: 1700 },
+      }]);
       const [ip] = await lbService(c, "migrated-web", ["10.70.0.10"]);
       await createAsOriginal(c, [originalConfigFor(rule, ip!)]);
       const [agent] = await createAsOriginal(c, [

@@ -13,7 +13,8 @@ import { controllerImages, readYaml } from "../../scripts/manifests.ts";
 import { type Cluster, type ClusterNode, startCluster } from "./cluster.ts";
 import { CONTROLPLANE_BIN_DIR } from "./controlplane.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/** The repository's root directory. */
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** The operator's namespace (deploy/namespace.yaml). */
 export const NS = "ip-rule-operator-system";
 /** The controller Deployment of deploy/controller.yaml. */

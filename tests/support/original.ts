@@ -69,11 +69,6 @@ export function originalConfigFor(
   );
 }
 
-/** An IPRule under the original's CRD. */
-export function originalIPRule(name: string, spec: Json): Json {
-  return { apiVersion: API_VERSION, kind: "IPRule", metadata: { name }, spec };
-}
-
 /** The original's Agent (always named `agent`) in `namespace`. */
 export function originalAgent(namespace: string, spec: Json): Json {
   return { apiVersion: API_VERSION, kind: "Agent", metadata: { name: "agent", namespace }, spec };
