@@ -1,5 +1,12 @@
-/** Test fixtures shared by the unit tests: conditions and node states as the API returns them. */
-import type { Condition, IPRuleNodeStateStatus } from "./types.ts";
+/** Test fixtures shared by the unit tests: API objects and conditions as the API returns them. */
+import {
+  type Agent,
+  type AgentSpec,
+  API_VERSION,
+  type Condition,
+  type IPRuleNodeStateStatus,
+  type ObjectMeta,
+} from "./types.ts";
 
 /** When every fixture condition last changed. */
 export const TEST_TRANSITION_TIME = "2026-01-01T00:00:00Z";
@@ -22,5 +29,19 @@ export function convergedStatus(rules: number): IPRuleNodeStateStatus {
     appliedRules: rules,
     failedCount: 0,
     conditions: [testCondition("Converged", true, "RulesApplied")],
+  };
+}
+
+/** The Agent (always named `agent`) in `namespace`, with `spec` and more `metadata`. */
+export function testAgent(
+  namespace: string,
+  spec: AgentSpec = {},
+  metadata: Partial<ObjectMeta> = {},
+): Agent {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Agent",
+    metadata: { name: "agent", namespace, ...metadata },
+    spec,
   };
 }

@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
-import { type Agent, API_VERSION, type IPRule, type IPRuleNodeState } from "../api/types.ts";
+import { API_VERSION, type IPRule, type IPRuleNodeState } from "../api/types.ts";
 import type { NodeInfo } from "../api/types.ts";
-import { testCondition } from "../api/test_objects.ts";
+import { testAgent, testCondition } from "../api/test_objects.ts";
 import { stateSeries } from "./state_metrics.ts";
 
-const agent: Agent = {
-  apiVersion: API_VERSION,
-  kind: "Agent",
-  metadata: { name: "agent", namespace: "ip-rule-operator-system" },
-  spec: { nodeSelector: { pool: "edge" } },
-};
+const agent = testAgent("ip-rule-operator-system", { nodeSelector: { pool: "edge" } });
 
 function node(name: string, labels: Record<string, string>, taints: NodeInfo["taints"] = []) {
   return { name, labels: { "kubernetes.io/os": "linux", ...labels }, taints };
