@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { startTopology, type Topology, type TopologyNode } from "../support/topology.ts";
-import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
+import { eventually, type ExecutableProcess } from "../support/process.ts";
 import {
   killAtExit,
   type Scenario as SharedScenario,
@@ -61,13 +61,7 @@ async function everywhere(
 const world = sharedPart(async () => {
   const before = await hostRules();
   const topo = await startTopology({ nodes: 3, namePrefix: "e2e" });
-  const controller = await ExecutableProcess.start("controller", [
-    `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
-    `--metrics-addr=127.0.0.1:${freePort()}`,
-    `--health-addr=127.0.0.1:${freePort()}`,
-    "--grace-period=2s",
-    "--log-format=json",
-  ], { logFile: `${topo.cp.dir}/controller.log` });
+  const controller = await topo.startController(["--grace-period=2s"]);
   killAtExit(() => controller.pid);
   const agents = new Map<string, ExecutableProcess>();
   for (const node of topo.nodes) killAtExit(() => agents.get(node.name)?.pid);

@@ -14,7 +14,7 @@
  */
 import { type ControlPlane, isRunning, startControlPlane } from "./controlplane.ts";
 import { createBridge, ip, joinBridge, Netns, requireRoot } from "./netns.ts";
-import { ExecutableProcess } from "./process.ts";
+import { ExecutableProcess, freePort } from "./process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** Port of every agent's /metrics on its node address. */
@@ -69,6 +69,16 @@ export interface StartAgentOptions {
    * Default false: plain HTTP, so that tests read the counters without a token.
    */
   secureMetrics?: boolean;
+}
+
+/** Options of {@linkcode Topology.startController}. */
+export interface StartControllerOptions {
+  /** Port of /metrics on 127.0.0.1; default a free one. */
+  metricsPort?: number;
+  /** Log file name in the control plane's dir; default `controller.log`. */
+  logName?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 /** A free 198.18.X.0/24 (RFC 2544 benchmarking space) no interface here uses yet. */
@@ -175,6 +185,26 @@ export class Topology implements AsyncDisposable {
       ...(options.env ? { env: options.env } : {}),
       ...(options.runtime ? { runtime: options.runtime } : {}),
       ...(options.root ? { root: options.root } : {}),
+    });
+  }
+
+  /**
+   * Starts a controller on this machine with the controller's kubeconfig, /metrics and the
+   * health endpoint on loopback and JSON logs; `args` come after those.
+   */
+  startController(
+    args: readonly string[] = [],
+    options: StartControllerOptions = {},
+  ): Promise<ExecutableProcess> {
+    return ExecutableProcess.start("controller", [
+      `--kubeconfig=${this.cp.kubeconfig("controller")}`,
+      `--metrics-addr=127.0.0.1:${options.metricsPort ?? freePort()}`,
+      `--health-addr=127.0.0.1:${freePort()}`,
+      "--log-format=json",
+      ...args,
+    ], {
+      logFile: `${this.cp.dir}/${options.logName ?? "controller.log"}`,
+      ...(options.env ? { env: options.env } : {}),
     });
   }
 
