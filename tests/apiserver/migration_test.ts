@@ -167,19 +167,18 @@ Deno.test("our CRDs and controller take over what the original operator left, in
       });
       assert.equal(adopted.metadata.annotations, undefined);
       assert.equal(adopted.metadata.ownerReferences, undefined);
-      assert.equal(
-        adopted.metadata.uid,
-        before.configs.find((c: Json) => c.metadata.name === web).metadata.uid,
-        "the same object",
-      );
+      const original = before.configs.find((c: Json) => c.metadata.name === web);
+      assert.equal(adopted.metadata.uid, original.metadata.uid, "the same object");
+      // The original's spec (serviceIP, table, state) kept, its priority 0 now the default, and
+      // where it came from added.
+      assert.equal(original.spec.serviceIP, webIP);
+      const ref = { namespace: "default", name: "web" };
       assert.deepEqual(adopted.spec, {
-        serviceIP: webIP,
-        table: 100,
+        ...original.spec,
         priority: 1000,
-        state: "present",
         ipRule: "dc-a",
-        service: { namespace: "default", name: "web" },
-        services: [{ namespace: "default", name: "web" }],
+        service: ref,
+        services: [ref],
       });
       const api: Json = await eventually("dc-b's config adopted", async () => {
         const c: Json = await get(`${API}/ipruleconfigs/iprc-${apiIP.replaceAll(".", "-")}`);
