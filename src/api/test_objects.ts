@@ -6,6 +6,7 @@ import {
   type Condition,
   type IPRuleNodeStateStatus,
   type ObjectMeta,
+  type ServiceInfo,
 } from "./types.ts";
 
 /** When every fixture condition last changed. */
@@ -43,5 +44,26 @@ export function testAgent(
     kind: "Agent",
     metadata: { name: "agent", namespace, ...metadata },
     spec,
+  };
+}
+
+/**
+ * A LoadBalancer Service as the planner reads it (narrowService), with the LB IPs `ingressIPs`:
+ * in `default` with the ClusterIP 10.96.1.50 unless `extra` says otherwise.
+ */
+export function testService(
+  name: string,
+  ingressIPs: string[],
+  extra: Partial<ServiceInfo> = {},
+): ServiceInfo {
+  return {
+    namespace: "default",
+    name,
+    labels: {},
+    type: "LoadBalancer",
+    clusterIPs: ["10.96.1.50"],
+    ingressIPs,
+    hostnameOnlyIngress: 0,
+    ...extra,
   };
 }
