@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import type { IPRule, IPRuleConfig } from "../../src/api/types.ts";
+import type { IPRule, IPRuleConfig, ServiceInfo } from "../../src/api/types.ts";
 import type { KernelSample } from "./checker.ts";
-import { convergedStatus, testService } from "../../src/api/test_objects.ts";
+import { convergedStatus } from "../../src/api/test_objects.ts";
 import { configKey, differences, plannedConfigs } from "./convergence.ts";
 
 const RULE: IPRule = {
@@ -11,8 +11,17 @@ const RULE: IPRule = {
   spec: { cidrs: ["10.10.0.0/16", "fd00:10::/64"], table: 100, priority: 1000 },
 };
 
-const service = (name: string, clusterIPs: string[], ingressIPs: string[]) =>
-  testService(name, ingressIPs, { namespace: "soak", clusterIPs });
+function service(name: string, clusterIPs: string[], ingressIPs: string[]): ServiceInfo {
+  return {
+    namespace: "soak",
+    name,
+    labels: {},
+    type: "LoadBalancer",
+    clusterIPs,
+    ingressIPs,
+    hostnameOnlyIngress: 0,
+  };
+}
 
 function asConfigs(
   planned: ReadonlyMap<string, IPRuleConfig["spec"]>,

@@ -6,7 +6,6 @@ import {
   type Condition,
   type IPRuleNodeStateStatus,
   type ObjectMeta,
-  type ServiceInfo,
 } from "./types.ts";
 
 /** When every fixture condition last changed. */
@@ -44,26 +43,5 @@ export function testAgent(
     kind: "Agent",
     metadata: { name: "agent", namespace, ...metadata },
     spec,
-  };
-}
-
-/**
- * A LoadBalancer Service as the planner reads it (narrowService), with the LB IPs `ingressIPs`:
- * in `default` with the ClusterIP 10.96.1.50 unless `extra` says otherwise.
- */
-export function testService(
-  name: string,
-  ingressIPs: string[],
-  extra: Partial<ServiceInfo> = {},
-): ServiceInfo {
-  return {
-    namespace: "default",
-    name,
-    labels: {},
-    type: "LoadBalancer",
-    clusterIPs: ["10.96.1.50"],
-    ingressIPs,
-    hostnameOnlyIngress: 0,
-    ...extra,
   };
 }
