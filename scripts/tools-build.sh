@@ -4,9 +4,10 @@
 # (github.com/prometheus/prometheus; its Go module versions v0.3XX.Y are Prometheus 3.XX.Y) and
 # bundle-validate (tools/bundle-validate/, its own module around github.com/operator-framework/
 # api's validators). Idempotent like controlplane-build.sh: when every binary exists and the
-# stamp matches (both modules' go.mod and go.sum, the validator's source, this script, the Go
-# version, scripts/lib/go_build.sh), it returns at once. Prometheus is built with `remove_all_sd` (static, file and HTTP discovery only) and
-# without its web UI assets (not in the Go module; the HTTP API is all the tests use).
+# stamp matches (both modules' go.mod and go.sum, the validator's source, this script,
+# scripts/lib/go_build.sh, the Go version), it returns at once. Prometheus is built with
+# `remove_all_sd` (static, file and HTTP discovery only) and without its web UI assets (not in the
+# Go module; the HTTP API is all the tests use).
 # Measured on 2 cores with an empty Go build cache: see the log line "built ... in N s".
 set -euo pipefail
 
