@@ -64,8 +64,16 @@ export class Netns implements AsyncDisposable {
   }
 
   /** Runs `ip -n NAME ARGS…` and returns its standard output; throws on a non-zero exit. */
-  ip(args: string[], options: { stdin?: string } = {}): Promise<string> {
-    return ip(["-n", this.name, ...args], options);
+  async ip(args: string[], options: { stdin?: string } = {}): Promise<string> {
+    const out = await command("ip", ["-n", this.name, ...args], options.stdin);
+    if (out.code !== 0) {
+      throw new Error(
+        `Command "ip -n ${this.name} ${
+          args.join(" ")
+        }" failed with "${out.code}": ${out.stderr.trim()}`,
+      );
+    }
+    return out.stdout;
   }
 
   /**
@@ -127,11 +135,8 @@ export class Netns implements AsyncDisposable {
 }
 
 /** Runs `ip ARGS…` on the machine and returns its standard output; throws on a non-zero exit. */
-export async function ip(
-  args: readonly string[],
-  options: { stdin?: string } = {},
-): Promise<string> {
-  const out = await command("ip", [...args], options.stdin);
+export async function ip(args: readonly string[]): Promise<string> {
+  const out = await command("ip", [...args]);
   if (out.code !== 0) {
     throw new Error(
       `Command "ip ${args.join(" ")}" failed with "${out.code}": ${out.stderr.trim()}`,
