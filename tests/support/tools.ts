@@ -32,12 +32,13 @@ export function toolPath(tool: Tool): string {
 }
 
 /** Runs a tool to its end with the repository root as working directory. */
-export function runTool(
+export async function runTool(
   tool: Tool,
   args: readonly string[],
   options: { stdin?: string; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<ToolResult> {
-  return runCommand(toolPath(tool), args, { ...options, cwd: options.cwd ?? ROOT });
+  // Async, so that a missing tool (toolPath throws) rejects like any other failure.
+  return await runCommand(toolPath(tool), args, { ...options, cwd: options.cwd ?? ROOT });
 }
 
 /** Like runTool, but throws with the tool's output when it fails. */
