@@ -4,7 +4,6 @@
 // holding 10k rules and over 100 add/delete cycles. Prints figures, ratios and the targets of
 // issue 3. Takes well under a minute.
 import {
-  canonicalAddress,
   type KernelRule,
   type Rule,
   RuleSocket,
@@ -12,6 +11,7 @@ import {
   RuleSubscription,
 } from "../ffi/mod.ts";
 import { Netns, requireRoot } from "../tests/support/netns.ts";
+import { hostRules } from "../tests/support/rules.ts";
 
 const PROTOCOL = 99;
 const REPEATS = 3;
@@ -24,27 +24,14 @@ interface Timing {
   del: number;
 }
 
-function v4Rules(count: number): Rule[] {
-  return Array.from({ length: count }, (_, i) => ({
-    family: 4,
-    src: `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
-    srcLen: 32,
-    table: 1000 + (i % 100),
-    priority: 1000 + i,
-    protocol: PROTOCOL,
-  }));
-}
-
-function v6Rules(count: number): Rule[] {
-  return Array.from({ length: count }, (_, i) => ({
-    family: 6,
-    src: canonicalAddress(`fd00:64::${i.toString(16)}`, 6)!,
-    srcLen: 128,
-    table: 1000 + (i % 100),
-    priority: 1000 + i,
-    protocol: PROTOCOL,
-  }));
-}
+/** Rule i of a benchmark's set: one of 100 tables, a priority of its own. */
+const benchFields = (i: number) => ({
+  table: 1000 + (i % 100),
+  priority: 1000 + i,
+  protocol: PROTOCOL,
+});
+const v4Rules = (count: number) => hostRules("10.64.0.0", count, benchFields);
+const v6Rules = (count: number) => hostRules("fd00:64::", count, benchFields);
 
 /** The same items in a fixed pseudo-random order (mulberry32), as a diff hands rules over. */
 function shuffled<T>(items: readonly T[]): T[] {

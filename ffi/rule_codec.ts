@@ -152,8 +152,7 @@ export function writeRuleMessage(
   header: RequestHeader,
 ): number {
   const family = checkFamily(rule.family);
-  const addrLen = addressLength(family);
-  const maxLen = addrLen * 8;
+  const maxLen = addressLength(family) * 8;
   const srcLen = checkInteger("srcLen", rule.srcLen, maxLen);
   const dstLen = checkInteger("dstLen", rule.dstLen ?? 0, maxLen);
   const table = checkInteger("table", rule.table, U32_MAX);
@@ -181,28 +180,8 @@ export function writeRuleMessage(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = offset + NLMSG_HDRLEN + FIB_RULE_HDRLEN;
   // Addresses first: an invalid one throws before anything else is written.
-  if (srcLen > 0) {
-    if (!writeAddress(bytes, at + NLA_HDRLEN, family, rule.src)) {
-      throw new InvalidRuleError(
-        "src",
-        `Invalid src "${rule.src}": expected an IPv${family} address`,
-      );
-    }
-    view.setUint16(at, NLA_HDRLEN + addrLen, true);
-    view.setUint16(at + 2, FRA_SRC, true);
-    at += NLA_HDRLEN + addrLen;
-  }
-  if (dstLen > 0) {
-    if (!writeAddress(bytes, at + NLA_HDRLEN, family, rule.dst ?? "")) {
-      throw new InvalidRuleError(
-        "dst",
-        `Invalid dst "${rule.dst}": expected an IPv${family} address`,
-      );
-    }
-    view.setUint16(at, NLA_HDRLEN + addrLen, true);
-    view.setUint16(at + 2, FRA_DST, true);
-    at += NLA_HDRLEN + addrLen;
-  }
+  if (srcLen > 0) at = putAddress(bytes, view, at, "src", family, rule.src);
+  if (dstLen > 0) at = putAddress(bytes, view, at, "dst", family, rule.dst);
   at = putU32(view, at, FRA_TABLE, table);
   at = putU32(view, at, FRA_PRIORITY, priority);
   view.setUint32(at, 0, true); // clears the padding of the u8
@@ -244,6 +223,30 @@ function putU32(view: DataView, at: number, type: number, value: number): number
   view.setUint16(at + 2, type, true);
   view.setUint32(at + 4, value, true);
   return at + 8;
+}
+
+/**
+ * Writes FRA_SRC or FRA_DST (`field`) with the address `text`; throws InvalidRuleError when it is
+ * not an IPv`family` address.
+ */
+function putAddress(
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+  field: "src" | "dst",
+  family: Family,
+  text: string | undefined,
+): number {
+  if (!writeAddress(bytes, at + NLA_HDRLEN, family, text ?? "")) {
+    throw new InvalidRuleError(
+      field,
+      `Invalid ${field} "${text}": expected an IPv${family} address`,
+    );
+  }
+  const len = NLA_HDRLEN + addressLength(family);
+  view.setUint16(at, len, true);
+  view.setUint16(at + 2, field === "src" ? FRA_SRC : FRA_DST, true);
+  return at + len;
 }
 
 function putName(

@@ -56,6 +56,11 @@ const PLAIN_V4: Rule = {
   protocol: 99,
 };
 
+/** An add request for `rule`, as the agent sends it (NLM_F_CREATE | NLM_F_EXCL). */
+function encodeAdd(rule: Parameters<typeof encodeRuleMessage>[0], seq = 1): Uint8Array {
+  return encodeRuleMessage(rule, { type: RTM_NEWRULE, flags: ADD_FLAGS, seq });
+}
+
 function onlyMessage(bytes: Uint8Array): MessageHeader {
   const messages = readMessages(bytes);
   assert.equal(messages.length, 1);
@@ -69,11 +74,7 @@ function decodeOne(bytes: Uint8Array): KernelRule {
 }
 
 Deno.test("encodeRuleMessage() writes the bytes iproute2 sends for an IPv4 rule", () => {
-  const bytes = encodeRuleMessage(PLAIN_V4, {
-    type: RTM_NEWRULE,
-    flags: ADD_FLAGS,
-    seq: 1795700045,
-  });
+  const bytes = encodeAdd(PLAIN_V4, 1795700045);
   assert.equal(toHex(bytes), toHex(fromHex(IPROUTE2_ADD_V4)));
 });
 
@@ -86,17 +87,13 @@ Deno.test("encodeRuleMessage() writes the bytes iproute2 sends for an IPv6 rule"
     priority: 5,
     protocol: 42,
   };
-  const bytes = encodeRuleMessage(rule, { type: RTM_NEWRULE, flags: ADD_FLAGS, seq: 1795700045 });
+  const bytes = encodeAdd(rule, 1795700045);
   assert.equal(toHex(bytes), toHex(fromHex(IPROUTE2_ADD_V6)));
 });
 
 Deno.test("encodeRuleMessage() writes FRA_TABLE for tables above 255 and zero in the header byte", () => {
   for (const table of [256, 1000, 65536, 4294967295]) {
-    const bytes = encodeRuleMessage({ ...PLAIN_V4, table }, {
-      type: RTM_NEWRULE,
-      flags: ADD_FLAGS,
-      seq: 1,
-    });
+    const bytes = encodeAdd({ ...PLAIN_V4, table });
     const view = new DataView(bytes.buffer);
     assert.equal(bytes[16 + 4], 0, `header byte for ${table}`);
     assert.equal(view.getUint16(38, true), 15); // FRA_TABLE after FRA_SRC
@@ -107,11 +104,7 @@ Deno.test("encodeRuleMessage() writes FRA_TABLE for tables above 255 and zero in
 
 Deno.test("encodeRuleMessage() writes tables up to 255 in the header byte and in FRA_TABLE", () => {
   for (const table of [1, 252, 253, 254, 255]) {
-    const bytes = encodeRuleMessage({ ...PLAIN_V4, table }, {
-      type: RTM_NEWRULE,
-      flags: ADD_FLAGS,
-      seq: 1,
-    });
+    const bytes = encodeAdd({ ...PLAIN_V4, table });
     assert.equal(bytes[16 + 4], table);
     assert.equal(new DataView(bytes.buffer).getUint32(40, true), table);
     assert.equal(decodeOne(bytes).table, table);
@@ -136,11 +129,7 @@ Deno.test("encodeRuleMessage() sends priority, table and protocol on delete, wit
 });
 
 Deno.test("encodeRuleMessage() omits FRA_SRC for a rule from all", () => {
-  const bytes = encodeRuleMessage({ ...PLAIN_V4, src: "", srcLen: 0 }, {
-    type: RTM_NEWRULE,
-    flags: ADD_FLAGS,
-    seq: 1,
-  });
+  const bytes = encodeAdd({ ...PLAIN_V4, src: "", srcLen: 0 });
   assert.equal(bytes.length, 52);
   const rule = decodeOne(bytes);
   assert.equal(rule.srcLen, 0);
@@ -150,11 +139,7 @@ Deno.test("encodeRuleMessage() omits FRA_SRC for a rule from all", () => {
 
 Deno.test("encodeRuleMessage() round-trips priorities 0, 1, 32765 and 2^32-1", () => {
   for (const priority of [0, 1, 32765, 4294967295]) {
-    const bytes = encodeRuleMessage({ ...PLAIN_V4, priority }, {
-      type: RTM_NEWRULE,
-      flags: ADD_FLAGS,
-      seq: 1,
-    });
+    const bytes = encodeAdd({ ...PLAIN_V4, priority });
     assert.equal(decodeOne(bytes).priority, priority);
   }
 });
@@ -182,7 +167,7 @@ Deno.test("encodeRuleMessage() round-trips IPv6 sources and prefixes", () => {
   ) {
     const rule: Rule = { family: 6, src, srcLen, table: 4000, priority: 10, protocol: 200 };
     const decoded = decodeOne(
-      encodeRuleMessage(rule, { type: RTM_NEWRULE, flags: ADD_FLAGS, seq: 1 }),
+      encodeAdd(rule),
     );
     assert.deepEqual([decoded.src, decoded.srcLen, decoded.plain], [src, srcLen, true]);
   }
@@ -203,12 +188,7 @@ Deno.test("encodeRuleMessage() rejects invalid rules with InvalidRuleError namin
   ];
   for (const [change, field] of cases) {
     assert.throws(
-      () =>
-        encodeRuleMessage({ ...PLAIN_V4, ...change }, {
-          type: RTM_NEWRULE,
-          flags: ADD_FLAGS,
-          seq: 1,
-        }),
+      () => encodeAdd({ ...PLAIN_V4, ...change }),
       (error: unknown) => error instanceof InvalidRuleError && error.field === field,
       field,
     );

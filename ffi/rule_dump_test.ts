@@ -30,14 +30,9 @@ function messages(bytes: Uint8Array): Uint8Array[] {
   return readMessages(bytes).map((m) => bytes.subarray(m.offset, m.offset + ((m.length + 3) & ~3)));
 }
 
+/** The byte arrays one after the other, in a new array. */
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return Uint8Array.from(parts.flatMap((p) => [...p]));
 }
 
 Deno.test("DumpBuffer decodes the rules of a kernel dump and reports its end", () => {

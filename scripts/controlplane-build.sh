@@ -3,8 +3,9 @@
 # kube-apiserver and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, and for
 # the cluster tier's nodes kube-controller-manager, kube-scheduler, kubelet and kube-proxy, into
 # .cache/controlplane/bin/. Idempotent: when every binary exists and the stamp matches the
-# pinned versions (go.mod, go.sum, this script, the Go version), it returns at once. The Go
-# build cache stays in its default place, so a rebuild after a bump is incremental.
+# pinned versions (go.mod, go.sum, this script, scripts/lib/go_build.sh, the Go version), it
+# returns at once. The Go build cache stays in its default place, so a rebuild after a bump is
+# incremental.
 # Measured on 2 cores: all seven from scratch (empty Go build cache) 13 min of CPU, 26 min on a
 # machine busy with other builds (kube-apiserver, kubectl and etcd alone ~4.5 min, module download
 # ~10 s of it); with a warm build cache (a fresh clone) 22 s; up to date ~0.01 s.
@@ -17,33 +18,20 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 module="$root/controlplane"
 bin="$root/.cache/controlplane/bin"
 stamp="$bin/.stamp"
+commands=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
+binaries=("${commands[@]}" etcd)
+name=controlplane-build
+# shellcheck source=lib/go_build.sh
+. "$root/scripts/lib/go_build.sh"
 
-log() { printf 'controlplane-build: %s\n' "$*" >&2; }
-
-if ! command -v go >/dev/null; then
-  if [ -x /usr/local/go/bin/go ]; then
-    PATH="/usr/local/go/bin:$PATH"
-  else
-    log "Go toolchain not found: install Go (see controlplane/go.mod for the version) and retry"
-    exit 1
-  fi
-fi
-
+go_require controlplane/go.mod
 want=$(
   {
     echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION"
-    go env GOVERSION GOOS GOARCH
     cat "$module/go.mod" "$module/go.sum" "$module/cmd/etcd/main.go" "${BASH_SOURCE[0]}"
-  } | sha256sum | cut -d' ' -f1
+  } | go_stamp
 )
-
-commands=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
-binaries=("${commands[@]}" etcd)
-built=true
-for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || built=false; done
-if $built && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-  exit 0
-fi
+go_up_to_date "$want" && exit 0
 
 # The module's pins must match the versions named above, or the stamp would lie.
 grep -q "k8s.io/kubernetes $KUBERNETES_VERSION\$" "$module/go.mod" ||
@@ -65,17 +53,11 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 log "building ${commands[*]} $KUBERNETES_VERSION, etcd $ETCD_VERSION (first build ~10 min)"
-start=$(date +%s)
-mkdir -p "$bin"
-rm -f "$stamp"
-tmp=$(mktemp -d "$bin/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_build_begin
 (
   cd "$module"
   CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -mod=readonly -trimpath \
     -ldflags="${ldflags[*]}" -o "$tmp/" \
     "${commands[@]/#/k8s.io/kubernetes/cmd/}" ./cmd/etcd
 )
-for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$bin/"; done
-echo "$want" >"$stamp"
-log "built into $bin in $(($(date +%s) - start)) s"
+go_build_finish "$want"

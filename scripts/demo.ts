@@ -256,13 +256,7 @@ async function main(): Promise<number> {
 
     step("The controller and one agent per node, as processes with the executables' permissions");
     const port = freePort();
-    const controller = await ExecutableProcess.start("controller", [
-      `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
-      `--metrics-addr=127.0.0.1:${port}`,
-      `--health-addr=127.0.0.1:${freePort()}`,
-      "--grace-period=10s",
-      "--log-format=json",
-    ], { logFile: `${topo.cp.dir}/controller.log` });
+    const controller = await topo.startController(["--grace-period=10s"], { metricsPort: port });
     processes.push(controller);
     for (const node of topo.nodes) {
       processes.push(await topo.startAgent(node, [], { secureMetrics: true }));

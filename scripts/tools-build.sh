@@ -4,9 +4,10 @@
 # (github.com/prometheus/prometheus; its Go module versions v0.3XX.Y are Prometheus 3.XX.Y) and
 # bundle-validate (tools/bundle-validate/, its own module around github.com/operator-framework/
 # api's validators). Idempotent like controlplane-build.sh: when every binary exists and the
-# stamp matches (both modules' go.mod and go.sum, the validator's source, this script, the Go
-# version), it returns at once. Prometheus is built with `remove_all_sd` (static, file and HTTP discovery only) and
-# without its web UI assets (not in the Go module; the HTTP API is all the tests use).
+# stamp matches (both modules' go.mod and go.sum, the validator's source, this script,
+# scripts/lib/go_build.sh, the Go version), it returns at once. Prometheus is built with
+# `remove_all_sd` (static, file and HTTP discovery only) and without its web UI assets (not in the
+# Go module; the HTTP API is all the tests use).
 # Measured on 2 cores with an empty Go build cache: see the log line "built ... in N s".
 set -euo pipefail
 
@@ -21,32 +22,19 @@ validator="$root/tools/bundle-validate"
 bin="$root/.cache/tools/bin"
 stamp="$bin/.stamp"
 binaries=(helm prometheus promtool bundle-validate)
+name=tools-build
+# shellcheck source=lib/go_build.sh
+. "$root/scripts/lib/go_build.sh"
 
-log() { printf 'tools-build: %s\n' "$*" >&2; }
-
-if ! command -v go >/dev/null; then
-  if [ -x /usr/local/go/bin/go ]; then
-    PATH="/usr/local/go/bin:$PATH"
-  else
-    log "Go toolchain not found: install Go (see tools/go.mod for the version) and retry"
-    exit 1
-  fi
-fi
-
+go_require tools/go.mod
 want=$(
   {
     echo "helm=$HELM_VERSION prometheus=$PROMETHEUS_MODULE_VERSION api=$OPERATOR_FRAMEWORK_API_VERSION"
-    go env GOVERSION GOOS GOARCH
     cat "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}"
     cat "$validator/go.mod" "$validator/go.sum" "$validator/main.go"
-  } | sha256sum | cut -d' ' -f1
+  } | go_stamp
 )
-
-ok=1
-for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || ok=0; done
-if [ "$ok" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-  exit 0
-fi
+go_up_to_date "$want" && exit 0
 
 # The module's pins must match the versions named above, or the stamp would lie.
 for pin in "helm.sh/helm/v4 $HELM_VERSION" "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION"; do
@@ -56,11 +44,7 @@ grep -q "^require github.com/operator-framework/api $OPERATOR_FRAMEWORK_API_VERS
   { log "tools/bundle-validate/go.mod does not require '$OPERATOR_FRAMEWORK_API_VERSION'"; exit 1; }
 
 log "building helm $HELM_VERSION, prometheus and promtool $PROMETHEUS_VERSION, bundle-validate (first build several minutes)"
-start=$(date +%s)
-mkdir -p "$bin"
-rm -f "$stamp"
-tmp=$(mktemp -d "$bin/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_build_begin
 (
   cd "$module"
   export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
@@ -74,6 +58,4 @@ trap 'rm -rf "$tmp"' EXIT
   cd "$validator"
   go build -mod=readonly -trimpath -ldflags="-s -w" -o "$tmp/" .
 )
-for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$bin/"; done
-echo "$want" >"$stamp"
-log "built into $bin in $(($(date +%s) - start)) s"
+go_build_finish "$want"

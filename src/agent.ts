@@ -1,5 +1,5 @@
 /** Agent executable: parses flags, wires the parts, connects SIGTERM, starts. */
-import { helpText, runCli, untilSignal } from "./cli.ts";
+import { flagContext, helpText, runCli, untilSignal } from "./cli.ts";
 import { AGENT_FLAGS, parseAgentFlags } from "./agent/flags.ts";
 import { withEarlyHealth } from "./health_server.ts";
 import { Logger } from "./log.ts";
@@ -10,11 +10,7 @@ const SUMMARY = "Turns the IPRuleConfigs into this node's `ip rule` entries thro
 
 if (import.meta.main) {
   await runCli("iprule-agent", async (args) => {
-    const options = parseAgentFlags(args, {
-      env: Deno.env.toObject(),
-      isTerminal: Deno.stderr.isTerminal(),
-      hostname: Deno.hostname(),
-    });
+    const options = parseAgentFlags(args, { ...flagContext(), hostname: Deno.hostname() });
     if (options.help) return console.log(helpText("iprule-agent", SUMMARY, AGENT_FLAGS));
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })

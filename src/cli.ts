@@ -149,6 +149,11 @@ export interface FlagContext {
   isTerminal: boolean;
 }
 
+/** This process's flag context: its environment, and whether stderr is a terminal. */
+export function flagContext(): FlagContext {
+  return { env: Deno.env.toObject(), isTerminal: Deno.stderr.isTerminal() };
+}
+
 /** --kubeconfig, shared by both executables. */
 export const KUBECONFIG_FLAG: FlagDef = {
   name: "kubeconfig",

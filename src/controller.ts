@@ -1,5 +1,5 @@
 /** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
-import { helpText, runCli, untilSignal } from "./cli.ts";
+import { flagContext, helpText, runCli, untilSignal } from "./cli.ts";
 import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller/flags.ts";
 import { withEarlyHealth } from "./health_server.ts";
 import { Logger } from "./log.ts";
@@ -10,10 +10,7 @@ const SUMMARY = "Matches LoadBalancer Services against IPRules and writes IPRule
 
 if (import.meta.main) {
   await runCli("iprule-controller", async (args) => {
-    const options = parseControllerFlags(args, {
-      env: Deno.env.toObject(),
-      isTerminal: Deno.stderr.isTerminal(),
-    });
+    const options = parseControllerFlags(args, flagContext());
     if (options.help) return console.log(helpText("iprule-controller", SUMMARY, CONTROLLER_FLAGS));
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })

@@ -50,6 +50,17 @@ function hold(checker: InvariantChecker, from: number, to: number, sample: Kerne
   }
 }
 
+/**
+ * Both rules held on n0 until `at`, when its link is cut; a second later B's config is marked
+ * absent and the plan has only A.
+ */
+function cutOffWhileBGoes(checker: InvariantChecker, at: number): void {
+  hold(checker, 0, at, kernel([A, B]));
+  checker.block("n0", "link", at);
+  checker.observeConfigs(at + 1_000, [config("a", A), config("b", B, false)]);
+  checker.observePlan(at + 1_000, plan(["a", A]));
+}
+
 Deno.test("ruleKey() prints a rule as ip rule does, the prefix only when not a host", () => {
   assert.equal(A, "from 10.96.0.1 lookup 100 priority 1000");
   assert.equal(
@@ -262,11 +273,8 @@ Deno.test("InvariantChecker names the faults active and recently ended", () => {
 
 Deno.test("InvariantChecker excuses a rule flapping while a cut-off agent catches up", () => {
   const checker = started();
-  hold(checker, 0, 3_000, kernel([A, B]));
-  checker.block("n0", "link", 3_000);
   // B's config changes and comes back while the node is cut off.
-  checker.observeConfigs(4_000, [config("a", A), config("b", B, false)]);
-  checker.observePlan(4_000, plan(["a", A]));
+  cutOffWhileBGoes(checker, 3_000);
   checker.observeConfigs(5_000, [config("a", A), config("b", B)]);
   checker.observePlan(5_000, plan(["a", A], ["b", B]));
   hold(checker, 3_000, 20_000, kernel([A, B]));
@@ -301,10 +309,7 @@ Deno.test("InvariantChecker reports a config written with a rule the planner nev
 
 Deno.test("InvariantChecker resumes the safety clock once a healed node is seen converged", () => {
   const checker = started();
-  hold(checker, 0, 1_000, kernel([A, B]));
-  checker.block("n0", "link", 1_000);
-  checker.observeConfigs(2_000, [config("a", A), config("b", B, false)]);
-  checker.observePlan(2_000, plan(["a", A]));
+  cutOffWhileBGoes(checker, 1_000);
   hold(checker, 1_000, 5_000, kernel([A, B]));
   checker.unblockWhenConverged("n0", "link", 5_000, 60_000);
   // Still stale 10 s after the cut healed: no violation, the agent has not caught up yet.

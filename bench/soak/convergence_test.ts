@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
-import type {
-  IPRule,
-  IPRuleConfig,
-  IPRuleNodeStateStatus,
-  ServiceInfo,
-} from "../../src/api/types.ts";
+import type { IPRule, IPRuleConfig, ServiceInfo } from "../../src/api/types.ts";
 import type { KernelSample } from "./checker.ts";
+import { convergedStatus } from "../../src/api/test_objects.ts";
 import { configKey, differences, plannedConfigs } from "./convergence.ts";
 
 const RULE: IPRule = {
@@ -39,21 +35,6 @@ function asConfigs(
   }));
 }
 
-function converged(count: number): IPRuleNodeStateStatus {
-  return {
-    desiredRules: count,
-    appliedRules: count,
-    failedCount: 0,
-    conditions: [{
-      type: "Converged",
-      status: "True",
-      reason: "RulesApplied",
-      message: "",
-      lastTransitionTime: "2026-01-01T00:00:00Z",
-    }],
-  };
-}
-
 const PLANNED = plannedConfigs({
   services: [
     service("web", ["10.96.0.5", "fd00:96::5"], ["10.10.1.1", "fd00:10::1"]),
@@ -82,7 +63,7 @@ Deno.test("differences() is empty when configs, kernels and node states agree", 
       planned: PLANNED,
       configs: asConfigs(PLANNED),
       kernels: new Map([["n0", sample(KEYS)]]),
-      nodeStates: new Map([["n0", converged(2)]]),
+      nodeStates: new Map([["n0", convergedStatus(2)]]),
     }),
     [],
   );

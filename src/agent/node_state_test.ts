@@ -14,6 +14,7 @@ import {
   sameNodeStatus,
   urgentChange,
 } from "./node_state.ts";
+import { Background } from "../../tests/support/background.ts";
 import { ManualClock } from "../../tests/support/manual_clock.ts";
 import { DEFAULT_JITTER, jitteredInterval, URGENT_FLOOR_MS } from "../write_pacer.ts";
 
@@ -224,8 +225,7 @@ Deno.test("NodeStateWriter writes nothing when only timestamps would change", as
 
 Deno.test("NodeStateWriter.run() writes the latest report in the background", async () => {
   const { nodeStates, writer } = memoryApi();
-  const stop = new AbortController();
-  const running = writer.run(stop.signal);
+  const loop = new Background((signal) => writer.run(signal));
   const fiveWritten = new Promise<void>((resolve) => {
     nodeStates.onWrite = () => {
       if (nodeStates.raw("n1")?.status !== undefined) resolve();
@@ -234,8 +234,7 @@ Deno.test("NodeStateWriter.run() writes the latest report in the background", as
   writer.update(failing);
   writer.update(report({ desired: 5, applied: 5 }));
   await fiveWritten;
-  stop.abort();
-  await running;
+  await loop.stop();
   const status = (await nodeStates.get("n1"))?.status;
   assert.deepEqual([status?.desiredRules, status?.failedCount], [5, 0]);
 });
@@ -296,20 +295,10 @@ function pacedWriter(intervalMs = 10_000, random = () => 0.5) {
     timer: clock,
     random,
   });
-  const stop = new AbortController();
-  const running = writer.run(stop.signal);
+  const loop = new Background((signal) => writer.run(signal));
   const statusWrites = () => nodeStates.writes.filter((w) => w.subresource === "status");
   const status = () => nodeStates.raw("n1")?.status as IPRuleNodeStateStatus | undefined;
-  return {
-    clock,
-    writer,
-    statusWrites,
-    status,
-    async [Symbol.asyncDispose]() {
-      stop.abort();
-      await running;
-    },
-  };
+  return { clock, writer, statusWrites, status, [Symbol.asyncDispose]: () => loop.stop() };
 }
 
 Deno.test("NodeStateWriter: a burst of reports costs one write, an interval after it began", async () => {
@@ -411,16 +400,14 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   const start = (version: string) => {
     const clock = new ManualClock();
     const { writer } = memoryApi(nodeStates, { version, timer: clock, random: () => 0.5 });
-    const stop = new AbortController();
-    return { clock, writer, stop, running: writer.run(stop.signal) };
+    return { clock, writer, loop: new Background((signal) => writer.run(signal)) };
   };
   const writes = () => nodeStates.writes.filter((w) => w.subresource === "status").length;
   const first = start("1.2.3");
   first.writer.update(report({ desired: 5, applied: 5 }));
   await first.clock.advance(0);
   assert.equal(writes(), 1, "no status yet: at once");
-  first.stop.abort();
-  await first.running;
+  await first.loop.stop();
 
   // Restarted, same version: its first report is what the object says; a count change waits.
   const again = start("1.2.3");
@@ -431,8 +418,7 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   assert.equal(writes(), 1);
   await again.clock.advance(1);
   assert.equal(writes(), 2);
-  again.stop.abort();
-  await again.running;
+  await again.loop.stop();
 
   // Upgraded: the new version is written at once.
   const upgraded = start("1.3.0");
@@ -440,6 +426,5 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   await upgraded.clock.advance(0);
   assert.equal(writes(), 3);
   assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).agentVersion, "1.3.0");
-  upgraded.stop.abort();
-  await upgraded.running;
+  await upgraded.loop.stop();
 });

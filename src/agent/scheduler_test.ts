@@ -40,6 +40,21 @@ function recorder() {
 
 const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A recorder and its scheduler, started: the start reconcile is running. */
+function started(options: { debounceMs: number; resyncMs: number }) {
+  const r = recorder();
+  const scheduler = new ReconcileScheduler(r.reconcile, options);
+  scheduler.start();
+  return { r, scheduler };
+}
+
+/** Finishes the running reconcile, then checks that `ms` later the runs are still `runs`. */
+async function finishAndHold(r: ReturnType<typeof recorder>, ms: number, runs: Trigger[]) {
+  await r.finish();
+  await tick(ms);
+  assert.deepEqual(r.runs, runs);
+}
+
 Deno.test("ReconcileScheduler runs nothing before start()", async () => {
   const r = recorder();
   const scheduler = new ReconcileScheduler(r.reconcile, { debounceMs: 1, resyncMs: 60_000 });
@@ -47,34 +62,26 @@ Deno.test("ReconcileScheduler runs nothing before start()", async () => {
   scheduler.request("watch");
   await tick(10);
   assert.deepEqual(r.runs, []);
-  const started = r.nextRun();
+  const first = r.nextRun();
   scheduler.start();
-  await started;
+  await first;
   assert.deepEqual(r.runs, ["start"]);
-  await r.finish();
-  await tick(10);
-  assert.deepEqual(r.runs, ["start"]);
+  await finishAndHold(r, 10, ["start"]);
   await scheduler.stop();
 });
 
 Deno.test("ReconcileScheduler coalesces a burst of watch events into one reconcile", async () => {
-  const r = recorder();
-  const scheduler = new ReconcileScheduler(r.reconcile, { debounceMs: 5, resyncMs: 60_000 });
-  scheduler.start();
+  const { r, scheduler } = started({ debounceMs: 5, resyncMs: 60_000 });
   await r.finish();
   const next = r.nextRun();
   for (let i = 0; i < 100; i++) scheduler.request("watch");
   await next;
-  await r.finish();
-  await tick(20);
-  assert.deepEqual(r.runs, ["start", "watch"]);
+  await finishAndHold(r, 20, ["start", "watch"]);
   await scheduler.stop();
 });
 
 Deno.test("ReconcileScheduler never runs two reconciles at once", async () => {
-  const r = recorder();
-  const scheduler = new ReconcileScheduler(r.reconcile, { debounceMs: 1, resyncMs: 60_000 });
-  scheduler.start();
+  const { r, scheduler } = started({ debounceMs: 1, resyncMs: 60_000 });
   scheduler.request("kernel");
   scheduler.request("kernel");
   scheduler.request("watch");
@@ -84,33 +91,25 @@ Deno.test("ReconcileScheduler never runs two reconciles at once", async () => {
   await r.finish();
   await next;
   assert.deepEqual(r.runs, ["start", "kernel"]);
-  await r.finish();
-  await tick(10);
-  assert.deepEqual(r.runs, ["start", "kernel"]);
+  await finishAndHold(r, 10, ["start", "kernel"]);
   assert.equal(r.maxActive, 1);
   await scheduler.stop();
 });
 
 Deno.test("ReconcileScheduler runs a kernel trigger at once, covering pending watch events", async () => {
-  const r = recorder();
-  const scheduler = new ReconcileScheduler(r.reconcile, { debounceMs: 30, resyncMs: 60_000 });
-  scheduler.start();
+  const { r, scheduler } = started({ debounceMs: 30, resyncMs: 60_000 });
   await r.finish();
   const next = r.nextRun();
   scheduler.request("watch");
   scheduler.request("kernel");
   await next;
   assert.deepEqual(r.runs, ["start", "kernel"]);
-  await r.finish();
-  await tick(50);
-  assert.deepEqual(r.runs, ["start", "kernel"]);
+  await finishAndHold(r, 50, ["start", "kernel"]);
   await scheduler.stop();
 });
 
 Deno.test("ReconcileScheduler resyncs after each reconcile", async () => {
-  const r = recorder();
-  const scheduler = new ReconcileScheduler(r.reconcile, { debounceMs: 1, resyncMs: 5 });
-  scheduler.start();
+  const { r, scheduler } = started({ debounceMs: 1, resyncMs: 5 });
   for (let i = 0; i < 3; i++) {
     const next = r.nextRun();
     await r.finish();
@@ -142,9 +141,7 @@ Deno.test("ReconcileScheduler reports a failed reconcile and tries again at the 
 });
 
 Deno.test("ReconcileScheduler.stop() waits for the running reconcile and runs no more", async () => {
-  const r = recorder();
-  const scheduler = new ReconcileScheduler(r.reconcile, { debounceMs: 1, resyncMs: 1 });
-  scheduler.start();
+  const { r, scheduler } = started({ debounceMs: 1, resyncMs: 1 });
   scheduler.request("kernel");
   const stopped = scheduler.stop();
   let finished = false;

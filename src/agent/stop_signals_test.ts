@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { testAgent } from "../api/test_objects.ts";
 import { type Agent, API_VERSION, type NodeInfo } from "../api/types.ts";
 import { ApiError } from "../k8s/client.ts";
 import {
@@ -12,16 +13,11 @@ import {
 const NOW = "2026-01-01T00:00:00Z";
 
 function agent(extra: { deleting?: boolean; nodeSelector?: Record<string, string> } = {}): Agent {
-  return {
-    apiVersion: API_VERSION,
-    kind: "Agent",
-    metadata: {
-      name: "agent",
-      namespace: "ops",
-      ...(extra.deleting ? { deletionTimestamp: NOW } : {}),
-    },
-    spec: extra.nodeSelector ? { nodeSelector: extra.nodeSelector } : {},
-  };
+  return testAgent(
+    "ops",
+    extra.nodeSelector ? { nodeSelector: extra.nodeSelector } : {},
+    extra.deleting ? { deletionTimestamp: NOW } : {},
+  );
 }
 
 const known = <T>(object: T | undefined): Known<T> => ({ known: true, object });

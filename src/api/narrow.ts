@@ -86,6 +86,11 @@ class Reader {
     return value === undefined || value === null ? undefined : this.string(value, field);
   }
 
+  optBoolean(value: unknown, field: string): boolean | undefined {
+    if (value === undefined || value === null) return undefined;
+    return typeof value === "boolean" ? value : this.fail(field, value, "must be a boolean");
+  }
+
   integer(value: unknown, field: string): number {
     return typeof value === "number" && Number.isSafeInteger(value)
       ? value
@@ -124,6 +129,12 @@ function identity(kind: string, raw: unknown): Reader {
   const name = typeof meta.name === "string" ? meta.name : "";
   const ns = typeof meta.namespace === "string" ? `${meta.namespace}/` : "";
   return new Reader(kind, ns + name);
+}
+
+/** The reader of a `kind` object and the object itself, which must be a JSON object. */
+function open(kind: string, raw: unknown): { r: Reader; obj: Json } {
+  const r = identity(kind, raw);
+  return { r, obj: r.record(raw, "") };
 }
 
 function readMeta(r: Reader, raw: Json): ObjectMeta {
@@ -215,8 +226,7 @@ function readServiceRef(r: Reader, value: unknown, field: string): ServiceRef {
  * both before our CRD was applied routes both (no Service the original routed loses its rule).
  */
 export function narrowIPRule(raw: unknown): IPRule {
-  const r = identity("IPRule", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("IPRule", raw);
   const spec = r.record(obj.spec, "spec");
   const cidr = r.optString(spec.cidr, "spec.cidr");
   const cidrs = cidr === undefined || (spec.cidrs !== undefined && spec.cidrs !== null)
@@ -253,8 +263,7 @@ export function narrowIPRule(raw: unknown): IPRule {
 
 /** Narrows an IPRuleConfig. */
 export function narrowIPRuleConfig(raw: unknown): IPRuleConfig {
-  const r = identity("IPRuleConfig", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("IPRuleConfig", raw);
   const spec = r.record(obj.spec, "spec");
   const config: IPRuleConfig = {
     apiVersion: API_VERSION,
@@ -284,8 +293,7 @@ export function narrowIPRuleConfig(raw: unknown): IPRuleConfig {
 
 /** Narrows an IPRuleNodeState (status is kept as the agent wrote it). */
 export function narrowIPRuleNodeState(raw: unknown): IPRuleNodeState {
-  const r = identity("IPRuleNodeState", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("IPRuleNodeState", raw);
   const state: IPRuleNodeState = {
     apiVersion: API_VERSION,
     kind: "IPRuleNodeState",
@@ -296,11 +304,8 @@ export function narrowIPRuleNodeState(raw: unknown): IPRuleNodeState {
     state.spec = {};
     const nodeName = r.optString(spec.nodeName, "spec.nodeName");
     if (nodeName !== undefined) state.spec.nodeName = nodeName;
-    const drain = spec.drain;
-    if (typeof drain === "boolean") state.spec.drain = drain;
-    else if (drain !== undefined && drain !== null) {
-      r.fail("spec.drain", drain, "must be a boolean");
-    }
+    const drain = r.optBoolean(spec.drain, "spec.drain");
+    if (drain !== undefined) state.spec.drain = drain;
   }
   const status = r.optRecord(obj.status, "status");
   if (status) {
@@ -314,8 +319,7 @@ export function narrowIPRuleNodeState(raw: unknown): IPRuleNodeState {
 
 /** Narrows an Agent. */
 export function narrowAgent(raw: unknown): Agent {
-  const r = identity("Agent", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("Agent", raw);
   const spec = r.optRecord(obj.spec, "spec") ?? {};
   const agent: Agent = {
     apiVersion: API_VERSION,
@@ -340,11 +344,8 @@ export function narrowAgent(raw: unknown): Agent {
   if (pc !== undefined) agent.spec.priorityClassName = pc;
   const resync = r.optString(spec.resyncPeriod, "spec.resyncPeriod");
   if (resync !== undefined) agent.spec.resyncPeriod = resync;
-  const adopt = spec.adoptUnmarkedRules;
-  if (typeof adopt === "boolean") agent.spec.adoptUnmarkedRules = adopt;
-  else if (adopt !== undefined && adopt !== null) {
-    r.fail("spec.adoptUnmarkedRules", adopt, "must be a boolean");
-  }
+  const adopt = r.optBoolean(spec.adoptUnmarkedRules, "spec.adoptUnmarkedRules");
+  if (adopt !== undefined) agent.spec.adoptUnmarkedRules = adopt;
   const statusInterval = r.optString(spec.statusInterval, "spec.statusInterval");
   if (statusInterval !== undefined) agent.spec.statusInterval = statusInterval;
   if (spec.logLevel !== undefined) {
@@ -366,8 +367,7 @@ export function narrowAgent(raw: unknown): Agent {
 
 /** Narrows a core/v1 Service to what the planner reads. */
 export function narrowService(raw: unknown): ServiceInfo {
-  const r = identity("Service", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("Service", raw);
   const meta = readMeta(r, obj);
   const spec = r.optRecord(obj.spec, "spec") ?? {};
   const status = r.optRecord(obj.status, "status") ?? {};
@@ -403,14 +403,14 @@ export function narrowService(raw: unknown): ServiceInfo {
 
 /** Narrows a core/v1 Namespace to its metadata (whether it is being deleted). */
 export function narrowNamespace(raw: unknown): { metadata: ObjectMeta } {
-  const r = identity("Namespace", raw);
-  return { metadata: readMeta(r, r.record(raw, "")) };
+  const { r, obj } = open("Namespace", raw);
+  return { metadata: readMeta(r, obj) };
 }
 
 /** Narrows a core/v1 Namespace to its labels (what `namespaceSelector` matches). */
 export function narrowNamespaceLabels(raw: unknown): Record<string, string> {
-  const r = identity("Namespace", raw);
-  return readMeta(r, r.record(raw, "")).labels ?? {};
+  const { r, obj } = open("Namespace", raw);
+  return readMeta(r, obj).labels ?? {};
 }
 
 /**
@@ -418,8 +418,7 @@ export function narrowNamespaceLabels(raw: unknown): Record<string, string> {
  * effect are left out (the scheduler cannot match them either).
  */
 export function narrowNode(raw: unknown): NodeInfo {
-  const r = identity("Node", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("Node", raw);
   const meta = readMeta(r, obj);
   const spec = r.optRecord(obj.spec, "spec") ?? {};
   const taints: Taint[] = [];
@@ -441,8 +440,7 @@ export function narrowNode(raw: unknown): NodeInfo {
  * its fields and its Pod template's annotations (what the hand-over from the original reads).
  */
 export function narrowDaemonSet(raw: unknown): DaemonSetInfo {
-  const r = identity("DaemonSet", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("DaemonSet", raw);
   const status = r.optRecord(obj.status, "status") ?? {};
   const count = (field: string) => r.optInteger(status[field], `status.${field}`) ?? 0;
   const info: DaemonSetInfo = {
@@ -472,8 +470,7 @@ export function narrowDaemonSet(raw: unknown): DaemonSetInfo {
 
 /** Narrows a coordination.k8s.io/v1 Lease to what leader election reads. */
 export function narrowLease(raw: unknown): Lease {
-  const r = identity("Lease", raw);
-  const obj = r.record(raw, "");
+  const { r, obj } = open("Lease", raw);
   const spec = r.optRecord(obj.spec, "spec") ?? {};
   const lease: Lease = { metadata: readMeta(r, obj), spec: {} };
   const holder = r.optString(spec.holderIdentity, "spec.holderIdentity");

@@ -13,6 +13,7 @@ import {
   MANAGED_BY_LABEL,
   type NodeInfo,
 } from "../api/types.ts";
+import { convergedStatus } from "../api/test_objects.ts";
 import { LEGACY_AGENT_FINALIZER } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import { STALE_REQUEUE_MS, type WritableCache } from "../k8s/objects.ts";
@@ -100,20 +101,6 @@ function setup(
   };
 }
 
-function converged(desiredRules: number): IPRuleNodeStateStatus {
-  return {
-    desiredRules,
-    appliedRules: desiredRules,
-    conditions: [{
-      type: "Converged",
-      status: "True",
-      reason: "RulesApplied",
-      message: "",
-      lastTransitionTime: "2026-01-01T00:00:00Z",
-    }],
-  };
-}
-
 const summary = (c: Condition | undefined) => c && [c.status, c.reason, c.message];
 
 Deno.test("AgentReconciler creates the DaemonSet, adds no finalizer and reports Ready as nodes converge", async () => {
@@ -136,7 +123,7 @@ Deno.test("AgentReconciler creates the DaemonSet, adds no finalizer and reports 
       "NotConverged",
       "0/1 node(s) converged; waiting for n1",
     ]],
-    [converged(1), ["True", "Converged", "All 1 selected node(s) converged"]],
+    [convergedStatus(1), ["True", "Converged", "All 1 selected node(s) converged"]],
   ];
   for (const [status, expected] of transitions) {
     node("n1", status);
@@ -148,7 +135,7 @@ Deno.test("AgentReconciler creates the DaemonSet, adds no finalizer and reports 
 
 Deno.test("AgentReconciler: its own writes' echoes change nothing", async () => {
   const { reconciler, writes, sync, node } = setup();
-  node("n1", converged(1));
+  node("n1", convergedStatus(1));
   sync();
   await reconciler.reconcile("r1");
   const before = writes();
@@ -182,8 +169,8 @@ Deno.test("AgentReconciler removes an earlier version's finalizer from a live Ag
 
 Deno.test("AgentReconciler marks nodes outside the selection drained, and clears the mark", async () => {
   const { reconciler, nodeStates, node, setNode, sync, writes } = setup();
-  node("in", converged(1));
-  node("out", converged(1), { "kubernetes.io/os": "windows" });
+  node("in", convergedStatus(1));
+  node("out", convergedStatus(1), { "kubernetes.io/os": "windows" });
   sync();
   await reconciler.reconcile("r1");
   const drain = async (name: string) => (await nodeStates.get(name))?.spec?.drain;
@@ -199,8 +186,8 @@ Deno.test("AgentReconciler marks nodes outside the selection drained, and clears
 
 Deno.test("AgentReconciler marks a node leaving the selection before it changes the DaemonSet", async () => {
   const { reconciler, agents, daemonSets, nodeStates, caches, node, sync } = setup();
-  node("stays", converged(1), { ...LINUX, pool: "a" });
-  node("leaves", converged(1), { ...LINUX, pool: "b" });
+  node("stays", convergedStatus(1), { ...LINUX, pool: "a" });
+  node("leaves", convergedStatus(1), { ...LINUX, pool: "b" });
   sync();
   await reconciler.reconcile("r1");
   sync();
@@ -221,7 +208,7 @@ Deno.test("AgentReconciler marks a node leaving the selection before it changes 
 
 Deno.test("AgentReconciler: a DaemonSet the API server refuses is reported; drain marks go on", async () => {
   const { reconciler, daemonSets, nodeStates, node, sync, ready } = setup();
-  node("out", converged(1), { "kubernetes.io/os": "windows" });
+  node("out", convergedStatus(1), { "kubernetes.io/os": "windows" });
   sync();
   daemonSets.fail = (w) =>
     w.verb === "apply"
@@ -237,7 +224,7 @@ Deno.test("AgentReconciler: a DaemonSet the API server refuses is reported; drai
 Deno.test("AgentReconciler leaves an Agent being deleted alone: no DaemonSet write, no drain of its own", async () => {
   const { reconciler, agents, daemonSets, configs, nodeStates, caches, node, sync, errors } =
     setup();
-  node("n1", converged(1));
+  node("n1", convergedStatus(1));
   sync();
   await reconciler.reconcile("install");
   sync();
@@ -305,7 +292,7 @@ Deno.test("AgentReconciler paces its status: counts wait for the interval, Ready
     statusIntervalMs: 10_000,
   });
   const statusWrites = () => agents.writes.filter((w) => w.subresource === "status").length;
-  node("n1", converged(1));
+  node("n1", convergedStatus(1));
   node("n2", { desiredRules: 1, appliedRules: 0 });
   node("n3", { desiredRules: 1, appliedRules: 0 });
   sync();
@@ -314,7 +301,7 @@ Deno.test("AgentReconciler paces its status: counts wait for the interval, Ready
   assert.equal(statusWrites(), 1);
 
   clock += 100;
-  node("n2", converged(1));
+  node("n2", convergedStatus(1));
   sync();
   const wait = await reconciler.reconcile("r2");
   // One jittered interval (10 s ± 10 %) after the change, which is now.
@@ -326,7 +313,7 @@ Deno.test("AgentReconciler paces its status: counts wait for the interval, Ready
   assert.equal(statusWrites(), 2);
 
   clock += 200;
-  node("n3", converged(1));
+  node("n3", convergedStatus(1));
   sync();
   // Every node converged: Ready flips, written one floor (1 s) after the last write.
   assert.equal(await reconciler.reconcile("r4"), 800);
@@ -368,7 +355,7 @@ function countingWalks<T>(
 
 Deno.test("AgentReconciler: a reconcile walks no list of nodes, node states or configs", async () => {
   const parts = setup();
-  for (let i = 0; i < 50; i++) parts.node(`n${i}`, converged(1));
+  for (let i = 0; i < 50; i++) parts.node(`n${i}`, convergedStatus(1));
   parts.configs.put({
     metadata: { name: "iprc-10-96-1-50", labels: { [MANAGED_BY_LABEL]: MANAGED_BY } },
     spec: { serviceIP: "10.96.1.50", table: 100, priority: 1000, state: "present" },

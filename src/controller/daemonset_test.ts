@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { testAgent } from "../api/test_objects.ts";
 import { type Agent, API_VERSION } from "../api/types.ts";
 import { AGENT_ENDPOINTS, parseAgentFlags } from "../agent/flags.ts";
 import {
@@ -11,22 +12,17 @@ import {
 } from "./daemonset.ts";
 import { HOST_CHECK_PATHS } from "../agent/host_checks.ts";
 
-const agent: Agent = {
-  apiVersion: API_VERSION,
-  kind: "Agent",
-  metadata: { name: "agent", namespace: "ip-rule-operator-system", uid: "u-1" },
-  spec: {
-    nodeSelector: { "kubernetes.io/os": "linux", pool: "edge" },
-    tolerations: [{
-      key: "node-role.kubernetes.io/control-plane",
-      operator: "Exists",
-      effect: "NoSchedule",
-    }],
-    priorityClassName: "system-node-critical",
-    resyncPeriod: "30s",
-    statusInterval: "1m",
-  },
-};
+const agent = testAgent("ip-rule-operator-system", {
+  nodeSelector: { "kubernetes.io/os": "linux", pool: "edge" },
+  tolerations: [{
+    key: "node-role.kubernetes.io/control-plane",
+    operator: "Exists",
+    effect: "NoSchedule",
+  }],
+  priorityClassName: "system-node-critical",
+  resyncPeriod: "30s",
+  statusInterval: "1m",
+}, { uid: "u-1" });
 
 // deno-lint-ignore no-explicit-any
 type Json = any;

@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
-import { type Agent, API_VERSION, type IPRule, type IPRuleNodeState } from "../api/types.ts";
+import { API_VERSION, type IPRule, type IPRuleNodeState } from "../api/types.ts";
 import type { NodeInfo } from "../api/types.ts";
+import { testAgent, testCondition } from "../api/test_objects.ts";
 import { stateSeries } from "./state_metrics.ts";
 
-const agent: Agent = {
-  apiVersion: API_VERSION,
-  kind: "Agent",
-  metadata: { name: "agent", namespace: "ip-rule-operator-system" },
-  spec: { nodeSelector: { pool: "edge" } },
-};
+const agent = testAgent("ip-rule-operator-system", { nodeSelector: { pool: "edge" } });
 
 function node(name: string, labels: Record<string, string>, taints: NodeInfo["taints"] = []) {
   return { name, labels: { "kubernetes.io/os": "linux", ...labels }, taints };
@@ -29,13 +25,9 @@ function state(
       desiredRules: counts.desired,
       appliedRules: counts.applied,
       failedCount: counts.failed,
-      conditions: [{
-        type: "Converged",
-        status: converged ? "True" : "False",
-        reason: converged ? "Converged" : "RulesFailed",
-        message: "",
-        lastTransitionTime: "2026-01-01T00:00:00Z",
-      }],
+      conditions: [
+        testCondition("Converged", converged, converged ? "Converged" : "RulesFailed"),
+      ],
     },
   };
 }
@@ -47,13 +39,9 @@ function rule(name: string, conflict: boolean): IPRule {
     metadata: { name },
     spec: { cidrs: ["10.0.0.0/24"], table: 100, priority: 1000 },
     status: {
-      conditions: [{
-        type: "Conflict",
-        status: conflict ? "True" : "False",
-        reason: conflict ? "LostToOtherRule" : "NoConflict",
-        message: "",
-        lastTransitionTime: "2026-01-01T00:00:00Z",
-      }],
+      conditions: [
+        testCondition("Conflict", conflict, conflict ? "LostToOtherRule" : "NoConflict"),
+      ],
     },
   };
 }

@@ -14,7 +14,12 @@ import { DAEMONSET_NAME, renderDaemonSet } from "../../src/controller/daemonset.
 import { HANDED_OVER_ANNOTATION } from "../../src/controller/handover.ts";
 import { KubeClient } from "../../src/k8s/client.ts";
 import { startControlPlane } from "../support/controlplane.ts";
-import { ORIGINAL_MANAGER, originalConfig, originalDaemonSet } from "../support/original.ts";
+import {
+  ORIGINAL_MANAGER,
+  originalAgent,
+  originalConfigFor,
+  originalDaemonSet,
+} from "../support/original.ts";
 import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -65,47 +70,27 @@ Deno.test("our CRDs and controller take over what the original operator left, in
         if (name === "web") webIP = svc.spec.clusterIP;
         else apiIP = svc.spec.clusterIP;
       }
-      const dashed = (ip: string) => `iprc-${ip.replaceAll(".", "-")}`;
-      // The original copies the IPRule's priority, 0 included.
-      await asOriginal(
-        `${API}/ipruleconfigs`,
-        originalConfig(
-          dashed(webIP),
-          { serviceIP: webIP, table: 100, priority: 0, state: "present" },
-          dcA,
-        ),
-      );
-      await asOriginal(
-        `${API}/ipruleconfigs`,
-        originalConfig(
-          dashed(apiIP),
-          { serviceIP: apiIP, table: 200, priority: 0, state: "present" },
-          dcB,
-        ),
-      );
+      // The original copies the IPRule's priority, 0 included: both configs have 0.
+      const config = (rule: Json, ip: string, options?: Parameters<typeof originalConfigFor>[2]) =>
+        asOriginal(`${API}/ipruleconfigs`, originalConfigFor(rule, ip, options));
+      const configs = [await config(dcA, webIP), await config(dcB, apiIP)];
+      assert.deepEqual(configs.map((c) => c.spec.priority), [0, 0]);
       // Marked absent, acknowledged by one node only.
-      await asOriginal(
-        `${API}/ipruleconfigs`,
-        originalConfig(
-          "iprc-10-96-250-250",
-          { serviceIP: "10.96.250.250", table: 100, priority: 0, state: "absent" },
-          dcA,
-          { "cleanup.iprule.agent.brtrm.dev/node-1": "done" },
-        ),
-      );
-      const agent = await asOriginal(`${API}/namespaces/${NS}/agents`, {
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "Agent",
-        metadata: { name: "agent", namespace: NS },
-        spec: {
+      await config(dcA, "10.96.250.250", {
+        state: "absent",
+        annotations: { "cleanup.iprule.agent.brtrm.dev/node-1": "done" },
+      });
+      const agent = await asOriginal(
+        `${API}/namespaces/${NS}/agents`,
+        originalAgent(NS, {
           nodeSelector: { "kubernetes.io/os": "linux" },
           tolerations: [{
             key: "node-role.kubernetes.io/control-plane",
             operator: "Exists",
             effect: "NoSchedule",
           }],
-        },
-      });
+        }),
+      );
       await asOriginal(DAEMONSETS, originalDaemonSet(NS, agent.metadata.uid));
     });
 
@@ -182,19 +167,18 @@ Deno.test("our CRDs and controller take over what the original operator left, in
       });
       assert.equal(adopted.metadata.annotations, undefined);
       assert.equal(adopted.metadata.ownerReferences, undefined);
-      assert.equal(
-        adopted.metadata.uid,
-        before.configs.find((c: Json) => c.metadata.name === web).metadata.uid,
-        "the same object",
-      );
+      const original = before.configs.find((c: Json) => c.metadata.name === web);
+      assert.equal(adopted.metadata.uid, original.metadata.uid, "the same object");
+      // The original's spec (serviceIP, table, state) kept, its priority 0 now the default, and
+      // where it came from added.
+      assert.equal(original.spec.serviceIP, webIP);
+      const ref = { namespace: "default", name: "web" };
       assert.deepEqual(adopted.spec, {
-        serviceIP: webIP,
-        table: 100,
+        ...original.spec,
         priority: 1000,
-        state: "present",
         ipRule: "dc-a",
-        service: { namespace: "default", name: "web" },
-        services: [{ namespace: "default", name: "web" }],
+        service: ref,
+        services: [ref],
       });
       const api: Json = await eventually("dc-b's config adopted", async () => {
         const c: Json = await get(`${API}/ipruleconfigs/iprc-${apiIP.replaceAll(".", "-")}`);

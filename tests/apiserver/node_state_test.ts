@@ -17,6 +17,7 @@ import {
 import { KubeClient } from "../../src/k8s/client.ts";
 import { RESOURCES } from "../../src/k8s/resources.ts";
 import { Logger } from "../../src/log.ts";
+import { Background } from "../support/background.ts";
 import { startControlPlane } from "../support/controlplane.ts";
 import { SHARED, sharedPart } from "../support/shared.ts";
 import { ManualClock } from "../support/manual_clock.ts";
@@ -144,8 +145,7 @@ Deno.test(
     const clock = new ManualClock();
     // The default pacing: 10 s, ±10 % (drawn here at its middle).
     const writer = n.writer({ timer: clock, random: () => 0.5 });
-    const stop = new AbortController();
-    const running = writer.run(stop.signal);
+    const loop = new Background((signal) => writer.run(signal));
     try {
       for (let rules = 1; rules <= 200; rules++) {
         writer.update({ ...OK, desired: rules, applied: rules });
@@ -156,8 +156,7 @@ Deno.test(
       await eventually("the trailing write", () => n.seen.at(-1)?.desiredRules === 200);
       await eventually("nothing pending", () => !writer.pending);
     } finally {
-      stop.abort();
-      await running;
+      await loop.stop();
     }
     assert.ok(n.seen.length <= 2, `${n.seen.length} status writes: ${JSON.stringify(n.seen)}`);
     const last = await n.status();
@@ -174,8 +173,7 @@ Deno.test(
     const clock = new ManualClock();
     // An hour's interval: only an urgent change can be written during this test.
     const writer = n.writer({ timer: clock, pacing: { intervalMs: 3_600_000 } });
-    const stop = new AbortController();
-    const running = writer.run(stop.signal);
+    const loop = new Background((signal) => writer.run(signal));
     const failed = [{ rule: "from 10.0.0.1 lookup 100 priority 1000", error: "EINVAL" }];
     const steps: [string, NodeReport, (s: IPRuleNodeStateStatus) => boolean][] = [
       [
@@ -213,8 +211,7 @@ Deno.test(
         });
       }
     } finally {
-      stop.abort();
-      await running;
+      await loop.stop();
     }
     assert.equal(n.seen.length, 1 + steps.length, "one write per urgent change, no other");
   },

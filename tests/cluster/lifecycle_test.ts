@@ -15,6 +15,7 @@ import {
   assertUninstalled,
   clusterTest,
   CONTROLLER,
+  controllerPods,
   fileCluster,
   find,
   followLogs,
@@ -85,6 +86,24 @@ function assertDrainedThemselves(logs: Json[][]): void {
   }
 }
 
+/**
+ * An uninstall scenario: the operator (re)installed and the rule of the Service `web.name` (the
+ * IPRule of the same name matching `web.cidr`, the LB IP `web.lb`) on every live node; `body`
+ * uninstalls. The Service is deleted at the end (the IPRule goes with the CRDs).
+ */
+function uninstallTest(
+  name: string,
+  web: { name: string; cidr: string; lb: string },
+  body: (s: { c: Cluster; overlay: string; live: ClusterNode[]; ip: string }) => Promise<void>,
+): void {
+  clusterTest(name, async () => {
+    const { c, overlay, live } = await reinstalled();
+    const ip = await ruleEverywhere(c, web.name, web.cidr, web.lb);
+    await body({ c, overlay, live, ip });
+    await c.cp.kubectl(["-n", "default", "delete", "service", web.name]);
+  });
+}
+
 clusterTest(
   "cluster: a Node deleted takes its IPRuleNodeState with it (garbage collector)",
   async () => {
@@ -111,11 +130,10 @@ clusterTest(
   },
 );
 
-clusterTest(
+uninstallTest(
   "cluster: uninstall as the README says: the Agent first (foreground), every node drained when it returns, then the rest",
-  async () => {
-    const { c, overlay, live } = await reinstalled();
-    await ruleEverywhere(c, "uninstall-web", "10.61.0.0/16", "10.61.0.10");
+  { name: "uninstall-web", cidr: "10.61.0.0/16", lb: "10.61.0.10" },
+  async ({ c, overlay, live }) => {
     // The README: delete the Agent in the foreground, which waits for its DaemonSet's Pods.
     await c.cp.kubectl([
       "-n",
@@ -135,15 +153,13 @@ clusterTest(
     assert.equal(await find(c, ["-n", NS, "get", "daemonset", "iprule-agent"]), undefined);
     await c.cp.kubectl(["delete", "-k", overlay, "--wait", "--timeout=180s"]);
     await assertUninstalled(c, live);
-    await c.cp.kubectl(["-n", "default", "delete", "service", "uninstall-web"]);
   },
 );
 
-clusterTest(
+uninstallTest(
   "cluster: kubectl delete -f deploy/install.yaml with the Agent there: every agent drains itself and nothing is left",
-  async () => {
-    const { c, live } = await reinstalled();
-    await ruleEverywhere(c, "all-web", "10.62.0.0/16", "10.62.0.10");
+  { name: "all-web", cidr: "10.62.0.0/16", lb: "10.62.0.10" },
+  async ({ c, live }) => {
     const logs = followLogs(c, await everyAgentPod(c, live));
     // The namespace, the CRDs, the RBAC and the controller in one command, as a user types it
     // (install.yaml names the same objects as the overlay installed).
@@ -152,15 +168,13 @@ clusterTest(
     // Each agent stopped knowing it was an uninstall, though its token, RBAC and CRDs were
     // being deleted around it: the namespace, or the Agent, seen being deleted.
     assertDrainedThemselves(await logs.lines());
-    await c.cp.kubectl(["-n", "default", "delete", "service", "all-web"]);
   },
 );
 
-clusterTest(
+uninstallTest(
   "cluster: deleting only the namespace: the agents drain themselves while every IPRuleConfig stays present",
-  async () => {
-    const { c, live } = await reinstalled();
-    const ip = await ruleEverywhere(c, "ns-web", "10.63.0.0/16", "10.63.0.10");
+  { name: "ns-web", cidr: "10.63.0.0/16", lb: "10.63.0.10" },
+  async ({ c, live, ip }) => {
     const logs = followLogs(c, await everyAgentPod(c, live));
     await c.cp.kubectl(["delete", "namespace", NS, "--wait", "--timeout=180s"]);
     // Nothing told the agents to remove the rule but their own stop: its config is present.
@@ -170,29 +184,17 @@ clusterTest(
     assertDrainedThemselves(await logs.lines());
     await c.cp.kubectl(["delete", "-f", INSTALL_YAML, "--ignore-not-found", "--wait"]);
     await assertUninstalled(c, live);
-    await c.cp.kubectl(["-n", "default", "delete", "service", "ns-web"]);
   },
 );
 
-clusterTest(
+uninstallTest(
   "cluster: an uninstall stuck on an earlier version's finalizer finishes with the README's patch",
-  async () => {
-    const { c, overlay, live } = await reinstalled();
-    await ruleEverywhere(c, "stuck-web", "10.64.0.0/16", "10.64.0.10");
+  { name: "stuck-web", cidr: "10.64.0.0/16", lb: "10.64.0.10" },
+  async ({ c, overlay, live }) => {
     // What an earlier version left: its finalizer on the Agent and no controller to remove it
     // (this version's controller would remove it at once, so it is stopped first).
     await c.cp.kubectl(["-n", NS, "scale", `deployment/${CONTROLLER}`, "--replicas=0"]);
-    await waitFor("no controller Pod", async () => {
-      const pods = await getJson(c, [
-        "-n",
-        NS,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/component=controller",
-      ]);
-      return pods.items.length === 0;
-    });
+    await waitFor("no controller Pod", async () => (await controllerPods(c)).length === 0);
     await patchAgent(c, [{
       op: "add",
       path: "/metadata/finalizers",
@@ -231,6 +233,5 @@ clusterTest(
     assert.deepEqual(await ourRules(c, node), []);
     assert.match(await c.ip(node, ["rule", "show"]), /from 10\.64\.0\.98 lookup 164/);
     await sh("ip rule del from 10.64.0.98 lookup 164 priority 1001");
-    await c.cp.kubectl(["-n", "default", "delete", "service", "stuck-web"]);
   },
 );

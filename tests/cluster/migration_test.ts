@@ -21,12 +21,18 @@ import {
   type Json,
   lbService,
   NS,
+  patchAgent,
+  ROOT,
   waitFor,
   writeOverlay,
 } from "../support/operator.ts";
-import { ORIGINAL_MANAGER, originalConfig, originalDaemonSet } from "../support/original.ts";
+import {
+  ORIGINAL_MANAGER,
+  originalAgent,
+  originalConfigFor,
+  originalDaemonSet,
+} from "../support/original.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const cluster = fileCluster({ nodes: 2 });
 
 /** Creates objects as the original does: its field manager. */
@@ -148,19 +154,10 @@ clusterTest(
         spec: { cidr: "10.70.0.0/16", table: 170, priority: 1700 },
       }]);
       const [ip] = await lbService(c, "migrated-web", ["10.70.0.10"]);
-      await createAsOriginal(c, [
-        originalConfig(
-          `iprc-${ip!.replaceAll(".", "-")}`,
-          { serviceIP: ip, table: 170, priority: 1700, state: "present" },
-          rule,
-        ),
+      await createAsOriginal(c, [originalConfigFor(rule, ip!)]);
+      const [agent] = await createAsOriginal(c, [
+        originalAgent(NS, { nodeSelector: { "kubernetes.io/os": "linux" } }),
       ]);
-      const [agent] = await createAsOriginal(c, [{
-        apiVersion: "api.operator.brtrm.dev/v1alpha1",
-        kind: "Agent",
-        metadata: { name: "agent", namespace: NS },
-        spec: { nodeSelector: { "kubernetes.io/os": "linux" } },
-      }]);
       const ds = originalDaemonSet(NS, agent.metadata.uid);
       ds.spec.template.spec.containers[0].image = c.images.pause;
       await createAsOriginal(c, [ds]);
@@ -207,16 +204,7 @@ clusterTest(
       // Steps 5 and 6: adoption on until every node holds our marked copy, then off.
       const adoption = watch(c, admin, line);
       try {
-        await c.cp.kubectl([
-          "-n",
-          NS,
-          "patch",
-          "agent",
-          "agent",
-          "--type=merge",
-          "-p",
-          '{"spec":{"adoptUnmarkedRules":true}}',
-        ]);
+        await patchAgent(c, { spec: { adoptUnmarkedRules: true } });
         await waitFor("the rule adopted on every node", async () => {
           for (const node of c.nodes) {
             const text = await c.ip(node, ["-d", "rule", "show"]);
@@ -230,16 +218,7 @@ clusterTest(
         seen = await adoption.stop();
       }
       assert.deepEqual([...seen.ruleMissing.values()], c.nodes.map(() => 0), "rule missing");
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=json",
-        "-p",
-        '[{"op":"remove","path":"/spec/adoptUnmarkedRules"}]',
-      ]);
+      await patchAgent(c, [{ op: "remove", path: "/spec/adoptUnmarkedRules" }]);
       await rolledOut(c, "the agents without adoption Ready");
       for (const node of c.nodes) {
         const lines = (await c.ip(node, ["-d", "rule", "show"])).split("\n");

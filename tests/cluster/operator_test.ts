@@ -14,6 +14,7 @@ import {
   clusterTest,
   containerPid,
   CONTROLLER,
+  controllerPods,
   controllerRolledOut,
   fileCluster,
   find,
@@ -63,20 +64,34 @@ async function onEveryNode(
   });
 }
 
+/**
+ * Runs `body` with a Service's rule on every node: the IPRule `web.rule` applied, the Service
+ * `web.service` with the LB IP `web.lb` created, and once its rule (the line `ip rule` prints,
+ * passed to `body`) is on every node. Both objects are deleted afterwards, whatever happened.
+ */
+async function withRule(
+  c: Cluster,
+  web: { rule: Json; service: string; lb: string },
+  body: (line: string) => Promise<void>,
+): Promise<void> {
+  await apply(c, [web.rule]);
+  try {
+    const [ip] = await lbService(c, web.service, [web.lb]);
+    const line = ruleOf(ip!, web.rule.spec.table);
+    await onEveryNode(c, "the rule", (rules) => rules.includes(line));
+    await body(line);
+  } finally {
+    await removeObjects(c, { service: web.service, iprule: web.rule.metadata.name });
+  }
+}
+
 clusterTest(
   "cluster: the controller runs 2/2 with one leader, on in-cluster config, as uid 65532 with no capability",
   async () => {
     const c = await operator();
     const deployment = await getJson(c, ["-n", NS, "get", "deployment", CONTROLLER]);
     assert.equal(deployment.status.readyReplicas, 2);
-    const pods = (await getJson(c, [
-      "-n",
-      NS,
-      "get",
-      "pods",
-      "-l",
-      "app.kubernetes.io/component=controller",
-    ])).items as Json[];
+    const pods = await controllerPods(c);
     assert.equal(pods.length, 2);
     const lease = await waitForLeader(c);
     assert.ok(
@@ -206,12 +221,9 @@ clusterTest(
   "cluster: an agent Pod deleted is replaced by the DaemonSet with its node's rules in place all along",
   async () => {
     const c = await operator();
-    await apply(c, [iprule("restart", ["10.52.0.0/16"], 152)]);
-    try {
-      const [ip] = await lbService(c, "restart-web", ["10.52.0.10"]);
-      const line = ruleOf(ip!, 152);
-      await onEveryNode(c, "the rule", (rules) => rules.includes(line));
-      const node = c.nodes[0]!;
+    const node = c.nodes[0]!;
+    const web = { rule: iprule("restart", ["10.52.0.0/16"], 152), service: "restart-web" };
+    await withRule(c, { ...web, lb: "10.52.0.10" }, async (line) => {
       const old = await agentPod(c, node);
       // Sampled as fast as `ip rule` runs, until the new Pod is Ready.
       let fresh: Json;
@@ -222,9 +234,7 @@ clusterTest(
       assert.notEqual(fresh!.metadata.uid, old.metadata.uid);
       assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
       assert.ok(samples > 10, `only ${samples} samples`);
-    } finally {
-      await removeObjects(c, { service: "restart-web", iprule: "restart" });
-    }
+    });
   },
 );
 
@@ -232,31 +242,29 @@ clusterTest(
   "cluster: a rolling update of the agents (the Agent's spec changed) keeps every rule in place",
   async () => {
     const c = await operator();
-    await apply(c, [iprule("rollout", ["10.54.0.0/16"], 154)]);
     const node = c.nodes[1]!;
-    try {
-      const [ip] = await lbService(c, "rollout-web", ["10.54.0.10"]);
-      const line = ruleOf(ip!, 154);
-      await onEveryNode(c, "the rule", (rules) => rules.includes(line));
+    const web = { rule: iprule("rollout", ["10.54.0.0/16"], 154), service: "rollout-web" };
+    await withRule(c, { ...web, lb: "10.54.0.10" }, async (line) => {
       const before = await agentPod(c, node);
-      // Sampled as fast as `ip rule` runs, until the DaemonSet has replaced every agent.
-      const { missing, samples } = await sampleRule(c, node, line, async () => {
-        await patchAgent(c, { spec: { logLevel: "debug" } });
-        await waitFor("the DaemonSet changed", async () => {
-          const ds = await getJson(c, ["-n", NS, "get", "daemonset", "iprule-agent"]);
-          return ds.spec.template.spec.containers[0].args.includes("--log-level=debug");
+      try {
+        // Sampled as fast as `ip rule` runs, until the DaemonSet has replaced every agent.
+        const { missing, samples } = await sampleRule(c, node, line, async () => {
+          await patchAgent(c, { spec: { logLevel: "debug" } });
+          await waitFor("the DaemonSet changed", async () => {
+            const ds = await getJson(c, ["-n", NS, "get", "daemonset", "iprule-agent"]);
+            return ds.spec.template.spec.containers[0].args.includes("--log-level=debug");
+          });
+          await agentsRolledOut(c);
         });
+        assert.notEqual((await agentPod(c, node)).metadata.uid, before.metadata.uid, "replaced");
+        assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
+        assert.ok(samples > 10, `only ${samples} samples`);
+        for (const n of c.nodes) assert.ok((await ourRules(c, n)).includes(line), n.name);
+      } finally {
+        await patchAgent(c, [{ op: "remove", path: "/spec/logLevel" }]);
         await agentsRolledOut(c);
-      });
-      assert.notEqual((await agentPod(c, node)).metadata.uid, before.metadata.uid, "replaced");
-      assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
-      assert.ok(samples > 10, `only ${samples} samples`);
-      for (const n of c.nodes) assert.ok((await ourRules(c, n)).includes(line), n.name);
-    } finally {
-      await patchAgent(c, [{ op: "remove", path: "/spec/logLevel" }]);
-      await removeObjects(c, { service: "rollout-web", iprule: "rollout" });
-      await agentsRolledOut(c);
-    }
+      }
+    });
   },
 );
 
@@ -265,53 +273,51 @@ clusterTest(
   async () => {
     const c = await operator();
     const node = c.nodes[1]!;
-    await apply(c, [iprule("drain", ["10.53.0.0/16"], 153)]);
-    try {
-      const [ip] = await lbService(c, "drain-web", ["10.53.0.10"]);
-      const line = ruleOf(ip!, 153);
-      await onEveryNode(c, "the rule", (rules) => rules.includes(line));
-      const before = await agentPod(c, node);
-      await c.cp.kubectl([
-        "drain",
-        node.name,
-        "--ignore-daemonsets",
-        "--delete-emptydir-data",
-        "--timeout=120s",
-      ]);
-      assert.equal((await agentPod(c, node)).metadata.uid, before.metadata.uid);
-      assert.ok((await ourRules(c, node)).includes(line));
-      await c.cp.kubectl(["uncordon", node.name]);
+    const web = { rule: iprule("drain", ["10.53.0.0/16"], 153), service: "drain-web" };
+    await withRule(c, { ...web, lb: "10.53.0.10" }, async (line) => {
+      try {
+        const before = await agentPod(c, node);
+        await c.cp.kubectl([
+          "drain",
+          node.name,
+          "--ignore-daemonsets",
+          "--delete-emptydir-data",
+          "--timeout=120s",
+        ]);
+        assert.equal((await agentPod(c, node)).metadata.uid, before.metadata.uid);
+        assert.ok((await ourRules(c, node)).includes(line));
+        await c.cp.kubectl(["uncordon", node.name]);
 
-      // The Agent selects the nodes labelled for it; this one is not.
-      const others = c.nodes.filter((n) => n !== node);
-      for (const n of others) {
-        await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent=yes", "--overwrite"]);
+        // The Agent selects the nodes labelled for it; this one is not.
+        const others = c.nodes.filter((n) => n !== node);
+        for (const n of others) {
+          await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent=yes", "--overwrite"]);
+        }
+        await patchAgent(c, { spec: { nodeSelector: { "ipro-test/agent": "yes" } } });
+        await waitFor(
+          `no rule of ours left on ${node.name}`,
+          async () => (await ourRules(c, node)).length === 0,
+        );
+        for (const n of others) assert.ok((await ourRules(c, n)).includes(line), n.name);
+        await waitFor(
+          `no agent Pod on ${node.name}`,
+          async () => (await agentPods(c, node)).length === 0,
+        );
+      } finally {
+        await c.cp.kubectl(["uncordon", node.name]);
+        await c.cp.kubectl([
+          "apply",
+          "-f",
+          new URL("../../deploy/samples/agent.yaml", import.meta.url).pathname,
+        ]);
+        await patchAgent(c, [{
+          op: "replace",
+          path: "/spec/nodeSelector",
+          value: { "kubernetes.io/os": "linux" },
+        }]);
+        for (const n of c.nodes) await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent-"]);
       }
-      await patchAgent(c, { spec: { nodeSelector: { "ipro-test/agent": "yes" } } });
-      await waitFor(
-        `no rule of ours left on ${node.name}`,
-        async () => (await ourRules(c, node)).length === 0,
-      );
-      for (const n of others) assert.ok((await ourRules(c, n)).includes(line), n.name);
-      await waitFor(
-        `no agent Pod on ${node.name}`,
-        async () => (await agentPods(c, node)).length === 0,
-      );
-    } finally {
-      await c.cp.kubectl(["uncordon", node.name]);
-      await c.cp.kubectl([
-        "apply",
-        "-f",
-        new URL("../../deploy/samples/agent.yaml", import.meta.url).pathname,
-      ]);
-      await patchAgent(c, [{
-        op: "replace",
-        path: "/spec/nodeSelector",
-        value: { "kubernetes.io/os": "linux" },
-      }]);
-      for (const n of c.nodes) await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent-"]);
-      await removeObjects(c, { service: "drain-web", iprule: "drain" });
-    }
+    });
     await agentPod(c, node);
   },
 );

@@ -64,6 +64,23 @@ async function lacks(node: TopologyNode, ...lines: string[]): Promise<boolean> {
   return lines.every((l) => !text.includes(l));
 }
 
+/** Whether the node's own rules have `now` and no longer `before`. */
+async function replaced(node: TopologyNode, now: string, before: string): Promise<boolean> {
+  return await has(node, now) && await lacks(node, before);
+}
+
+/** Waits until `check` holds on each of `nodes` in turn. */
+async function onEach(
+  nodes: readonly TopologyNode[],
+  what: string,
+  check: (node: TopologyNode) => Promise<boolean>,
+  timeoutMs?: number,
+): Promise<void> {
+  for (const node of nodes) {
+    await eventually(`${what} on ${node.name}`, () => check(node), timeoutMs);
+  }
+}
+
 async function metric(node: TopologyNode, name: string): Promise<number> {
   const res = await fetch(`http://${node.address}:${AGENT_PORT}/metrics`);
   let sum = 0;
@@ -300,12 +317,7 @@ scenario("a config set to absent has its rule removed", async (s) => {
   await config("iprc-10-96-2-2", "10.96.2.2", 102, 1002);
   await eventually("rule added", () => has(n0, line(1002, "10.96.2.1", 102)));
   await patchSpec("iprc-10-96-2-1", { state: "absent" });
-  for (const node of [n0, n1]) {
-    await eventually(
-      `rule removed on ${node.name}`,
-      () => lacks(node, line(1002, "10.96.2.1", 102)),
-    );
-  }
+  await onEach([n0, n1], "rule removed", (node) => lacks(node, line(1002, "10.96.2.1", 102)));
   assert.ok(await has(n0, line(1002, "10.96.2.2", 102)));
   await remove("iprc-10-96-2-1");
 });
@@ -315,73 +327,37 @@ scenario("a config deleted outright has its rule removed", async (s) => {
   await config("iprc-10-96-3-1", "10.96.3.1", 103, 1003);
   await eventually("rule added", () => has(n1, line(1003, "10.96.3.1", 103)));
   await remove("iprc-10-96-3-1");
-  for (const node of [n0, n1]) {
-    await eventually(
-      `rule removed on ${node.name}`,
-      () => lacks(node, line(1003, "10.96.3.1", 103)),
-    );
-  }
+  await onEach([n0, n1], "rule removed", (node) => lacks(node, line(1003, "10.96.3.1", 103)));
 });
 
 scenario("a changed table or priority replaces the old rule", async (s) => {
   const { n0, n1, config, patchSpec, remove } = s;
+  const first = line(1004, "10.96.4.1", 104);
+  const newTable = line(1004, "10.96.4.1", 204);
+  const newPriority = line(1404, "10.96.4.1", 204);
   await config("iprc-10-96-4-1", "10.96.4.1", 104, 1004);
-  await eventually("rule added", () => has(n0, line(1004, "10.96.4.1", 104)));
+  await eventually("rule added", () => has(n0, first));
   await patchSpec("iprc-10-96-4-1", { table: 204 });
-  for (const node of [n0, n1]) {
-    await eventually(
-      `table changed on ${node.name}`,
-      async () =>
-        await has(node, line(1004, "10.96.4.1", 204)) &&
-        await lacks(node, line(1004, "10.96.4.1", 104)),
-    );
-  }
+  await onEach([n0, n1], "table changed", (node) => replaced(node, newTable, first));
   await patchSpec("iprc-10-96-4-1", { priority: 1404 });
+  await onEach([n0, n1], "priority changed", (node) => replaced(node, newPriority, newTable));
   for (const node of [n0, n1]) {
-    await eventually(
-      `priority changed on ${node.name}`,
-      async () =>
-        await has(node, line(1404, "10.96.4.1", 204)) &&
-        await lacks(node, line(1004, "10.96.4.1", 204)),
-    );
     assert.equal(owned(await kernel(node)).filter((l) => l.includes("10.96.4.1")).length, 1);
   }
   await remove("iprc-10-96-4-1");
-  await eventually("rule removed", () => lacks(n0, line(1404, "10.96.4.1", 204)));
+  await eventually("rule removed", () => lacks(n0, newPriority));
 });
 
 scenario(
   "a foreign rule with the same source and table is left alone and not duplicated",
   async (s) => {
     const { n0, n1, config, remove, converged } = s;
-    s.defer(() =>
-      n1.ns.run([
-        "ip",
-        "rule",
-        "del",
-        "from",
-        "10.96.5.2",
-        "lookup",
-        "105",
-        "priority",
-        "1005",
-        "proto",
-        "static",
-      ])
-    );
-    await n1.ns.ip(["rule", "add", "from", "10.96.5.1", "lookup", "105", "priority", "1005"]);
-    await n1.ns.ip([
-      "rule",
-      "add",
-      "from",
-      "10.96.5.2",
-      "lookup",
-      "105",
-      "priority",
-      "1005",
-      "proto",
-      "static",
-    ]);
+    // Foreign rules: one with no protocol, one marked as another owner's.
+    const unmarked = ["from", "10.96.5.1", "lookup", "105", "priority", "1005"];
+    const marked = ["from", "10.96.5.2", "lookup", "105", "priority", "1005", "proto", "static"];
+    s.defer(() => n1.ns.run(["ip", "rule", "del", ...marked]));
+    await n1.ns.ip(["rule", "add", ...unmarked]);
+    await n1.ns.ip(["rule", "add", ...marked]);
     const before = foreign(await kernel(n1));
     await config("iprc-10-96-5-1", "10.96.5.1", 105, 1005);
     await config("iprc-10-96-5-2", "10.96.5.2", 105, 1005);
@@ -405,7 +381,7 @@ scenario(
     // (n1 resyncs every 10 minutes, so this is the kernel subscription at work).
     await config("iprc-10-96-5-1", "10.96.5.1", 105, 1005);
     await converged(n1);
-    await n1.ns.ip(["rule", "del", "from", "10.96.5.1", "lookup", "105", "priority", "1005"]);
+    await n1.ns.ip(["rule", "del", ...unmarked]);
     await eventually("own rule added", () => has(n1, line(1005, "10.96.5.1", 105)));
     await remove("iprc-10-96-5-1");
     await eventually("own rule removed", () => lacks(n1, line(1005, "10.96.5.1", 105)));
@@ -456,6 +432,15 @@ scenario(
     await eventually("rule added", () => has(n1, line(1009, "10.96.9.1", 109)));
     const rulesAt = async (priority: number) =>
       owned(await kernel(n1)).filter((l) => l.startsWith(`${priority}:`));
+    // The own rules at `priority` become exactly `want`, and are still that 300 ms later.
+    const settles = async (what: string, priority: number, want: string[]) => {
+      await eventually(
+        what,
+        async () => JSON.stringify(await rulesAt(priority)) === JSON.stringify(want),
+      );
+      await delay(300);
+      assert.deepEqual(await rulesAt(priority), want);
+    };
     // A `from all` rule with our protocol, table and priority, added after the desired one
     // by a tool that does not ask for NLM_F_EXCL: the kernel's delete of it ignores the
     // source and removes the desired rule, listed first. n1 resyncs every 10 minutes, so
@@ -467,14 +452,7 @@ scenario(
       ], { exclusive: false });
       assert.equal(added?.error, undefined);
     }
-    await eventually(
-      "only the desired rule left",
-      async () =>
-        JSON.stringify(await rulesAt(1009)) ===
-          JSON.stringify([line(1009, "10.96.9.1", 109)]),
-    );
-    await delay(300);
-    assert.deepEqual(await rulesAt(1009), [line(1009, "10.96.9.1", 109)]);
+    await settles("only the desired rule left", 1009, [line(1009, "10.96.9.1", 109)]);
 
     // An own rule with a destination blocks the add of the plain one (EEXIST: the kernel's
     // duplicate check ignores a destination the new rule lacks) until it is gone. One
@@ -485,14 +463,7 @@ scenario(
       stdin: `rule add from 10.96.9.2 to 8.8.8.8 lookup 109 priority 1010 proto ${PROTO}\n` +
         "rule del from 10.96.9.2 lookup 109 priority 1010\n",
     });
-    await eventually(
-      "plain rule back, stray one gone",
-      async () =>
-        JSON.stringify(await rulesAt(1010)) ===
-          JSON.stringify([line(1010, "10.96.9.2", 109)]),
-    );
-    await delay(300);
-    assert.deepEqual(await rulesAt(1010), [line(1010, "10.96.9.2", 109)]);
+    await settles("plain rule back, stray one gone", 1010, [line(1010, "10.96.9.2", 109)]);
     await converged(n1);
     await remove("iprc-10-96-9-1");
     await remove("iprc-10-96-9-2");
@@ -644,13 +615,12 @@ scenario("1,000 configs converge and are removed", async (s) => {
     await converged(node);
   }
   await runLimited(indices, 32, async (i) => void await remove(names[i]!));
-  for (const node of [n0, n1]) {
-    await eventually(
-      `1,000 rules removed on ${node.name}`,
-      async () => owned(await kernel(node)).every((l) => !l.includes(" 10.97.")),
-      60_000,
-    );
-  }
+  await onEach(
+    [n0, n1],
+    "1,000 rules removed",
+    async (node) => owned(await kernel(node)).every((l) => !l.includes(" 10.97.")),
+    60_000,
+  );
 });
 
 scenario("--dry-run prints the plan and changes nothing", async (s) => {
@@ -803,15 +773,12 @@ scenario(
     await s.reconnect();
     await config("iprc-10-96-12-2", "10.96.12.2", 112, 1012);
     await patchSpec("iprc-10-96-12-1", { state: "absent" });
-    for (const node of [n0, n1]) {
-      await eventually(
-        `changes converged on ${node.name}`,
-        async () =>
-          await has(node, line(1012, "10.96.12.2", 112)) &&
-          await lacks(node, line(1012, "10.96.12.1", 112)),
-        60_000,
-      );
-    }
+    await onEach(
+      [n0, n1],
+      "changes converged",
+      (node) => replaced(node, line(1012, "10.96.12.2", 112), line(1012, "10.96.12.1", 112)),
+      60_000,
+    );
     await eventually("ready again", async () => (await readyz(n0)).status === 200, 60_000);
   },
 );

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { startTopology, type Topology, type TopologyNode } from "../support/topology.ts";
-import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
+import { eventually, type ExecutableProcess } from "../support/process.ts";
 import {
   killAtExit,
   type Scenario as SharedScenario,
@@ -43,17 +43,6 @@ function ruleLine(ip: string, table: number, priority = 1000): string {
   return `${priority}:\tfrom ${ip} lookup ${table} ${PROTO}`;
 }
 
-async function everywhere(
-  topo: Topology,
-  what: string,
-  check: (rules: string[], node: TopologyNode) => boolean,
-): Promise<void> {
-  await eventually(what, async () => {
-    for (const node of topo.nodes) if (!check(await ourRules(node), node)) return false;
-    return true;
-  }, 30_000);
-}
-
 /**
  * The file's topology (the machine's rules read before it exists), the controller, and the
  * agents by node name, started by the first scenario.
@@ -61,13 +50,7 @@ async function everywhere(
 const world = sharedPart(async () => {
   const before = await hostRules();
   const topo = await startTopology({ nodes: 3, namePrefix: "e2e" });
-  const controller = await ExecutableProcess.start("controller", [
-    `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
-    `--metrics-addr=127.0.0.1:${freePort()}`,
-    `--health-addr=127.0.0.1:${freePort()}`,
-    "--grace-period=2s",
-    "--log-format=json",
-  ], { logFile: `${topo.cp.dir}/controller.log` });
+  const controller = await topo.startController(["--grace-period=2s"]);
   killAtExit(() => controller.pid);
   const agents = new Map<string, ExecutableProcess>();
   for (const node of topo.nodes) killAtExit(() => agents.get(node.name)?.pid);
@@ -116,6 +99,14 @@ class Scenario implements SharedScenario {
       const proc = this.agents.get(node.name);
       if (proc === undefined || this.#world.exited.has(proc)) await this.startAgent(node);
     }
+  }
+
+  /** Waits until our rules on every node of the topology satisfy `check`. */
+  async everywhere(what: string, check: (rules: string[]) => boolean): Promise<void> {
+    await eventually(what, async () => {
+      for (const node of this.topo.nodes) if (!check(await ourRules(node))) return false;
+      return true;
+    }, 30_000);
   }
 
   /** An IPRule of this scenario. */
@@ -172,12 +163,11 @@ function scenario(name: string, body: (s: Scenario) => Promise<void>): void {
 scenario(
   "the seed workflow: IPRule, LB IP, config, rules on every node, Service gone, rules gone",
   async (s) => {
-    const { admin, topo } = s;
+    const { admin } = s;
     await s.ipRule("datacenter-a", { cidrs: ["10.0.0.0/24", "fd00:10::/64"], table: 100 });
     const [v4, v6] = await s.service("web", ["10.0.0.10", "fd00:10::10"], true);
     const want = [ruleLine(v4!, 100), ruleLine(v6!, 100)].sort();
-    await everywhere(
-      topo,
+    await s.everywhere(
       "web's rules on every node",
       (rules) => want.every((w) => rules.includes(w)),
     );
@@ -205,8 +195,7 @@ scenario(
         ((await admin.get(RESOURCES.ipRuleConfigs, config.metadata.name)) as Json)?.spec
           ?.state === "absent",
     );
-    await everywhere(
-      topo,
+    await s.everywhere(
       "web's rules gone from every node",
       (rules) => want.every((w) => !rules.includes(w)),
     );
@@ -222,7 +211,7 @@ scenario("a node leaving the Agent's node selection loses our rules", async (s) 
   await s.ipRule("datacenter-b", { cidrs: ["10.0.1.0/24"], table: 100 });
   const [ip] = await s.service("selected", ["10.0.1.1"]);
   const line = ruleLine(ip!, 100);
-  await everywhere(topo, "rule on every node", (rules) => rules.includes(line));
+  await s.everywhere("rule on every node", (rules) => rules.includes(line));
   const leaving = topo.node(2);
   const state = async () => (await admin.get(RESOURCES.ipRuleNodeStates, leaving.name)) as Json;
   await admin.mergePatch(RESOURCES.nodes, leaving.name, {
@@ -250,7 +239,7 @@ scenario("a node leaving the Agent's node selection loses our rules", async (s) 
   }
   await eventually("drain cleared", async () => (await state())?.spec?.drain === false);
   await s.startAgent(leaving);
-  await everywhere(topo, "rule back on the node", (rules) => rules.includes(line));
+  await s.everywhere("rule back on the node", (rules) => rules.includes(line));
   await eventually("draining cleared", async () => (await state())?.status?.draining === undefined);
 });
 
@@ -258,7 +247,7 @@ scenario("a rebooted node (rules flushed, agent restarted) converges again", asy
   const { topo, agents } = s;
   await s.ipRule("datacenter-c", { cidrs: ["10.0.2.0/24"], table: 100 });
   const [ip] = await s.service("rebooted", ["10.0.2.1"]);
-  await everywhere(topo, "rule on every node", (rules) => rules.includes(ruleLine(ip!, 100)));
+  await s.everywhere("rule on every node", (rules) => rules.includes(ruleLine(ip!, 100)));
   const node = topo.node(1);
   const wanted = await ourRules(node);
   assert.ok(wanted.length > 0);
@@ -280,7 +269,7 @@ scenario("uninstall: deleting the Agent leaves no node with a rule of ours", asy
   const { admin, topo, agents } = s;
   await s.ipRule("datacenter-d", { cidrs: ["10.0.3.0/24"], table: 100 });
   const [ip] = await s.service("uninstalled", ["10.0.3.1"]);
-  await everywhere(topo, "rule on every node", (rules) => rules.includes(ruleLine(ip!, 100)));
+  await s.everywhere("rule on every node", (rules) => rules.includes(ruleLine(ip!, 100)));
   assert.ok((await ourRules(topo.node(0))).length > 0);
   await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
   // Nothing holds it: it is gone at once, the configs stay as they are.

@@ -39,6 +39,13 @@ Deno.test("an agent whose watch died during a link cut catches up within the boo
     await config("10.96.120.1");
     await eventually("the first rule", has("10.96.120.1"));
     assert.match(await agent.log(), /"trigger":"watch","rule":"ip rule add from 10\.96\.120\.1 /);
+    // Its status write for that rule (paced: up to 1 s later) done too: otherwise the write
+    // crosses the cut connection after the link is back, draws the server's reset, and the
+    // agent learns of the cut at once instead of through the heartbeat.
+    await eventually("the first rule in the node's status", async () => {
+      const state = await admin.get(RESOURCES.ipRuleNodeStates, node.name);
+      return (state?.status as { appliedRules?: number } | undefined)?.appliedRules === 1;
+    });
 
     await node.ns.ip(["link", "set", "eth0", "down"]);
     const killed = await new Deno.Command("ss", {

@@ -80,6 +80,8 @@ function ipRule(node: TopologyNode, op: "add" | "del", spec: string[]) {
 class Migration implements Scenario {
   readonly node: TopologyNode;
   readonly fp: ReturnType<typeof footprint>;
+  /** The node's rules once prepared, before any agent ran. */
+  before: string[] = [];
   readonly #topo: Awaited<ReturnType<typeof world>>;
   readonly #admin: KubeClient;
   #agent: ExecutableProcess | undefined;
@@ -108,6 +110,7 @@ class Migration implements Scenario {
         },
       });
     }
+    this.before = await rules(this.node);
   }
 
   /** Starts the agent on the node with `args`; stopped at the scenario's end. */
@@ -225,8 +228,7 @@ scenario(
   "with adoption on, the original's rules are marked without a gap and its leftovers deleted",
   { node: 0, n: 71 },
   async (s) => {
-    const { node, fp } = s;
-    const before = await rules(node);
+    const { node, fp, before } = s;
     const kept = before.filter((l) =>
       fp.kept.some((spec) => l.includes(`from ${spec[1]} `) && l.includes(` ${spec.at(-3)} `))
     );
@@ -273,12 +275,11 @@ scenario(
   "with adoption off, no unmarked rule is touched and the node converges on them",
   { node: 1, n: 72 },
   async (s) => {
-    const before = await rules(s.node);
     await s.agent([], "agent-no-adopt.log");
     const state = await s.converged();
     assert.deepEqual(state.status?.failedRules ?? [], []);
     // The unmarked rules satisfy the desired ones: no rule added, none deleted.
-    assert.deepEqual(await rules(s.node), before);
+    assert.deepEqual(await rules(s.node), s.before);
   },
 );
 
@@ -286,8 +287,7 @@ scenario(
   "--dry-run with adoption lists what adoption would do and changes nothing",
   { node: 1, n: 73 },
   async (s) => {
-    const { node, fp } = s;
-    const before = await rules(node);
+    const { node, fp, before } = s;
     const dry = await s.agent(["--dry-run", "--adopt-unmarked-rules"], "agent-adopt-dry-run.log");
     const status = await dry.status;
     const log = await dry.log();

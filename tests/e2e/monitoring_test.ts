@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { KubeClient } from "../../src/k8s/client.ts";
 import { RESOURCES } from "../../src/k8s/resources.ts";
 import { ALERTS_PATH, readYaml, ROOT } from "../../scripts/manifests.ts";
-import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
+import { eventually, freePort } from "../support/process.ts";
 import { operatorJobs, prometheusToken, startPrometheus } from "../support/prometheus.ts";
 import { AGENT_PORT, startTopology } from "../support/topology.ts";
 
@@ -44,13 +44,10 @@ Deno.test("a real Prometheus scrapes the operator with a token; every panel and 
   await prometheusToken(topo.cp, tokenFile);
 
   const metricsPort = freePort();
-  const controller = await ExecutableProcess.start("controller", [
-    `--kubeconfig=${topo.cp.kubeconfig("controller")}`,
-    `--metrics-addr=127.0.0.1:${metricsPort}`,
-    `--health-addr=127.0.0.1:${freePort()}`,
-    "--leader-elect",
-    "--log-format=json",
-  ], { logFile: `${topo.cp.dir}/controller.log`, env: { POD_NAMESPACE: NS } });
+  const controller = await topo.startController(["--leader-elect"], {
+    metricsPort,
+    env: { POD_NAMESPACE: NS },
+  });
   const agents = [];
   for (const node of topo.nodes) {
     agents.push(await topo.startAgent(node, [], { secureMetrics: true }));

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  canonicalAddress,
   DEFAULT_LIBMNL_PATH,
   type Family,
   LIBMNL_PATH_ENV,
@@ -9,32 +8,20 @@ import {
   RuleSocket,
 } from "../../ffi/mod.ts";
 import { Netns } from "../support/netns.ts";
+import { hostRules } from "../support/rules.ts";
 import { ipRuleRows, ruleRow } from "./ip_rules.ts";
 
 const PROTOCOL = 99;
 
-function v4Rules(count: number, base: Partial<Rule> = {}): Rule[] {
-  return Array.from({ length: count }, (_, i) => ({
-    family: 4,
-    src: `10.20.${i >> 8}.${i & 255}`,
-    srcLen: 32,
-    table: 100 + (i % 300), // crosses the 255 boundary of the header byte
-    priority: 1000 + (i % 50),
-    protocol: PROTOCOL,
-    ...base,
-  }));
-}
-
-function v6Rules(count: number): Rule[] {
-  return Array.from({ length: count }, (_, i) => ({
-    family: 6,
-    src: canonicalAddress(`fd00:20::${i.toString(16)}`, 6)!,
-    srcLen: 128,
-    table: 100 + (i % 300),
-    priority: 1000 + (i % 50),
-    protocol: PROTOCOL,
-  }));
-}
+/** Rule i of a test's set: tables cross the 255 boundary of the header byte. */
+const testFields = (i: number) => ({
+  table: 100 + (i % 300),
+  priority: 1000 + (i % 50),
+  protocol: PROTOCOL,
+});
+const v4Rules = (count: number, base: Partial<Rule> = {}) =>
+  hostRules("10.20.0.0", count, (i) => ({ ...testFields(i), ...base }));
+const v6Rules = (count: number) => hostRules("fd00:20::", count, testFields);
 
 function errorCodes(results: { error?: { code: string } }[]): (string | undefined)[] {
   return results.map((r) => r.error?.code);

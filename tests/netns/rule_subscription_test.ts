@@ -7,21 +7,14 @@ import {
   RuleSubscription,
 } from "../../ffi/mod.ts";
 import { Netns } from "../support/netns.ts";
+import { hostRules } from "../support/rules.ts";
 
 const PROTOCOL = 99;
 /** Bounds a wait for an event so a missing one fails the test instead of hanging it. */
 const EVENT_TIMEOUT_MS = 10_000;
 
-function rules(count: number): Rule[] {
-  return Array.from({ length: count }, (_, i) => ({
-    family: 4,
-    src: `10.40.${i >> 8}.${i & 255}`,
-    srcLen: 32,
-    table: 1000,
-    priority: 2000,
-    protocol: PROTOCOL,
-  }));
-}
+const rules = (count: number) =>
+  hostRules("10.40.0.0", count, () => ({ table: 1000, priority: 2000, protocol: PROTOCOL }));
 
 /** Reads events until `match` accepts one; fails after EVENT_TIMEOUT_MS. */
 async function waitFor(

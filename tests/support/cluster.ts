@@ -35,7 +35,8 @@ import {
   startControlPlane,
   stopControlPlaneAt,
 } from "./controlplane.ts";
-import { requireRoot } from "./netns.ts";
+import { createBridge, joinBridge, requireRoot } from "./netns.ts";
+import { type CommandOutput, runCommand } from "./command.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** What scripts/images-build.sh built: image references and the archives for the nodes. */
@@ -112,41 +113,16 @@ export interface ClusterOptions {
   log?: (message: string) => void;
 }
 
-/** Outcome of a command run by the cluster helpers. */
-export interface CommandOutput {
-  /** Exit code. */
-  code: number;
-  /** Standard output. */
-  stdout: string;
-  /** Standard error. */
-  stderr: string;
-}
+export type { CommandOutput };
 
 async function command(
   argv: readonly string[],
   options: { stdin?: string; check?: boolean } = {},
 ): Promise<CommandOutput> {
-  const child = new Deno.Command(argv[0]!, {
-    args: argv.slice(1),
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const decoder = new TextDecoder();
-  const result = {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
-  if ((options.check ?? true) && out.code !== 0) {
+  const result = await runCommand(argv[0]!, argv.slice(1), { stdin: options.stdin });
+  if ((options.check ?? true) && result.code !== 0) {
     throw new ClusterError(
-      `Command "${argv.join(" ")}" failed with "${out.code}": ${result.stderr.trim()}`,
+      `Command "${argv.join(" ")}" failed with "${result.code}": ${result.stderr.trim()}`,
     );
   }
   return result;
@@ -479,9 +455,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
 /** The bridge, and per node a network namespace joined to it and a mount namespace. */
 async function network(dir: string, state: ClusterState, gateway: string): Promise<void> {
-  await command(["ip", "link", "add", state.bridge, "type", "bridge"]);
-  await command(["ip", "addr", "add", `${gateway}/24`, "dev", state.bridge]);
-  await command(["ip", "link", "set", state.bridge, "up"]);
+  await createBridge(state.bridge, `${gateway}/24`);
   // A persistent mount namespace is a bind mount of its nsfs file, on a private mount.
   await Deno.mkdir(`${dir}/ns`, { recursive: true });
   await command(["mount", "--bind", `${dir}/ns`, `${dir}/ns`]);
@@ -489,23 +463,11 @@ async function network(dir: string, state: ClusterState, gateway: string): Promi
   for (const node of state.nodes) {
     const ns = node.name;
     await command(["ip", "netns", "add", ns]);
-    await command([
-      "ip",
-      "link",
-      "add",
-      node.veth,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      ns,
-    ]);
-    await command(["ip", "link", "set", node.veth, "master", state.bridge, "up"]);
-    await command(["ip", "-n", ns, "addr", "add", `${node.address}/24`, "dev", "eth0"]);
-    await command(["ip", "-n", ns, "link", "set", "lo", "up"]);
-    await command(["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    await joinBridge(ns, {
+      veth: node.veth,
+      bridge: state.bridge,
+      address: `${node.address}/24`,
+    });
     await command(["ip", "-n", ns, "route", "add", "default", "via", gateway]);
     await command(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     await mountNamespace(dir, ns);

@@ -31,6 +31,7 @@
  */
 
 import { parseAllDocuments, stringify } from "yaml";
+import { type CommandOutput, runCommand } from "./command.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -140,16 +141,7 @@ export interface KubectlOptions {
 }
 
 /** Outcome of one kubectl run. */
-export interface KubectlResult {
-  /** Exit code. */
-  code: number;
-  /** Whether the exit code was 0. */
-  success: boolean;
-  /** Captured standard output. */
-  stdout: string;
-  /** Captured standard error. */
-  stderr: string;
-}
+export type KubectlResult = CommandOutput;
 
 /** What `task controlplane:up` records in the state dir, read back by `down`. */
 export interface ControlPlaneState {
@@ -744,31 +736,16 @@ function kubeconfigYaml(server: string, caCert: string, identity: Identity, toke
   });
 }
 
-async function runKubectl(
+function runKubectl(
   binDir: string,
   args: readonly string[],
   options: { kubeconfig: string; cacheDir: string; stdin: string | undefined },
 ): Promise<KubectlResult> {
-  const child = new Deno.Command(`${binDir}/kubectl`, {
-    args: [`--kubeconfig=${options.kubeconfig}`, `--cache-dir=${options.cacheDir}`, ...args],
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { KUBECTL_INTERACTIVE_DELETE: "false" },
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const output = await child.output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    success: output.success,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  return runCommand(
+    `${binDir}/kubectl`,
+    [`--kubeconfig=${options.kubeconfig}`, `--cache-dir=${options.cacheDir}`, ...args],
+    { stdin: options.stdin, env: { KUBECTL_INTERACTIVE_DELETE: "false" } },
+  );
 }
 
 function delay(ms: number): Promise<void> {

@@ -2,6 +2,8 @@
 // run inside it, our own code run inside it (setns on the calling thread, or a subprocess), and
 // deletion even when the test fails (`await using ns = await Netns.create()`).
 
+import { type CommandOutput, runCommand } from "./command.ts";
+
 const CLONE_NEWNET = 0x40000000;
 const O_RDONLY_CLOEXEC = 0o2000000;
 
@@ -19,14 +21,7 @@ const LIBC_SYMBOLS = {
 const LIBC_PATH = `/lib/${Deno.build.arch}-linux-gnu/libc.so.6`;
 
 /** Output of a command run by `Netns.run`. */
-export interface RunOutput {
-  /** Exit code. */
-  code: number;
-  /** Standard output as text. */
-  stdout: string;
-  /** Standard error as text. */
-  stderr: string;
-}
+export type RunOutput = CommandOutput;
 
 /** Throws unless the process runs as root: netns tests fail (never skip) without it. */
 export function requireRoot(): void {
@@ -139,19 +134,47 @@ export class Netns implements AsyncDisposable {
   }
 }
 
-async function command(cmd: string, args: string[], stdin?: string): Promise<RunOutput> {
-  const child = new Deno.Command(cmd, {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
+/** Runs `ip ARGS…` on the machine and returns its standard output; throws on a non-zero exit. */
+export async function ip(args: readonly string[]): Promise<string> {
+  const out = await command("ip", [...args]);
+  if (out.code !== 0) {
+    throw new Error(
+      `Command "ip ${args.join(" ")}" failed with "${out.code}": ${out.stderr.trim()}`,
+    );
   }
-  const out = await child.output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  return out.stdout;
+}
+
+/**
+ * Creates the bridge `name` with `address` (CIDR notation) and sets it up; a bridge it made
+ * but could not set up is deleted again.
+ */
+export async function createBridge(name: string, address: string): Promise<void> {
+  await ip(["link", "add", name, "type", "bridge"]);
+  try {
+    await ip(["addr", "add", address, "dev", name]);
+    await ip(["link", "set", name, "up"]);
+  } catch (error: unknown) {
+    await ip(["link", "del", name]).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Joins the network namespace `ns` to `bridge`: a veth pair whose `eth0` end, inside, gets
+ * `address` (CIDR notation); both ends and the namespace's loopback up.
+ */
+export async function joinBridge(
+  ns: string,
+  link: { veth: string; bridge: string; address: string },
+): Promise<void> {
+  await ip(["link", "add", link.veth, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+  await ip(["link", "set", link.veth, "master", link.bridge, "up"]);
+  await ip(["-n", ns, "addr", "add", link.address, "dev", "eth0"]);
+  await ip(["-n", ns, "link", "set", "lo", "up"]);
+  await ip(["-n", ns, "link", "set", "eth0", "up"]);
+}
+
+function command(cmd: string, args: string[], stdin?: string): Promise<RunOutput> {
+  return runCommand(cmd, args, { stdin });
 }

@@ -13,7 +13,8 @@ import { controllerImages, readYaml } from "../../scripts/manifests.ts";
 import { type Cluster, type ClusterNode, startCluster } from "./cluster.ts";
 import { CONTROLPLANE_BIN_DIR } from "./controlplane.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/** The repository's root directory. */
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** The operator's namespace (deploy/namespace.yaml). */
 export const NS = "ip-rule-operator-system";
 /** The controller Deployment of deploy/controller.yaml. */
@@ -24,6 +25,12 @@ export type Json = any;
 /** `kubectl … -o json` through the cluster's admin kubeconfig. */
 export async function getJson(cluster: Cluster, args: readonly string[]): Promise<Json> {
   return JSON.parse((await cluster.cp.kubectl([...args, "-o", "json"])).stdout);
+}
+
+/** The controller's Pods. */
+export async function controllerPods(cluster: Cluster): Promise<Json[]> {
+  const selector = "app.kubernetes.io/component=controller";
+  return (await getJson(cluster, ["-n", NS, "get", "pods", "-l", selector])).items;
 }
 
 /** The object, or undefined when the API server answers NotFound. */

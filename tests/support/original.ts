@@ -46,6 +46,34 @@ export function originalConfig(
   };
 }
 
+/**
+ * The IPRuleConfig the original writes for `serviceIP` matched by `rule` (as the API returns
+ * it): named after the address, with the rule's table and priority, a missing priority as 0 (its
+ * Go zero value, copied as is).
+ */
+export function originalConfigFor(
+  rule: Json,
+  serviceIP: string,
+  options: { state?: "present" | "absent"; annotations?: Record<string, string> } = {},
+): Json {
+  return originalConfig(
+    `iprc-${serviceIP.replaceAll(".", "-")}`,
+    {
+      serviceIP,
+      table: rule.spec.table,
+      priority: rule.spec.priority ?? 0,
+      state: options.state ?? "present",
+    },
+    rule,
+    options.annotations,
+  );
+}
+
+/** The original's Agent (always named `agent`) in `namespace`. */
+export function originalAgent(namespace: string, spec: Json): Json {
+  return { apiVersion: API_VERSION, kind: "Agent", metadata: { name: "agent", namespace }, spec };
+}
+
 /** The agents' DaemonSet as the original's Agent controller creates it, owned by the Agent. */
 export function originalDaemonSet(namespace: string, agentUid: string): Json {
   return {

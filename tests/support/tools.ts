@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type CommandOutput, runCommand } from "./command.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -15,12 +16,7 @@ export const TOOLS_BIN_DIR = Deno.env.get("TOOLS_BIN_DIR") ?? `${ROOT}/.cache/to
 export type Tool = "helm" | "prometheus" | "promtool" | "bundle-validate";
 
 /** Outcome of one tool run. */
-export interface ToolResult {
-  code: number;
-  success: boolean;
-  stdout: string;
-  stderr: string;
-}
+export type ToolResult = CommandOutput;
 
 /** Path of a built tool; throws naming the build script when it is missing. */
 export function toolPath(tool: Tool): string {
@@ -41,27 +37,8 @@ export async function runTool(
   args: readonly string[],
   options: { stdin?: string; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<ToolResult> {
-  const child = new Deno.Command(toolPath(tool), {
-    args: [...args],
-    cwd: options.cwd ?? ROOT,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    ...(options.env ? { env: options.env } : {}),
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const decoder = new TextDecoder();
-  return {
-    code: out.code,
-    success: out.success,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+  // Async, so that a missing tool (toolPath throws) rejects like any other failure.
+  return await runCommand(toolPath(tool), args, { ...options, cwd: options.cwd ?? ROOT });
 }
 
 /** Like runTool, but throws with the tool's output when it fails. */

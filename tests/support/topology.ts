@@ -13,8 +13,8 @@
  * @module
  */
 import { type ControlPlane, isRunning, startControlPlane } from "./controlplane.ts";
-import { Netns, requireRoot } from "./netns.ts";
-import { ExecutableProcess } from "./process.ts";
+import { createBridge, ip, joinBridge, Netns, requireRoot } from "./netns.ts";
+import { ExecutableProcess, freePort } from "./process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** Port of every agent's /metrics on its node address. */
@@ -71,22 +71,19 @@ export interface StartAgentOptions {
   secureMetrics?: boolean;
 }
 
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const decoder = new TextDecoder();
-  if (!out.success) {
-    throw new Error(
-      `Command "${cmd} ${args.join(" ")}" failed with "${out.code}": ${
-        decoder.decode(out.stderr).trim()
-      }`,
-    );
-  }
-  return decoder.decode(out.stdout);
+/** Options of {@linkcode Topology.startController}. */
+export interface StartControllerOptions {
+  /** Port of /metrics on 127.0.0.1; default a free one. */
+  metricsPort?: number;
+  /** Log file name in the control plane's dir; default `controller.log`. */
+  logName?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 /** A free 198.18.X.0/24 (RFC 2544 benchmarking space) no interface here uses yet. */
 async function freeSubnet(): Promise<string> {
-  const used = await run("ip", ["-4", "-o", "addr", "show"]);
+  const used = await ip(["-4", "-o", "addr", "show"]);
   for (let attempt = 0; attempt < 64; attempt++) {
     const n = Math.floor(Math.random() * 512);
     const prefix = `198.${18 + (n >> 8)}.${n & 255}`;
@@ -188,6 +185,26 @@ export class Topology implements AsyncDisposable {
       ...(options.env ? { env: options.env } : {}),
       ...(options.runtime ? { runtime: options.runtime } : {}),
       ...(options.root ? { root: options.root } : {}),
+    });
+  }
+
+  /**
+   * Starts a controller on this machine with the controller's kubeconfig, /metrics and the
+   * health endpoint on loopback and JSON logs; `args` come after those.
+   */
+  startController(
+    args: readonly string[] = [],
+    options: StartControllerOptions = {},
+  ): Promise<ExecutableProcess> {
+    return ExecutableProcess.start("controller", [
+      `--kubeconfig=${this.cp.kubeconfig("controller")}`,
+      `--metrics-addr=127.0.0.1:${options.metricsPort ?? freePort()}`,
+      `--health-addr=127.0.0.1:${freePort()}`,
+      "--log-format=json",
+      ...args,
+    ], {
+      logFile: `${this.cp.dir}/${options.logName ?? "controller.log"}`,
+      ...(options.env ? { env: options.env } : {}),
     });
   }
 
@@ -373,32 +390,15 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
   track(bridge, namespaces);
   let bridgeMade = false;
   try {
-    await run("ip", ["link", "add", bridge, "type", "bridge"]);
+    await createBridge(bridge, `${gateway}/24`);
     bridgeMade = true;
-    await run("ip", ["addr", "add", `${gateway}/24`, "dev", bridge]);
-    await run("ip", ["link", "set", bridge, "up"]);
     for (let i = 0; i < count; i++) {
       const ns = await Netns.create();
       namespaces.push(ns.name);
       const address = `${subnet}.${11 + i}`;
       nodes.push({ name: `${prefix}-${i}`, ns, address });
       const veth = `iprv${id}-${i}`;
-      await run("ip", [
-        "link",
-        "add",
-        veth,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns.name,
-      ]);
-      await run("ip", ["link", "set", veth, "master", bridge, "up"]);
-      await ns.ip(["addr", "add", `${address}/24`, "dev", "eth0"]);
-      await ns.ip(["link", "set", "eth0", "up"]);
-      await ns.ip(["link", "set", "lo", "up"]);
+      await joinBridge(ns.name, { veth, bridge, address: `${address}/24` });
     }
   } catch (error: unknown) {
     await teardown(nodes.map((n) => n.ns), bridgeMade ? bridge : "", []);
