@@ -154,7 +154,10 @@ async function mutateFile(
     `mutate: ${target.file} (${target.tests.join(" ")}${force ? "; full run" : "; incremental"})`,
   );
   const started = performance.now();
-  const stryker = await run("node", [cli, "run", configPath], {
+  // The log is written as Stryker goes (its progress lines), for `tail -f` on a long run.
+  const logFile = await Deno.open(log, { write: true, create: true, truncate: true });
+  const child = new Deno.Command("node", {
+    args: [cli, "run", configPath],
     cwd: ROOT,
     env: {
       MUTATE_DENO: Deno.execPath(),
@@ -163,11 +166,19 @@ async function mutateFile(
       NO_COLOR: "1",
       DENO_NO_UPDATE_CHECK: "1",
     },
-  });
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const logWriter = logFile.writable.getWriter();
+  const copy = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) await logWriter.write(chunk);
+  };
+  const [status] = await Promise.all([child.status, copy(child.stdout), copy(child.stderr)]);
+  await logWriter.close();
   const seconds = (performance.now() - started) / 1000;
-  await Deno.writeTextFile(log, stryker.stdout + stryker.stderr);
-  if (stryker.code !== 0) {
-    const tail = (stryker.stdout + stryker.stderr).trim().split("\n").slice(-30).join("\n");
+  if (status.code !== 0) {
+    const tail = (await Deno.readTextFile(log)).trim().split("\n").slice(-30).join("\n");
     throw new Error(`Stryker failed on "${target.file}" (log: ${log}):\n${tail}`);
   }
   const report = JSON.parse(await Deno.readTextFile(reportPath(target))) as StrykerReport;
