@@ -44,6 +44,43 @@ Deno.test("WorkQueue never runs one key on two workers at once, and reruns it af
   assert.equal(runs, 2);
 });
 
+Deno.test("WorkQueue keeps a key re-added while its worker is blocked from a second worker", async () => {
+  // Worker 1 holds "k" until released; "k" is re-added, then "x". A free worker must take "x"
+  // and leave "k" alone: a queue that handed out "k" again would run it on the free worker
+  // first (keys are taken in order), while worker 1 still holds it.
+  const queue = new WorkQueue();
+  const controller = new AbortController();
+  const active = new Map<string, number>();
+  const overlaps: string[] = [];
+  const order: string[] = [];
+  const firstStarted = Promise.withResolvers<void>();
+  const xDone = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  queue.add("k");
+  const running = queue.run(async (key) => {
+    const now = (active.get(key) ?? 0) + 1;
+    active.set(key, now);
+    if (now > 1) overlaps.push(key);
+    order.push(key);
+    if (key === "k" && order.length === 1) {
+      firstStarted.resolve();
+      await release.promise;
+    }
+    active.set(key, now - 1);
+    if (key === "x") xDone.resolve();
+    if (order.filter((k) => k === "k").length === 2) controller.abort();
+  }, { signal: controller.signal, workers: 2 });
+  await firstStarted.promise;
+  queue.add("k"); // still processing: waits for worker 1
+  queue.add("x");
+  await xDone.promise; // the free worker got here with "k" still held by worker 1
+  assert.deepEqual(order, ["k", "x"]);
+  release.resolve();
+  await running;
+  assert.deepEqual(overlaps, []);
+  assert.deepEqual(order, ["k", "x", "k"]); // the re-added key ran again, after
+});
+
 Deno.test("WorkQueue retries a failing key with backoff and reports the error", async () => {
   const queue = new WorkQueue();
   const controller = new AbortController();
