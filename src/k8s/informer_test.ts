@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { KubeClient } from "./client.ts";
+import { ApiError, type KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
 import { RESOURCES } from "./resources.ts";
 
@@ -83,6 +83,97 @@ Deno.test("Informer.learn(): our writes are in the cache at once and their watch
   assert.equal(informer.store.get("c")?.spec.state, "absent");
   informer.forget("c");
   assert.equal(informer.store.has("c"), false);
+  stop.abort();
+  await running;
+});
+
+type Raw = { metadata: { name: string; resourceVersion: string }; spec?: { v: string } };
+type Event = { type: string; object: unknown };
+type WatchScript = (signal: AbortSignal) => AsyncGenerator<Event>;
+
+function raw(name: string, rv: string, v = rv): Raw {
+  return { metadata: { name, resourceVersion: rv }, spec: { v } };
+}
+
+/**
+ * A KubeClient whose lists answer the given pages in turn and whose watches run the given
+ * scripts in turn (the last one again when they run out); it records the queries.
+ */
+function scriptedClient(lists: object[], watches: WatchScript[]) {
+  const seen = { lists: [] as Record<string, unknown>[], watches: [] as Record<string, unknown>[] };
+  const client = {
+    request: (_method: string, _path: string, options: { query: Record<string, unknown> }) => {
+      seen.lists.push(options.query);
+      const page = lists[Math.min(seen.lists.length, lists.length) - 1];
+      return Promise.resolve(structuredClone(page));
+    },
+    watch: (_path: string, query: Record<string, unknown>, signal: AbortSignal) => {
+      seen.watches.push(query);
+      return watches[Math.min(seen.watches.length, watches.length) - 1]!(signal);
+    },
+  };
+  return { client: client as unknown as KubeClient, seen };
+}
+
+/** A watch that stays open, silent, until it is aborted; `opened` resolves when it opens. */
+function silentWatch(): { script: WatchScript; opened: Promise<void> } {
+  const opened = Promise.withResolvers<void>();
+  // deno-lint-ignore require-yield
+  const script = async function* (signal: AbortSignal) {
+    opened.resolve();
+    await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+  };
+  return { script, opened: opened.promise };
+}
+
+function newInformer(client: KubeClient, log: string[]) {
+  return new Informer<Raw>(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (r) => r as Raw,
+    onChange: (key, obj) => log.push(`${key}=${obj?.spec?.v ?? "deleted"}`),
+    onError: (err, delayMs) =>
+      log.push(`error ${err instanceof ApiError ? err.status : String(err)} ${delayMs}`),
+    backoff: { initialMs: 60_000, factor: 2, maxMs: 60_000 }, // a backoff would hang the test
+  });
+}
+
+Deno.test("Informer relists at once on 410 Gone and the relisted store replaces the old", async () => {
+  const last = silentWatch();
+  const { client, seen } = scriptedClient(
+    [
+      { items: [raw("a", "1"), raw("b", "2")], metadata: { resourceVersion: "10" } },
+      { items: [raw("a", "15", "a2"), raw("d", "16")], metadata: { resourceVersion: "20" } },
+    ],
+    [
+      async function* () {
+        yield { type: "ADDED", object: raw("c", "11") };
+        yield { type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired" } };
+      },
+      last.script,
+    ],
+  );
+  const log: string[] = [];
+  const informer = newInformer(client, log);
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await last.opened;
+  // b (missing from the relist) and c (seen only by the expired watch) are gone; a is the
+  // relisted version; the new watch starts from the relist's version.
+  assert.deepEqual([...informer.store.keys()].sort(), ["a", "d"]);
+  assert.equal(informer.store.get("a")?.spec?.v, "a2");
+  assert.deepEqual(seen.watches.map((q) => q.resourceVersion), ["10", "20"]);
+  assert.equal(seen.lists.length, 2);
+  assert.deepEqual(log, [
+    "a=1",
+    "b=2",
+    "c=11",
+    "error 410 0",
+    "a=a2",
+    "d=16",
+    "b=deleted",
+    "c=deleted",
+  ]);
+  assert.equal(informer.healthy, true);
   stop.abort();
   await running;
 });
