@@ -170,12 +170,14 @@ async function mutateFile(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const logWriter = logFile.writable.getWriter();
+  // Plain writes: a writable stream of the file held them until it was closed.
   const copy = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) await logWriter.write(chunk);
+    for await (const chunk of stream) {
+      for (let done = 0; done < chunk.length;) done += await logFile.write(chunk.subarray(done));
+    }
   };
   const [status] = await Promise.all([child.status, copy(child.stdout), copy(child.stderr)]);
-  await logWriter.close();
+  logFile.close();
   const seconds = (performance.now() - started) / 1000;
   if (status.code !== 0) {
     const tail = (await Deno.readTextFile(log)).trim().split("\n").slice(-30).join("\n");
