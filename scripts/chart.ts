@@ -369,9 +369,8 @@ Then your IPRules (deploy/samples/iprule.yaml).
 
   kubectl get iprulenodestates    # one per node: converged or not
 
-To uninstall, delete the Agent first and wait until it is gone (the agents remove their rules
-from every node), then the release; the CRDs stay (Helm never deletes crds/):
-  kubectl -n {{ .Values.namespace.name }} delete agent agent --wait
+To uninstall (each agent removes its rules from its node as it stops; the CRDs stay, Helm never
+deletes crds/):
   helm uninstall {{ .Release.Name }}{{ if ne .Release.Namespace "default" }} -n {{ .Release.Namespace }}{{ end }}
 `;
 

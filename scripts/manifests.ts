@@ -137,6 +137,17 @@ export function rulesByServiceAccount(
   return result;
 }
 
+/**
+ * Rules without those naming deploy/'s namespace: OLM installs into a namespace of its choosing
+ * (openshift-operators), which an uninstall never deletes, so the agent's watch of its own
+ * namespace (src/drain.ts) has nothing to see there.
+ */
+export function withoutOwnNamespace(rules: Json[]): Json[] {
+  return rules.filter((rule) =>
+    !(rule.resources?.includes("namespaces") && rule.resourceNames?.includes(NAMESPACE))
+  );
+}
+
 /** The ClusterServiceVersion of the OLM bundle. */
 export async function renderCsv(): Promise<GeneratedFile> {
   const [template] = await readYaml("deploy/olm-csv-template.yaml");
@@ -160,7 +171,9 @@ export async function renderCsv(): Promise<GeneratedFile> {
   const clusterRules = rulesByServiceAccount(rbac, "ClusterRoleBinding");
   const clusterPermissions = [...clusterRules].map(([serviceAccountName, rules]) => ({
     serviceAccountName,
-    rules: serviceAccountName === AGENT_SERVICE_ACCOUNT ? [...rules, OPENSHIFT_AGENT_RULE] : rules,
+    rules: serviceAccountName === AGENT_SERVICE_ACCOUNT
+      ? [...withoutOwnNamespace(rules), OPENSHIFT_AGENT_RULE]
+      : withoutOwnNamespace(rules),
   }));
   const permissions = [...rulesByServiceAccount(rbac, "RoleBinding")].map((
     [serviceAccountName, rules],

@@ -6,7 +6,8 @@ set -euo pipefail
 
 DENO_VERSION=2.9.6
 TASK_VERSION=v3.54.0
-APT_PACKAGES=(libmnl0 iproute2 util-linux procps ca-certificates)
+# iptables: the chaos soak cuts a node from the API server with a netfilter drop in its namespace.
+APT_PACKAGES=(libmnl0 iproute2 util-linux procps ca-certificates iptables)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$root/.tools"

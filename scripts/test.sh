@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the named test tiers with Deno's test runner, one JUnit report per tier, then prints
 # the real totals as one line `N passed, N failed`. Exits non-zero when any test failed.
-#   unit      src/, net/, ffi/, scripts/ *_test.ts (no privileges; loopback only)
+#   unit      src/, net/, ffi/, scripts/, bench/ *_test.ts (no privileges; loopback only)
 #   netns     tests/netns/                        (root: network namespaces)
 #   apiserver tests/apiserver/                    (real kube-apiserver + etcd, helm, promtool,
 #                                                  OLM validators; all built on demand)
@@ -17,7 +17,7 @@ rm -rf "$results" && mkdir -p "$results"
 status=0
 for tier in "$@"; do
   case "$tier" in
-    unit) paths=(src net ffi scripts) flags=(--allow-read --allow-env --allow-net=127.0.0.1) ;;
+    unit) paths=(src net ffi scripts bench) flags=(--allow-read --allow-env --allow-net=127.0.0.1) ;;
     netns) paths=(tests/netns) flags=(-A) ;;
     apiserver) paths=(tests/apiserver) flags=(-A) ;;
     e2e) paths=(tests/e2e) flags=(-A) ;;

@@ -1,7 +1,7 @@
 /** Agent executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli, untilSignal } from "./cli.ts";
 import { AGENT_FLAGS, parseAgentFlags } from "./agent/flags.ts";
-import { runAgent } from "./agent/runner.ts";
+import { withEarlyHealth } from "./health_server.ts";
 import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -19,6 +19,16 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "agent" });
-    return await untilSignal(log, (signal) => runAgent(options, log, signal));
+    // The health endpoint listens before the rest loads and until all of it has stopped
+    // (src/health_server.ts); one-shot runs serve none.
+    const oneShot = options.once || options.dryRun;
+    return await untilSignal(
+      log,
+      (signal) =>
+        withEarlyHealth(oneShot ? undefined : options.healthAddr, log, async (health) => {
+          const { runAgent } = await import("./agent/runner.ts");
+          return await runAgent(options, log, signal, health ? { health } : {});
+        }),
+    );
   });
 }

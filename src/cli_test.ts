@@ -16,6 +16,11 @@ Deno.test("parseAgentFlags() applies the documented defaults", () => {
   assert.deepEqual(o.healthAddr, { hostname: "::", port: 9473 });
   assert.equal(o.metricsSecure, true);
   assert.equal(o.once, false);
+  assert.equal(o.namespace, undefined, "no namespace outside a Pod: no uninstall watch");
+  assert.equal(
+    parseAgentFlags([], { ...ctx, env: { POD_NAMESPACE: "ops" } }).namespace,
+    "ops",
+  );
   assert.equal(o.adoptUnmarkedRules, false);
   assert.equal(
     parseAgentFlags([], { ...ctx, env: { NODE_NAME: "w2" }, isTerminal: true }).logFormat,
@@ -28,6 +33,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
   const o = parseAgentFlags([
     "--kubeconfig=/k",
     "--node-name=n1",
+    "--namespace=ops",
     "--resync=250ms",
     "--status-interval=1m30s",
     "--protocol=77",
@@ -46,6 +52,7 @@ Deno.test("parseAgentFlags() reads every flag", () => {
     version: false,
     kubeconfig: "/k",
     nodeName: "n1",
+    namespace: "ops",
     resyncMs: 250,
     statusIntervalMs: 90_000,
     protocol: 77,
@@ -93,6 +100,7 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
       /--metrics-cert-dir: "\/c" \(--metrics-insecure/,
     ],
     [["--node-name=Bad_Name"], /--node-name: "Bad_Name"/],
+    [["--namespace=Ops.System"], /--namespace: "Ops.System" \(expected a DNS-1123 label\)/],
     [["--bogus"], /Unknown option '--bogus'/],
     [["stray"], /stray/],
   ];
@@ -115,7 +123,6 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
   const o = parseControllerFlags([], ctx);
   assert.equal(o.namespace, DEFAULT_NAMESPACE);
   assert.equal(o.gracePeriodMs, 300_000);
-  assert.equal(o.drainTimeoutMs, 120_000);
   assert.equal(o.leaderElect, false);
   assert.equal(o.agentStatusIntervalMs, 10_000);
   // kubebuilder's ports: /metrics over HTTPS on 8443, the probes on 8081.

@@ -1,7 +1,7 @@
 /** Controller executable: parses flags, wires the parts, connects SIGTERM, starts. */
 import { helpText, runCli, untilSignal } from "./cli.ts";
 import { CONTROLLER_FLAGS, parseControllerFlags } from "./controller/flags.ts";
-import { runController } from "./controller/manager.ts";
+import { withEarlyHealth } from "./health_server.ts";
 import { Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -18,7 +18,16 @@ if (import.meta.main) {
     if (options.version) return console.log(VERSION);
     const log = new Logger({ format: options.logFormat, level: options.logLevel })
       .with({ component: "controller" });
-    const code = await untilSignal(log, (signal) => runController(options, log, signal));
+    // The health endpoint listens before the rest loads and until all of it has stopped
+    // (src/health_server.ts).
+    const code = await untilSignal(
+      log,
+      (signal) =>
+        withEarlyHealth(options.healthAddr, log, async (health) => {
+          const { runController } = await import("./controller/manager.ts");
+          return await runController(options, log, signal, health ? { health } : {});
+        }),
+    );
     log.info("Controller stopped", { version: VERSION });
     return code;
   });

@@ -82,6 +82,15 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
     help: "Node whose IPRuleNodeState this agent writes",
   },
   {
+    name: "namespace",
+    type: "string",
+    value: "NAME",
+    default: "$POD_NAMESPACE, else none",
+    help: "Namespace of the Agent that deployed this agent (the DaemonSet sets it): the agent " +
+      "watches it and its Agent, and removes its rules when it stops while either is being " +
+      "deleted (an uninstall). Without it, only a node's drain mark does",
+  },
+  {
     name: "resync",
     type: "string",
     value: "DURATION",
@@ -132,6 +141,8 @@ export const AGENT_FLAGS: readonly FlagDef[] = [
 /** The agent's typed options. */
 export interface AgentOptions extends CommonOptions, EndpointOptions {
   nodeName: string;
+  /** The Agent's namespace (see the flag); undefined outside a cluster. */
+  namespace: string | undefined;
   resyncMs: number;
   /** Least time between two status writes, ms. */
   statusIntervalMs: number;
@@ -156,9 +167,16 @@ export function parseAgentFlags(
       `Invalid value for --node-name: "${nodeName}" (expected a DNS-1123 node name)`,
     );
   }
+  const namespace = str(v, "namespace") ?? (ctx.env.POD_NAMESPACE || undefined);
+  if (namespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
+    throw new UsageError(
+      `Invalid value for --namespace: "${namespace}" (expected a DNS-1123 label)`,
+    );
+  }
   return {
     ...commonOptions(v, ctx),
     nodeName,
+    namespace,
     resyncMs: durationFlag("resync", str(v, "resync") ?? "10s", MIN_RESYNC_MS),
     statusIntervalMs: durationFlag(
       "status-interval",

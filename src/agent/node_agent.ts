@@ -20,10 +20,11 @@
  * - reconcile failed (throws) → not ready, status Converged=False with the error; a
  *   PermissionError → failed, `onFatal`
  * - `sourceFailed`: list/watch error → rules and desired set kept (fail static)
- * - `stop` then `finish`: rules kept unless the drain module says the node is drained
+ * - `stop` then `finish`: rules kept unless the drain module says the Pod will not be replaced
+ *   (an uninstall, or the node left the Agent's selection)
  */
 import type { Rule, RuleChange } from "../../ffi/mod.ts";
-import { stopAction } from "../drain.ts";
+import { stopAction, type StopInput } from "../drain.ts";
 import type { Readiness } from "../health_server.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
@@ -268,13 +269,22 @@ export class NodeAgent {
   }
 
   /**
-   * After `stop`: removes every rule of the agent's protocol when the drain module says the node
-   * is drained (`readDrainMark` reads its mark; undefined when unknown), and reports it; on every
-   * other stop the rules stay. Returns the exit code.
+   * After `stop`: removes every rule of the agent's protocol when the drain module says this
+   * agent's Pod will not be replaced (`readStop` tells what is known of the uninstall and the
+   * node's selection; src/drain.ts `stopAction`), and reports it; on every other stop the rules
+   * stay. Returns the exit code.
    */
-  async finish(readDrainMark: () => Promise<boolean | undefined>): Promise<number> {
+  async finish(readStop: () => Promise<Omit<StopInput, "fatal">>): Promise<number> {
     const fatal = this.#fatal !== undefined;
-    const action = stopAction({ fatal, drainMarked: fatal ? undefined : await readDrainMark() });
+    const action = fatal
+      ? stopAction({
+        fatal,
+        namespace: undefined,
+        agent: undefined,
+        drainMarked: undefined,
+        selected: undefined,
+      })
+      : stopAction({ fatal, ...await readStop() });
     if (!action.removeRules) {
       this.#log.info("Agent stopped; kernel rules left in place", {
         version: VERSION,
@@ -300,7 +310,8 @@ export class NodeAgent {
     try {
       await this.#status.write({ ...report(result), draining: true });
     } catch (error: unknown) {
-      this.#log.warn("IPRuleNodeState write failed", { err: error });
+      // The rules are gone all the same; an uninstall may have taken the token or the CRD.
+      this.#log.info("Drain not reported in the IPRuleNodeState", { err: error });
     }
     return result.failed.length === 0 ? 0 : 1;
   }

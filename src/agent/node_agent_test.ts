@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { RuleSpec } from "../../ffi/mod.ts";
+import type { StopInput } from "../drain.ts";
 import { Logger } from "../log.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { type ConfigSource, NodeAgent, type StatusSink } from "./node_agent.ts";
@@ -24,12 +25,15 @@ function spec(src: string, protocol = PROTO): RuleSpec {
 class MemoryStatus implements StatusSink {
   readonly updates: NodeReport[] = [];
   readonly writes: NodeReport[] = [];
+  /** Set: every write fails with it. */
+  failWrites: Error | undefined;
 
   update(report: NodeReport): void {
     this.updates.push(report);
   }
 
   write(report: NodeReport): Promise<boolean> {
+    if (this.failWrites) return Promise.reject(this.failWrites);
     this.writes.push(report);
     return Promise.resolve(true);
   }
@@ -275,7 +279,7 @@ Deno.test("NodeAgent: EPERM ends the run (fatal), keeps the rules and exits 1", 
   let asked = false;
   const code = await agent.finish(() => {
     asked = true;
-    return Promise.resolve(true);
+    return Promise.resolve({ ...RUNNING, namespace: "deleting" });
   });
   assert.equal(code, 1);
   assert.equal(asked, false, "no drain decision after a fatal error");
@@ -307,34 +311,66 @@ Deno.test("NodeAgent: a list/watch error keeps the desired set and the kernel (f
   await agent.stop();
 });
 
-Deno.test("NodeAgent: a stop keeps every rule unless the node is marked drained", async () => {
-  for (const mark of [false, undefined]) {
+/** What a stopping agent of a live install, on a selected node, knows. */
+const RUNNING: Omit<StopInput, "fatal"> = {
+  namespace: "live",
+  agent: "live",
+  drainMarked: false,
+  selected: true,
+};
+
+Deno.test("NodeAgent: a stop keeps every rule on a restart, a rolling update or when nothing is known", async () => {
+  const unknown = {
+    namespace: undefined,
+    agent: undefined,
+    drainMarked: undefined,
+    selected: undefined,
+  };
+  for (const known of [RUNNING, unknown]) {
     const { agent, owned, status, logs } = await converged("10.0.0.1", "10.0.0.2");
     await agent.stop();
-    assert.equal(await agent.finish(() => Promise.resolve(mark)), 0);
-    assert.deepEqual(owned(), ["10.0.0.1", "10.0.0.2"], String(mark));
+    assert.equal(await agent.finish(() => Promise.resolve(known)), 0);
+    assert.deepEqual(owned(), ["10.0.0.1", "10.0.0.2"], JSON.stringify(known));
     assert.deepEqual(status.writes, []);
     assert.equal(logs.at(-1)?.msg, "Agent stopped; kernel rules left in place");
   }
 });
 
-Deno.test("NodeAgent: a stop of a drained node removes its rules, keeps foreign ones, reports draining", async () => {
-  const { agent, table, owned, status, logs } = await converged("10.0.0.1", "10.0.0.2");
-  table.rules.push(kernelRule(spec("10.0.0.1", 3)));
+Deno.test("NodeAgent: a stop that will not be replaced removes its rules, keeps foreign ones, reports draining", async () => {
+  const cases: [Partial<StopInput>, string][] = [
+    [{ drainMarked: true }, "node left the Agent's selection"],
+    [{ selected: false }, "node no longer selected by the Agent"],
+    [{ agent: "gone" }, "the Agent was deleted"],
+    [{ namespace: "deleting", agent: undefined }, "the operator's namespace is being deleted"],
+  ];
+  for (const [known, reason] of cases) {
+    const { agent, table, owned, status, logs } = await converged("10.0.0.1", "10.0.0.2");
+    table.rules.push(kernelRule(spec("10.0.0.1", 3)));
+    await agent.stop();
+    assert.equal(await agent.finish(() => Promise.resolve({ ...RUNNING, ...known })), 0);
+    assert.deepEqual(owned(), [], reason);
+    assert.deepEqual(table.rules.map((r) => [r.src, r.protocol]), [["10.0.0.1", 3]]);
+    assert.deepEqual(status.writes, [{
+      desired: 0,
+      applied: 0,
+      failed: [],
+      converged: true,
+      draining: true,
+    }]);
+    assert.ok(logs.some((l) => l.msg === `Agent stopped; ${reason}, its rules removed`), reason);
+  }
+});
+
+Deno.test("NodeAgent: a drain whose report fails (token or CRD gone) still removes the rules and exits 0", async () => {
+  const { agent, owned, status, logs } = await converged("10.0.0.1");
+  status.failWrites = new Error("401 Unauthorized");
   await agent.stop();
-  assert.equal(await agent.finish(() => Promise.resolve(true)), 0);
+  assert.equal(await agent.finish(() => Promise.resolve({ ...RUNNING, agent: "gone" })), 0);
   assert.deepEqual(owned(), []);
-  assert.deepEqual(table.rules.map((r) => [r.src, r.protocol]), [["10.0.0.1", 3]]);
-  assert.deepEqual(status.writes, [{
-    desired: 0,
-    applied: 0,
-    failed: [],
-    converged: true,
-    draining: true,
-  }]);
   assert.ok(
-    logs.some((l) => l.msg === "Agent stopped; node left the Agent's selection, its rules removed"),
+    logs.some((l) => l.level === "info" && l.msg === "Drain not reported in the IPRuleNodeState"),
   );
+  assert.ok(!logs.some((l) => l.level === "error" || l.level === "warn"));
 });
 
 Deno.test("NodeAgent.stop() waits for the reconcile in progress and runs no more", async () => {

@@ -141,8 +141,7 @@ export function sameNodeStatus(
  * Whether a status change must be written at once (after the pacing floor) rather than at the
  * end of the interval, because someone acts on it: `Converged` flipping or changing its reason
  * (the Agent's Ready condition, alerts), the failed set changing (which rules, how many), a
- * drain finishing or starting (the uninstall waits for `holdsRules` to turn false; a drained
- * node's `draining`), another agent version or protocol (a new agent's first report). Count
+ * drain finishing or starting (`holdsRules` turning false; a drained node's `draining`), another agent version or protocol (a new agent's first report). Count
  * changes alone, error texts and timestamps wait.
  */
 export function urgentChange(

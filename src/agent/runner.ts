@@ -1,11 +1,13 @@
 /**
  * Wires the agent: host checks, the netlink socket, the IPRuleConfig informer, the node agent
  * (src/agent/node_agent.ts: the control loop and its states), the kernel's rule events, the
- * IPRuleNodeState writer, and the metrics and health endpoints. Flags → parts → start → wait → finish.
+ * IPRuleNodeState writer, what the stop's drain decision reads (stop_signals.ts), and the
+ * metrics and health endpoints. Flags → parts → start → wait → finish.
  */
 import { LibmnlLoadError, RuleSocket } from "../../ffi/mod.ts";
 import { objectClient } from "../api/clients.ts";
 import { narrowIPRuleConfig } from "../api/narrow.ts";
+import type { EarlyHealth } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { Informer, objectKey } from "../k8s/informer.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
@@ -18,6 +20,7 @@ import { watchKernel } from "./kernel_events.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { NET_ADMIN_HINT, NodeAgent } from "./node_agent.ts";
 import { NodeStateWriter } from "./node_state.ts";
+import { StopSignals } from "./stop_signals.ts";
 import { checkPermission, PermissionError, type RuleReconcileResult } from "./reconciler.ts";
 import { type ConfigRule, configRuleOf, planCommands } from "./rule_plan.ts";
 
@@ -27,13 +30,22 @@ export const HOST_ROOT_ENV = "IPRULE_HOST_ROOT";
 /** Where the agent writes the --dry-run plan; stdout by default. */
 export type PlanSink = (line: string) => void;
 
+/** What the entry point hands the agent besides its options. */
+export interface AgentParts {
+  /** Where --dry-run prints its plan (default stdout). */
+  print?: PlanSink;
+  /** The health endpoint, started before this module loaded (not with --once or --dry-run). */
+  health?: EarlyHealth;
+}
+
 /** Runs the agent until the signal aborts (or once); returns the exit code. */
 export async function runAgent(
   options: AgentOptions,
   baseLog: Logger,
   signal: AbortSignal,
-  print: PlanSink = console.log,
+  parts: AgentParts = {},
 ): Promise<number> {
+  const print = parts.print ?? console.log;
   const log = baseLog.with({ node: options.nodeName });
   const { protocol } = options;
   const oneShot = options.once || options.dryRun;
@@ -89,6 +101,11 @@ export async function runAgent(
       stop.abort();
     },
   });
+  const signals = new StopSignals(client, {
+    namespace: options.namespace,
+    nodeName: options.nodeName,
+    log,
+  });
   const agent = new NodeAgent({ table: socket, source: informer, status: writer }, {
     protocol,
     dryRun: options.dryRun,
@@ -128,6 +145,7 @@ export async function runAgent(
       client,
       certNames: [options.nodeName, "localhost"],
       onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
+      ...(parts.health === undefined ? {} : { health: parts.health }),
       signal: stopping,
     });
   } catch (error: unknown) {
@@ -150,6 +168,7 @@ export async function runAgent(
       metrics,
     }),
     writer.run(stopping),
+    signals.run(stopping),
     health.finished,
   ];
   await informer.whenSynced(stopping);
@@ -163,7 +182,7 @@ export async function runAgent(
   });
   await agent.stop();
   await Promise.all(running);
-  return await agent.finish(() => drainMark(nodeStates, options.nodeName, log));
+  return await agent.finish(() => signals.read());
 }
 
 /** Opens the netlink rule socket; undefined (logged) when libmnl cannot be loaded. */
@@ -183,21 +202,6 @@ function openSocket(options: AgentOptions, log: Logger): RuleSocket | undefined 
       return undefined;
     }
     throw error;
-  }
-}
-
-/** This node's `spec.drain` as the controller set it (one GET at stop); undefined if unread. */
-async function drainMark(
-  nodeStates: { get(name: string): Promise<{ spec?: { drain?: boolean } } | undefined> },
-  nodeName: string,
-  log: Logger,
-): Promise<boolean | undefined> {
-  try {
-    return (await nodeStates.get(nodeName))?.spec?.drain ?? false;
-  } catch (error: unknown) {
-    // Unknown: keep the rules (fail static).
-    log.warn("Drain flag not read; rules left in place", { err: error });
-    return undefined;
   }
 }
 

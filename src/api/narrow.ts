@@ -401,6 +401,12 @@ export function narrowService(raw: unknown): ServiceInfo {
   };
 }
 
+/** Narrows a core/v1 Namespace to its metadata (whether it is being deleted). */
+export function narrowNamespace(raw: unknown): { metadata: ObjectMeta } {
+  const r = identity("Namespace", raw);
+  return { metadata: readMeta(r, r.record(raw, "")) };
+}
+
 /** Narrows a core/v1 Namespace to its labels (what `namespaceSelector` matches). */
 export function narrowNamespaceLabels(raw: unknown): Record<string, string> {
   const r = identity("Namespace", raw);

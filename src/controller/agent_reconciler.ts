@@ -1,14 +1,16 @@
 /**
  * The Agent reconcile: Agent CR → DaemonSet `iprule-agent` (written only when its rendered
- * spec changes), Agent status, each node's drain mark, and the uninstall drain as the drain
- * module decides it (src/drain.ts). What it reads of the fleet comes from the `AgentTally`,
+ * spec changes), Agent status and each node's drain mark, as the drain module decides
+ * (src/drain.ts): the drain marks before the DaemonSet changes, nothing deployed for an Agent
+ * being deleted (its agents drain as they stop), and an earlier version's finalizer removed;
+ * the original operator's DaemonSet is handed over in place (handover.ts). What it reads of the
+ * fleet comes from the `AgentTally`,
  * kept per event, so one reconcile costs the same on any number of nodes; the Agent's status
  * is written at most once per interval, condition changes after a short floor
  * (src/write_pacer.ts). Writes go through typed clients; the results of our own writes go into
  * the caches at once, and a write the API server refuses as stale (409, or a vanished object)
  * requeues the key instead of failing the reconcile.
  */
-import { nameList, setCondition } from "../api/conditions.ts";
 import {
   type Agent,
   AGENT_NAME,
@@ -18,7 +20,7 @@ import {
   type IPRuleNodeState,
   type NodeInfo,
 } from "../api/types.ts";
-import { AGENT_FINALIZER, type DrainCondition, finalizerRemoval, uninstallStep } from "../drain.ts";
+import { finalizerRemoval, uninstallStep } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import {
   type Cache,
@@ -43,8 +45,6 @@ import {
   originalMarks,
 } from "./handover.ts";
 
-export { AGENT_FINALIZER };
-
 /** The caches an Agent reconcile reads. */
 export interface AgentCaches {
   agents: WritableCache<Agent>;
@@ -57,7 +57,7 @@ export interface AgentCaches {
 /** The writes an Agent reconcile makes. */
 export interface AgentWrites {
   agents: Pick<Objects<Agent>, "mergePatch" | "jsonPatch">;
-  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "jsonPatch" | "delete">;
+  daemonSets: Pick<Objects<DaemonSetInfo>, "apply" | "jsonPatch">;
   nodeStates: Pick<Objects<IPRuleNodeState>, "mergePatch">;
 }
 
@@ -67,8 +67,6 @@ export interface AgentReconcilerOptions {
   namespace: string;
   /** Image when the Agent names none. */
   agentImage: string;
-  /** How long an uninstall waits for the nodes, ms. */
-  drainTimeoutMs: number;
   /**
    * The counts of the nodes, node states and configs, fed by the caches' change events (see
    * `AgentTally`); the reconciler feeds it its own node state writes.
@@ -119,43 +117,16 @@ export class AgentReconciler {
   async reconcile(reconcileID: string): Promise<number | undefined> {
     if (!this.synced) throw new Error("Caches not synced");
     const agent = this.#agent();
-    const tally = this.#tally;
-    tally.agent(agent);
-    const step = uninstallStep({
-      agent,
-      presentConfigs: tally.presentConfigs,
-      foreignConfigs: tally.foreignConfigs,
-      busyNodes: tally.busyNodes,
-      now: this.#now(),
-      timeoutMs: this.#options.drainTimeoutMs,
-    });
-    // No Agent: its DaemonSet goes with it (owner reference). Released: nothing of ours left.
-    if (agent === undefined || step.phase === "NoAgent" || step.phase === "Released") return;
+    this.#tally.agent(agent);
+    const step = uninstallStep(agent);
+    // No Agent: its DaemonSet goes with it (owner reference), its agents drain as they stop.
+    if (agent === undefined || step.phase === "NoAgent") return;
     const log = this.#options.log.with({ reconcileID, kind: "Agent", name: agent.metadata.name });
     try {
-      switch (step.phase) {
-        case "Draining": {
-          const paced = await this.#setDraining(agent, step.condition);
-          return Math.min(step.requeueMs, paced ?? Infinity);
-        }
-        case "TimedOut":
-          log.warn("Drain timed out; nodes keep rules", {
-            count: step.nodes.count,
-            nodes: nameList(step.nodes.names, step.nodes.count),
-          });
-          // The Agent's last status: written now, whatever the pacing.
-          await this.#setDraining(agent, step.condition, { unpaced: true });
-          await this.#finish(agent, step.elapsedMs, log);
-          return;
-        case "Drained":
-          await this.#finish(agent, step.elapsedMs, log);
-          return;
-        case "Installing":
-          await this.#addFinalizer(agent, log);
-          return await this.#deploy(log);
-        case "Installed":
-          return await this.#deploy(log);
-      }
+      if (step.releaseFinalizer) await this.#releaseFinalizer(agent, step.phase, log);
+      // Deleting: the DaemonSet is left to the garbage collector, the drain to the agents.
+      if (step.phase === "Deleting") return;
+      return await this.#deploy(log);
     } catch (error: unknown) {
       if (!staleWrite(error)) throw error;
       log.debug("Write skipped, cache stale", { err: error, delayMs: STALE_REQUEUE_MS });
@@ -163,25 +134,43 @@ export class AgentReconciler {
     }
   }
 
-  async #addFinalizer(agent: Agent, log: Logger): Promise<void> {
-    this.#caches.agents.learn(
-      await this.#api.agents.mergePatch(agent.metadata.name, {
-        metadata: {
-          resourceVersion: agent.metadata.resourceVersion,
-          finalizers: [...(agent.metadata.finalizers ?? []), AGENT_FINALIZER],
-        },
-      }),
+  /**
+   * Removes the finalizer an earlier version put on the Agent. The cached resourceVersion may be
+   * stale (our own status write, anyone's): the patch tests the finalizer's entry instead.
+   */
+  async #releaseFinalizer(
+    agent: Agent,
+    phase: "Installed" | "Deleting",
+    log: Logger,
+  ): Promise<void> {
+    let released: Agent;
+    try {
+      released = await this.#api.agents.jsonPatch(
+        agent.metadata.name,
+        finalizerRemoval(agent.metadata.finalizers ?? []),
+      );
+    } catch (error: unknown) {
+      // 422 is the API server's answer to a failed `test`: the finalizers changed since cached.
+      if (!(error instanceof ApiError && error.status === 422)) throw error;
+      throw new StaleCacheError("Agent finalizers changed since cached", { cause: error });
+    }
+    this.#caches.agents.learn(released);
+    log.info(
+      phase === "Deleting"
+        ? "Finalizer of an earlier version removed; the agents remove their rules as they stop"
+        : "Finalizer of an earlier version removed",
     );
-    log.info("Finalizer added");
   }
 
   /**
-   * The DaemonSet, the nodes' drain marks and the Agent's status, for a live Agent; returns a
+   * The nodes' drain marks, the DaemonSet and the Agent's status, for a live Agent; returns a
    * delay after which to look again (the original's DaemonSet hand-over, or a status change the
-   * pacing holds back), if any.
+   * pacing holds back), if any. The marks come first: a DaemonSet that no longer selects a node
+   * stops its agent at once, and that agent must find its mark when it stops.
    */
   async #deploy(log: Logger): Promise<number | undefined> {
     const agent = this.#agent()!;
+    await this.#markDrains(log);
     const desired = renderDaemonSet(agent, { defaultImage: this.#options.agentImage });
     const hash = hashOf(desired);
     const key = `${this.#options.namespace}/${DAEMONSET_NAME}`;
@@ -205,7 +194,7 @@ export class AgentReconciler {
         }
       } catch (error: unknown) {
         // A spec the CRD admits but the DaemonSet does not (a toleration, label key or quantity
-        // Kubernetes refuses): say so in the Agent's status and go on with drains and status.
+        // Kubernetes refuses): say so in the Agent's status and go on with the status.
         if (!(error instanceof ApiError) || (error.status !== 400 && error.status !== 422)) {
           throw error;
         }
@@ -213,8 +202,6 @@ export class AgentReconciler {
         log.warn("DaemonSet refused; Agent spec invalid", { err: error });
       }
     }
-
-    await this.#markDrains(log);
 
     const status = agentStatus(agent, {
       ...(current ? { daemonSet: current.counts } : {}),
@@ -274,17 +261,14 @@ export class AgentReconciler {
     if (event !== undefined) await this.#options.events?.record([event]);
   }
 
-  /**
-   * Merge-patches the Agent's status when the pacer lets it (`unpaced`: at once); otherwise
-   * returns the delay after which it may.
-   */
+  /** Merge-patches the Agent's status when the pacer lets it; else the delay until it may. */
   async #writeStatus(
     agent: Agent,
     status: AgentStatus,
-    options: { urgent: boolean; unpaced?: boolean },
+    options: { urgent: boolean },
   ): Promise<number | undefined> {
     const now = this.#now();
-    const due = options.unpaced ? now : this.#pacer.dueAt(now, options.urgent);
+    const due = this.#pacer.dueAt(now, options.urgent);
     if (due > now) return due - now;
     this.#caches.agents.learn(
       await this.#api.agents.mergePatch(agent.metadata.name, { status }, {
@@ -306,41 +290,6 @@ export class AgentReconciler {
         { node },
       );
     }
-  }
-
-  /** The end of a drain: the DaemonSet deleted, then the finalizer removed. */
-  async #finish(agent: Agent, elapsedMs: number, log: Logger): Promise<void> {
-    await this.#api.daemonSets.delete(DAEMONSET_NAME);
-    this.#caches.daemonSets.forget(`${this.#options.namespace}/${DAEMONSET_NAME}`);
-    // The cached resourceVersion may be stale (our own status write, anyone's): the patch
-    // tests the finalizer's entry instead.
-    try {
-      await this.#api.agents.jsonPatch(
-        agent.metadata.name,
-        finalizerRemoval(agent.metadata.finalizers ?? []),
-      );
-    } catch (error: unknown) {
-      // 422 is the API server's answer to a failed `test`: the finalizers changed since cached.
-      if (!(error instanceof ApiError && error.status === 422)) throw error;
-      throw new StaleCacheError("Agent finalizers changed since cached", { cause: error });
-    }
-    log.info("Agent drained; DaemonSet deleted and finalizer removed", { elapsedMs });
-  }
-
-  /**
-   * Sets the Draining condition: at once when its status or reason changes, paced when only its
-   * message does (the count of nodes left); returns the delay of a write held back.
-   */
-  async #setDraining(
-    agent: Agent,
-    condition: DrainCondition,
-    options: { unpaced?: boolean } = {},
-  ): Promise<number | undefined> {
-    const existing = agent.status?.conditions?.find((c) => c.type === condition.type);
-    const flips = existing?.status !== condition.status || existing.reason !== condition.reason;
-    if (!flips && existing?.message === condition.message) return undefined;
-    const conditions = setCondition(agent.status?.conditions, condition, apiTime(this.#now()));
-    return await this.#writeStatus(agent, { conditions }, { urgent: flips, ...options });
   }
 }
 

@@ -7,14 +7,13 @@ import {
   narrowIPRuleNodeState,
 } from "../api/narrow.ts";
 import {
-  type Agent,
   type Condition,
   type IPRuleNodeStateStatus,
   MANAGED_BY,
   MANAGED_BY_LABEL,
   type NodeInfo,
 } from "../api/types.ts";
-import { AGENT_FINALIZER, DRAIN_POLL_MS } from "../drain.ts";
+import { LEGACY_AGENT_FINALIZER } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import { STALE_REQUEUE_MS, type WritableCache } from "../k8s/objects.ts";
 import { Logger } from "../log.ts";
@@ -24,13 +23,14 @@ import { DAEMONSET_NAME } from "./daemonset.ts";
 
 const NS = "ops";
 const LINUX = { "kubernetes.io/os": "linux" };
-const TIMEOUT = 120_000;
 
 /**
  * An Agent reconciler over memory objects, with its parts at hand; its tally hears of the
  * caches' changes as the manager wires it. No status pacing unless `statusIntervalMs` says.
  */
-function setup(options: { now?: () => number; statusIntervalMs?: number } = {}) {
+function setup(
+  options: { now?: () => number; statusIntervalMs?: number; finalizers?: string[] } = {},
+) {
   const agents = new MemoryObjects("agents", narrowAgent, { namespace: NS });
   const daemonSets = new MemoryObjects("daemonsets", narrowDaemonSet, { namespace: NS });
   const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
@@ -44,7 +44,14 @@ function setup(options: { now?: () => number; statusIntervalMs?: number } = {}) 
     nodes.set(info.name, info);
     tally.node(info.name, info);
   };
-  agents.put({ metadata: { name: "agent", namespace: NS }, spec: {} });
+  agents.put({
+    metadata: {
+      name: "agent",
+      namespace: NS,
+      ...(options.finalizers ? { finalizers: options.finalizers } : {}),
+    },
+    spec: {},
+  });
   const caches = {
     agents: agents.cache(),
     daemonSets: daemonSets.cache(),
@@ -56,14 +63,17 @@ function setup(options: { now?: () => number; statusIntervalMs?: number } = {}) 
   const reconciler = new AgentReconciler({ agents, daemonSets, nodeStates }, caches, {
     namespace: NS,
     agentImage: "example.test/agent:1",
-    drainTimeoutMs: TIMEOUT,
     tally,
-    statusIntervalMs: 0,
+    statusIntervalMs: options.statusIntervalMs ?? 0,
     log: new Logger({ level: "debug", sink: (line) => logs.push(JSON.parse(line)) }),
-    ...options,
+    ...(options.now ? { now: options.now } : {}),
   });
   const sync = () => Object.values(caches).forEach((c) => "sync" in c && c.sync());
-  const node = (name: string, status?: IPRuleNodeStateStatus, labels = LINUX) => {
+  const node = (
+    name: string,
+    status?: IPRuleNodeStateStatus,
+    labels: Record<string, string> = LINUX,
+  ) => {
     setNode({ name, labels });
     nodeStates.put({ metadata: { name }, ...(status ? { status } : {}) });
   };
@@ -106,25 +116,10 @@ function converged(desiredRules: number): IPRuleNodeStateStatus {
 
 const summary = (c: Condition | undefined) => c && [c.status, c.reason, c.message];
 
-/** An installed Agent (finalizer, DaemonSet) with one converged node, caches synced. */
-async function installed(now?: () => number) {
-  const parts = setup(now ? { now } : {});
-  parts.node("n1", converged(1));
-  parts.sync();
-  await parts.reconciler.reconcile("install");
-  parts.sync();
-  assert.deepEqual(summary(await parts.ready()), [
-    "True",
-    "Converged",
-    "All 1 selected node(s) converged",
-  ]);
-  return parts;
-}
-
-Deno.test("AgentReconciler adds its finalizer, creates the DaemonSet and reports Ready as nodes converge", async () => {
+Deno.test("AgentReconciler creates the DaemonSet, adds no finalizer and reports Ready as nodes converge", async () => {
   const { reconciler, agent, daemonSets, ready, node, sync } = setup();
   assert.equal(await reconciler.reconcile("r1"), undefined);
-  assert.deepEqual((await agent())?.metadata.finalizers, [AGENT_FINALIZER]);
+  assert.equal((await agent())?.metadata.finalizers, undefined);
   const ds = daemonSets.raw(DAEMONSET_NAME) as {
     spec: { template: { spec: { containers: { image: string }[] } } };
   };
@@ -157,7 +152,7 @@ Deno.test("AgentReconciler: its own writes' echoes change nothing", async () => 
   sync();
   await reconciler.reconcile("r1");
   const before = writes();
-  // Finalizer, DaemonSet and status are in the caches already: nothing to write again...
+  // DaemonSet and status are in the caches already: nothing to write again...
   assert.equal(await reconciler.reconcile("r2"), undefined);
   assert.equal(writes(), before);
   // ...nor once the watches deliver them.
@@ -166,20 +161,23 @@ Deno.test("AgentReconciler: its own writes' echoes change nothing", async () => 
   assert.equal(writes(), before);
 });
 
-Deno.test("AgentReconciler: a stale finalizer add (409) requeues without an error", async () => {
-  const { reconciler, agents, caches, agent, errors, logs } = setup();
-  // Someone else changes the Agent after our cache saw it.
-  agents.put({
-    metadata: { name: "agent", namespace: NS },
-    spec: { image: "example.test/agent:2" },
+Deno.test("AgentReconciler removes an earlier version's finalizer from a live Agent, then deploys", async () => {
+  const { reconciler, agents, daemonSets, agent, errors, logs } = setup({
+    finalizers: ["other.example/keep", LEGACY_AGENT_FINALIZER],
   });
-  assert.equal(await reconciler.reconcile("r1"), STALE_REQUEUE_MS);
+  assert.equal(await reconciler.reconcile("r1"), undefined);
+  assert.deepEqual((await agent())?.metadata.finalizers, ["other.example/keep"]);
+  assert.deepEqual(agents.writes[0], {
+    verb: "jsonPatch",
+    name: "agent",
+    body: [
+      { op: "test", path: "/metadata/finalizers/1", value: LEGACY_AGENT_FINALIZER },
+      { op: "remove", path: "/metadata/finalizers/1" },
+    ],
+  });
+  assert.ok(daemonSets.raw(DAEMONSET_NAME), "deployed as usual");
+  assert.ok(logs.some((l) => l.msg === "Finalizer of an earlier version removed"));
   assert.deepEqual(errors(), []);
-  assert.ok(logs.some((l) => l.level === "debug" && l.msg === "Write skipped, cache stale"));
-  assert.equal((await agent())?.metadata.finalizers, undefined);
-  caches.agents.sync();
-  assert.equal(await reconciler.reconcile("r2"), undefined);
-  assert.deepEqual((await agent())?.metadata.finalizers, [AGENT_FINALIZER]);
 });
 
 Deno.test("AgentReconciler marks nodes outside the selection drained, and clears the mark", async () => {
@@ -199,6 +197,28 @@ Deno.test("AgentReconciler marks nodes outside the selection drained, and clears
   assert.equal(await drain("out"), false);
 });
 
+Deno.test("AgentReconciler marks a node leaving the selection before it changes the DaemonSet", async () => {
+  const { reconciler, agents, daemonSets, nodeStates, caches, node, sync } = setup();
+  node("stays", converged(1), { ...LINUX, pool: "a" });
+  node("leaves", converged(1), { ...LINUX, pool: "b" });
+  sync();
+  await reconciler.reconcile("r1");
+  sync();
+  const order: string[] = [];
+  nodeStates.onWrite = (w) => order.push(`${w.verb} IPRuleNodeState ${w.name}`);
+  daemonSets.onWrite = (w) => order.push(`${w.verb} DaemonSet ${w.name}`);
+  // The Agent now selects pool a only: the DaemonSet will stop the agent on "leaves".
+  const current = agents.raw("agent")!;
+  agents.put({ ...current, spec: { nodeSelector: { pool: "a" } } });
+  caches.agents.sync();
+  await reconciler.reconcile("r2");
+  assert.deepEqual(order, [
+    "mergePatch IPRuleNodeState leaves",
+    `apply DaemonSet ${DAEMONSET_NAME}`,
+  ]);
+  assert.equal((await nodeStates.get("leaves"))?.spec?.drain, true);
+});
+
 Deno.test("AgentReconciler: a DaemonSet the API server refuses is reported; drain marks go on", async () => {
   const { reconciler, daemonSets, nodeStates, node, sync, ready } = setup();
   node("out", converged(1), { "kubernetes.io/os": "windows" });
@@ -214,114 +234,68 @@ Deno.test("AgentReconciler: a DaemonSet the API server refuses is reported; drai
   assert.equal((await nodeStates.get("out"))?.spec?.drain, true);
 });
 
-Deno.test("AgentReconciler drains on deletion, then deletes the DaemonSet and removes its finalizer", async () => {
-  const { reconciler, agents, daemonSets, configs, nodeStates, caches, agent, errors, logs } =
-    await installed();
-  configs.put({
-    metadata: { name: "iprc-10-96-1-50", labels: { [MANAGED_BY_LABEL]: MANAGED_BY } },
-    spec: { serviceIP: "10.96.1.50", table: 100, priority: 1000, state: "present" },
+Deno.test("AgentReconciler leaves an Agent being deleted alone: no DaemonSet write, no drain of its own", async () => {
+  const { reconciler, agents, daemonSets, configs, nodeStates, caches, node, sync, errors } =
+    setup();
+  node("n1", converged(1));
+  sync();
+  await reconciler.reconcile("install");
+  sync();
+  const before = daemonSets.writes.length + nodeStates.writes.length + configs.writes.length;
+  // A foreground deletion: the garbage collector holds the Agent until its DaemonSet is gone.
+  const current = agents.raw("agent")!;
+  agents.put({
+    ...current,
+    metadata: { ...current.metadata as object, finalizers: ["foregroundDeletion"] },
   });
   await agents.delete("agent");
   caches.agents.sync();
-  caches.configs.sync();
-  assert.equal(await reconciler.reconcile("d1"), DRAIN_POLL_MS);
-  const draining = () =>
-    (agents.raw("agent")?.status as Agent["status"])?.conditions?.find((c) =>
-      c.type === "Draining"
-    );
-  assert.deepEqual(summary(draining()), ["True", "Draining", "Marking 1 IPRuleConfig(s) absent"]);
-
-  // The configs are absent; the node still applies its rule.
-  configs.put({
-    ...configs.raw("iprc-10-96-1-50")!,
-    spec: { serviceIP: "10.96.1.50", table: 100, priority: 1000, state: "absent" },
-  });
-  caches.configs.sync();
-  assert.equal(await reconciler.reconcile("d2"), DRAIN_POLL_MS);
-  assert.deepEqual(summary(draining()), [
-    "True",
-    "Draining",
-    "Waiting for 1 node(s) to remove their rules: n1",
-  ]);
-
-  // The node removed its rules. Meanwhile someone else wrote the Agent, so the cached
-  // resourceVersion is stale: the finalizer's removal needs none.
-  nodeStates.put({ metadata: { name: "n1" }, status: { desiredRules: 0, appliedRules: 0 } });
-  caches.nodeStates.sync();
-  const current = agents.raw("agent")!;
-  agents.put({ ...current, metadata: { ...current.metadata as object, labels: { team: "net" } } });
-  assert.equal(await reconciler.reconcile("d3"), undefined);
-  assert.equal(await agent(), undefined, "the Agent is gone");
-  assert.equal(daemonSets.raw(DAEMONSET_NAME), undefined);
-  const removal = agents.writes.at(-1);
-  assert.deepEqual(removal, {
-    verb: "jsonPatch",
-    name: "agent",
-    body: [
-      { op: "test", path: "/metadata/finalizers/0", value: AGENT_FINALIZER },
-      { op: "remove", path: "/metadata/finalizers/0" },
-    ],
-  });
+  assert.equal(await reconciler.reconcile("d1"), undefined);
+  assert.equal(
+    daemonSets.writes.length + nodeStates.writes.length + configs.writes.length,
+    before,
+    "the DaemonSet is the garbage collector's, the drain the agents'",
+  );
+  assert.ok(daemonSets.raw(DAEMONSET_NAME));
   assert.deepEqual(errors(), []);
-  assert.ok(logs.some((l) => l.msg === "Agent drained; DaemonSet deleted and finalizer removed"));
+});
+
+Deno.test("AgentReconciler releases a deleting Agent stuck on an earlier version's finalizer", async () => {
+  const { reconciler, agents, caches, agent, errors, logs } = setup({
+    finalizers: [LEGACY_AGENT_FINALIZER],
+  });
+  await agents.delete("agent");
   caches.agents.sync();
-  assert.equal(await reconciler.reconcile("d4"), undefined, "no Agent: nothing to do");
+  assert.equal(await reconciler.reconcile("d1"), undefined);
+  assert.equal(await agent(), undefined, "nothing holds it any more");
+  assert.ok(
+    logs.some((l) =>
+      l.msg ===
+        "Finalizer of an earlier version removed; the agents remove their rules as they stop"
+    ),
+  );
+  assert.deepEqual(errors(), []);
 });
 
 Deno.test("AgentReconciler: finalizers changed since cached make the removal requeue, not fail", async () => {
-  const { reconciler, agents, nodeStates, caches, agent, errors, logs } = await installed();
-  nodeStates.put({ metadata: { name: "n1" }, status: { desiredRules: 0, appliedRules: 0 } });
-  const current = agents.raw("agent")!;
-  const meta = current.metadata as { finalizers: string[] };
-  agents.put({
-    ...current,
-    metadata: { ...meta, finalizers: ["other.example/keep", ...meta.finalizers] },
+  const { reconciler, agents, caches, agent, errors, logs } = setup({
+    finalizers: ["other.example/keep", LEGACY_AGENT_FINALIZER],
   });
   await agents.delete("agent");
   caches.agents.sync();
-  caches.nodeStates.sync();
   // Another controller drops its finalizer after our cache saw the list: ours moved to index 0.
   const deleting = agents.raw("agent")!;
   agents.put({
     ...deleting,
-    metadata: { ...deleting.metadata as object, finalizers: [AGENT_FINALIZER] },
+    metadata: { ...deleting.metadata as object, finalizers: [LEGACY_AGENT_FINALIZER] },
   });
   assert.equal(await reconciler.reconcile("d1"), STALE_REQUEUE_MS);
   assert.ok(logs.some((l) => l.level === "debug" && l.msg === "Write skipped, cache stale"));
   assert.deepEqual(errors(), []);
-  assert.deepEqual((await agent())?.metadata.finalizers, [AGENT_FINALIZER], "still held");
+  assert.deepEqual((await agent())?.metadata.finalizers, [LEGACY_AGENT_FINALIZER], "still held");
   caches.agents.sync();
   assert.equal(await reconciler.reconcile("d2"), undefined);
   assert.equal(await agent(), undefined);
-});
-
-Deno.test("AgentReconciler: a drain past its timeout says DrainTimedOut and finishes anyway", async () => {
-  let offset = 0;
-  const { reconciler, agents, nodeStates, caches, agent, logs } = await installed(() =>
-    Date.now() + offset
-  );
-  nodeStates.put({ metadata: { name: "n1" }, status: { desiredRules: 0, appliedRules: 3 } });
-  caches.nodeStates.sync();
-  await agents.delete("agent");
-  caches.agents.sync();
-  assert.equal(await reconciler.reconcile("d1"), DRAIN_POLL_MS);
-  offset = TIMEOUT;
-  let condition: Condition | undefined;
-  agents.onWrite = (w) => {
-    if (w.subresource === "status") {
-      condition = (agents.raw("agent")?.status as Agent["status"])?.conditions?.find((c) =>
-        c.type === "Draining"
-      );
-    }
-  };
-  assert.equal(await reconciler.reconcile("d2"), undefined);
-  assert.deepEqual(summary(condition), [
-    "False",
-    "DrainTimedOut",
-    `1 node(s) did not report their rules removed within ${TIMEOUT} ms: n1`,
-  ]);
-  assert.equal(await agent(), undefined);
-  assert.ok(logs.some((l) => l.level === "warn" && l.msg === "Drain timed out; nodes keep rules"));
 });
 
 Deno.test("AgentReconciler paces its status: counts wait for the interval, Ready flips after the floor", async () => {
@@ -413,7 +387,6 @@ Deno.test("AgentReconciler: a reconcile walks no list of nodes, node states or c
     {
       namespace: NS,
       agentImage: "example.test/agent:1",
-      drainTimeoutMs: TIMEOUT,
       tally: parts.tally,
       statusIntervalMs: 0,
       log: new Logger({ sink: () => {} }),

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { MemoryObjects } from "../../tests/support/memory_api.ts";
 import { narrowAgent, narrowIPRule, narrowIPRuleConfig } from "../api/narrow.ts";
 import type { Condition, ServiceInfo } from "../api/types.ts";
-import { AGENT_FINALIZER } from "../drain.ts";
 import { ApiError } from "../k8s/client.ts";
 import { STALE_REQUEUE_MS } from "../k8s/objects.ts";
 import { Logger } from "../log.ts";
@@ -32,7 +31,7 @@ function setup() {
   });
   const ipRules = new MemoryObjects("iprules", narrowIPRule);
   const agents = new MemoryObjects("agents", narrowAgent, { namespace: NS });
-  agents.put({ metadata: { name: "agent", namespace: NS, finalizers: [AGENT_FINALIZER] } });
+  agents.put({ metadata: { name: "agent", namespace: NS, finalizers: ["foregroundDeletion"] } });
   const services = new Map<string, ServiceInfo>();
   const caches = {
     services: { synced: true, store: services },
@@ -196,12 +195,12 @@ Deno.test("ConfigReconciler withdraws every config while the Agent is deleted, h
   const state = async () => (await configs.get("iprc-10-96-1-50"))?.spec.state;
   assert.equal(await state(), "present");
 
-  await agents.delete("agent"); // held by its finalizer: being deleted
+  await agents.delete("agent"); // held by a foreground deletion: being deleted
   caches.agents.sync();
   await reconciler.reconcile("r2");
   assert.equal(await state(), "absent");
 
-  agents.objects.clear(); // the finalizer removed: the Agent is gone
+  agents.objects.clear(); // its DaemonSet gone: the Agent is gone
   caches.agents.sync();
   await reconciler.reconcile("r3");
   assert.equal(await state(), "absent", "held absent while no Agent exists");

@@ -11,29 +11,44 @@ export const SPEC_HASH_ANNOTATION = "ip-rule-operator.brtrm.dev/spec-hash";
 export const AGENT_METRICS_PORT = 9472;
 /** Port of the agents' /healthz and /readyz (plain HTTP, for the kubelet) on the node's address. */
 export const AGENT_HEALTH_PORT = 9473;
+/** How long the agent's readiness probe waits for it to be ready, seconds. */
+export const AGENT_READY_WAIT_S = 4;
 const POD_LABELS = { app: DAEMONSET_NAME };
 /** Where the host paths the agent checks at start are mounted (IPRULE_HOST_ROOT). */
 export const HOST_ROOT = "/host";
 /**
- * The host directories the agent's start-up checks read (host_checks.ts), and nothing else: no
- * /etc or /run as a whole, which hold node credentials (/etc/kubernetes/pki) and the sockets of
- * systemd and the container runtime (a root process connects to a socket on a read-only mount).
- * Directories, because the files in them are optional and Kubernetes cannot mount a missing file;
- * the agent's --allow-read (scripts/permissions.ts) narrows each to the files the checks read.
- * DirectoryOrCreate, so a node without one starts the agent: what the kubelet creates is an
- * empty directory, which neither networkd nor the checks tell from a missing one (the
+ * The host directories the agent's start-up checks read (host_checks.ts): no /etc or /run as a
+ * whole, which hold node credentials (/etc/kubernetes/pki) and the sockets of systemd and the
+ * container runtime (a root process connects to a socket on a read-only mount). Directories,
+ * because the files in them are optional and Kubernetes cannot mount a missing file; the agent's
+ * --allow-read (scripts/permissions.ts) narrows each to the files the checks read.
+ *
+ * /usr as one mount, of a directory every node has (`Directory`: never created): the kubelet
+ * cannot create a missing /usr/local/lib/systemd or /usr/lib/systemd where /usr is read-only
+ * (Flatcar, Fedora CoreOS, Talos), and a mount it cannot make keeps the Pod from starting. /usr
+ * is the vendor's read-only tree, no credentials or sockets in it, and the executable still
+ * reads only networkd.conf(.d) there. The others are `DirectoryOrCreate`, so a node without one
+ * starts the agent: /etc and /run are writable where /usr is not, and what the kubelet creates
+ * is an empty directory, which neither networkd nor the checks tell from a missing one (the
  * NetworkManager check needs entries in its directory). One path the checks read is not
  * mounted: /run/systemd/networkd.conf, which lives beside systemd's control sockets.
  */
-export const HOST_PATHS: readonly { name: string; path: string }[] = [
-  // networkd.conf and networkd.conf.d/: the administrator's, then the vendors'.
-  { name: "host-etc-systemd", path: "/etc/systemd" },
-  { name: "host-usr-local-lib-systemd", path: "/usr/local/lib/systemd" },
-  { name: "host-usr-lib-systemd", path: "/usr/lib/systemd" },
+export const HOST_PATHS: readonly {
+  name: string;
+  path: string;
+  type: "Directory" | "DirectoryOrCreate";
+}[] = [
+  // networkd.conf and networkd.conf.d/: the administrator's, then the vendors' (below /usr).
+  { name: "host-etc-systemd", path: "/etc/systemd", type: "DirectoryOrCreate" },
+  { name: "host-usr", path: "/usr", type: "Directory" },
   // Run-time drop-ins and networkd's state (netif/state exists while networkd runs).
-  { name: "host-run-networkd-conf-d", path: "/run/systemd/networkd.conf.d" },
-  { name: "host-run-networkd-state", path: "/run/systemd/netif" },
-  { name: "host-run-networkmanager", path: "/run/NetworkManager" },
+  {
+    name: "host-run-networkd-conf-d",
+    path: "/run/systemd/networkd.conf.d",
+    type: "DirectoryOrCreate",
+  },
+  { name: "host-run-networkd-state", path: "/run/systemd/netif", type: "DirectoryOrCreate" },
+  { name: "host-run-networkmanager", path: "/run/NetworkManager", type: "DirectoryOrCreate" },
 ];
 
 /**
@@ -77,6 +92,9 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       { name: "IPRULE_HOST_ROOT", value: HOST_ROOT },
       // The node's address (a host-network pod's IP), where the endpoints listen.
       { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
+      // Where its Agent lives: the agent watches it and its namespace, and drains itself when
+      // it stops during an uninstall (src/drain.ts).
+      { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
     ],
     // The host's network managers' settings and state, read-only, for the start-up checks.
     // Recursively where the runtime can: other containers' root filesystems mounted below the
@@ -91,9 +109,21 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
       { name: "metrics", containerPort: AGENT_METRICS_PORT, protocol: "TCP" },
       { name: "health", containerPort: AGENT_HEALTH_PORT, protocol: "TCP" },
     ],
+    // No failed probe at a normal start (src/health_server.ts): the endpoint listens before
+    // the agent loads the rest; the startup probe gives it two seconds, waits while loading
+    // keeps it from answering, and holds the other probes until it answers; readiness waits up
+    // to 4 s for the agent to be ready.
+    startupProbe: {
+      httpGet: { path: "/healthz", port: AGENT_HEALTH_PORT },
+      initialDelaySeconds: 2,
+      periodSeconds: 1,
+      timeoutSeconds: 5,
+      failureThreshold: 60,
+    },
     readinessProbe: {
-      httpGet: { path: "/readyz", port: AGENT_HEALTH_PORT },
+      httpGet: { path: `/readyz?wait=${AGENT_READY_WAIT_S}`, port: AGENT_HEALTH_PORT },
       periodSeconds: 5,
+      timeoutSeconds: AGENT_READY_WAIT_S + 1,
       failureThreshold: 3,
     },
     livenessProbe: {
@@ -126,10 +156,7 @@ export function renderDaemonSet(agent: Agent, options: RenderOptions): Record<st
     // (bench/agent_pod_bench.ts, stand-in images), start to Ready took 485 ms in a new Pod and
     // 357 ms on a container restart without one; with one, 633 and 364 ms and ~2 MiB more RSS
     // (67 MiB peak without): writing the cache costs more than reading it saves.
-    volumes: HOST_PATHS.map(({ name, path }) => ({
-      name,
-      hostPath: { path, type: "DirectoryOrCreate" },
-    })),
+    volumes: HOST_PATHS.map(({ name, path, type }) => ({ name, hostPath: { path, type } })),
   };
   if (spec.tolerations) podSpec.tolerations = spec.tolerations;
   if (spec.priorityClassName) podSpec.priorityClassName = spec.priorityClassName;

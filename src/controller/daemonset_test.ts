@@ -66,10 +66,11 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
       m.readOnly && m.recursiveReadOnly === "IfPossible" && m.mountPath.startsWith("/host/")
     ),
   );
+  // /usr must exist and is never created (read-only on Flatcar, Fedora CoreOS); the rest may
+  // be missing on a node and are created there.
   assert.deepEqual(pod.volumes.map((v: Json) => [v.hostPath.path, v.hostPath.type]), [
     ["/etc/systemd", "DirectoryOrCreate"],
-    ["/usr/local/lib/systemd", "DirectoryOrCreate"],
-    ["/usr/lib/systemd", "DirectoryOrCreate"],
+    ["/usr", "Directory"],
     ["/run/systemd/networkd.conf.d", "DirectoryOrCreate"],
     ["/run/systemd/netif", "DirectoryOrCreate"],
     ["/run/NetworkManager", "DirectoryOrCreate"],
@@ -78,7 +79,27 @@ Deno.test("renderDaemonSet() renders the agent pod as DESIGN.md describes", () =
     c.volumeMounts.map((m: Json) => m.mountPath),
     pod.volumes.map((v: Json) => `/host${v.hostPath.path}`),
   );
-  assert.equal(c.readinessProbe.httpGet.path, "/readyz");
+  // Its namespace, for the uninstall watch (src/drain.ts).
+  assert.deepEqual(c.env.find((e: Json) => e.name === "POD_NAMESPACE"), {
+    name: "POD_NAMESPACE",
+    valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } },
+  });
+});
+
+Deno.test("renderDaemonSet(): no probe fails at a normal start", () => {
+  const c: Json = (renderDaemonSet(agent, { defaultImage: "img" }) as Json).spec.template.spec
+    .containers[0];
+  // The startup probe asks only whether the endpoint listens, from the first second on, and
+  // holds the other probes until then.
+  assert.deepEqual(c.startupProbe.httpGet.path, "/healthz");
+  assert.ok(c.startupProbe.initialDelaySeconds >= 1);
+  assert.ok(c.startupProbe.timeoutSeconds > 1, "waits while the agent loads");
+  assert.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 60);
+  // Readiness waits for the agent to be ready, and the kubelet waits longer than that.
+  const wait = Number(new URL(c.readinessProbe.httpGet.path, "http://x").searchParams.get("wait"));
+  assert.equal(new URL(c.readinessProbe.httpGet.path, "http://x").pathname, "/readyz");
+  assert.ok(wait >= 1 && c.readinessProbe.timeoutSeconds > wait, JSON.stringify(c.readinessProbe));
+  assert.equal(c.livenessProbe.httpGet.path, "/healthz");
 });
 
 Deno.test("renderDaemonSet() binds the agent's endpoints to the node's address and probes the plain health port", () => {
@@ -92,7 +113,8 @@ Deno.test("renderDaemonSet() binds the agent's endpoints to the node's address a
   assert.ok(c.args.includes(`--metrics-addr=[$(HOST_IP)]:${AGENT_METRICS_PORT}`));
   assert.ok(c.args.includes(`--health-addr=[$(HOST_IP)]:${AGENT_HEALTH_PORT}`));
   assert.ok(!c.args.includes("--metrics-insecure"), "agents serve protected metrics");
-  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: AGENT_HEALTH_PORT });
+  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz?wait=4", port: AGENT_HEALTH_PORT });
+  assert.deepEqual(c.startupProbe.httpGet, { path: "/healthz", port: AGENT_HEALTH_PORT });
   assert.deepEqual(c.livenessProbe.httpGet, { path: "/healthz", port: AGENT_HEALTH_PORT });
   assert.deepEqual(c.ports.map((p: Json) => [p.name, p.containerPort]), [
     ["metrics", AGENT_METRICS_PORT],
@@ -152,10 +174,12 @@ Deno.test("renderDaemonSet() mounts every path the host checks read, except netw
     !mounted.some((dir) => path === dir || path.startsWith(`${dir}/`))
   );
   assert.deepEqual(unmounted, ["/run/systemd/networkd.conf"]);
-  // Nothing above what the checks read: no /etc, /run or /usr as a whole.
+  // Nothing the checks do not read from, and never /etc or /run as a whole (credentials,
+  // sockets); /usr is one mount, a tree every node has (read-only on some).
   for (const dir of mounted) {
     assert.ok(HOST_CHECK_PATHS.some((path) => path === dir || path.startsWith(`${dir}/`)), dir);
   }
+  for (const whole of ["/", "/etc", "/run", "/var"]) assert.ok(!mounted.includes(whole), whole);
 });
 
 Deno.test("renderDaemonSet() passes spec.adoptUnmarkedRules to the agents as their flag", () => {

@@ -51,13 +51,6 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     help: "How long an absent IPRuleConfig is kept before it is deleted",
   },
   {
-    name: "drain-timeout",
-    type: "string",
-    value: "DURATION",
-    default: "2m",
-    help: "How long an uninstall waits for every node to report its rules removed",
-  },
-  {
     name: "agent-status-interval",
     type: "string",
     value: "DURATION",
@@ -86,7 +79,6 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
-  drainTimeoutMs: number;
   /** Least time between two Agent status writes, ms. */
   agentStatusIntervalMs: number;
   leaderElect: boolean;
@@ -101,7 +93,6 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     namespace: str(v, "namespace") ?? ctx.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
-    drainTimeoutMs: durationFlag("drain-timeout", str(v, "drain-timeout") ?? "2m"),
     agentStatusIntervalMs: durationFlag(
       "agent-status-interval",
       str(v, "agent-status-interval") ?? "10s",

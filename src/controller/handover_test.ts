@@ -11,7 +11,6 @@ import {
   narrowIPRuleNodeState,
 } from "../api/narrow.ts";
 import type { DaemonSetInfo, NodeInfo } from "../api/types.ts";
-import { AGENT_FINALIZER } from "../drain.ts";
 import { Logger } from "../log.ts";
 import { AgentTally } from "./agent_tally.ts";
 import { AgentReconciler } from "./agent_reconciler.ts";
@@ -109,7 +108,7 @@ function takeOver(now = NOW) {
     statusSubresource: false,
   });
   agents.put({
-    metadata: { name: "agent", namespace: NS, uid: "u-agent", finalizers: [AGENT_FINALIZER] },
+    metadata: { name: "agent", namespace: NS, uid: "u-agent" },
     spec: {},
   });
   daemonSets.put(originalDaemonSet());
@@ -124,7 +123,6 @@ function takeOver(now = NOW) {
   const reconciler = new AgentReconciler({ agents, daemonSets, nodeStates }, caches, {
     namespace: NS,
     agentImage: "example.test/agent:1",
-    drainTimeoutMs: 60_000,
     tally: new AgentTally(),
     statusIntervalMs: 0,
     log: new Logger({ sink: () => {} }),

@@ -6,6 +6,7 @@ import { objectClient, typed } from "../api/clients.ts";
 import type { DaemonSetInfo, IPRuleConfig } from "../api/types.ts";
 import type { ControllerOptions } from "./flags.ts";
 import { type Endpoints, endpointsLog, startEndpoints } from "../metrics/endpoints.ts";
+import type { EarlyHealth } from "../health_server.ts";
 import { KubeClient } from "../k8s/client.ts";
 import { reportingCache } from "../k8s/objects.ts";
 import { Informer, type InformerOptions } from "../k8s/informer.ts";
@@ -47,6 +48,7 @@ export async function runController(
   options: ControllerOptions,
   log: Logger,
   signal: AbortSignal,
+  parts: { health?: EarlyHealth } = {},
 ): Promise<number> {
   const client = await KubeClient.connectOrReport(options.kubeconfig, log);
   if (client === undefined) return 1;
@@ -54,6 +56,9 @@ export async function runController(
   metrics.requests = client.requests;
   client.observer = (method, status, seconds) => metrics.observeRequest(method, status, seconds);
   let state: "standby" | "syncing" | "ready" = "standby";
+  // The endpoints stop with the process: at a shutdown, and when the lease is lost (the
+  // process exits then, and would otherwise wait on its servers forever).
+  const exiting = new AbortController();
   let endpoints: Endpoints;
   try {
     endpoints = await startEndpoints(options, {
@@ -62,7 +67,8 @@ export async function runController(
       client,
       certNames: [Deno.hostname(), "localhost"],
       onReviewError: (reason) => log.warn("Metrics request refused", { reason }),
-      signal,
+      ...(parts.health === undefined ? {} : { health: parts.health }),
+      signal: AbortSignal.any([signal, exiting.signal]),
     });
   } catch (error: unknown) {
     client.close();
@@ -103,6 +109,7 @@ export async function runController(
     }
     return 0;
   } finally {
+    exiting.abort();
     client.close();
     await endpoints.finished;
   }
@@ -191,7 +198,6 @@ async function reconcileWhileLeading(
     {
       ...ns,
       agentImage: options.agentImage,
-      drainTimeoutMs: options.drainTimeoutMs,
       tally,
       statusIntervalMs: options.agentStatusIntervalMs,
       log,

@@ -38,6 +38,20 @@ const OWN_VERSIONS_KEPT = 16;
 /** A watch that ends sooner than this without an event is treated as failed (backoff). */
 const QUICK_WATCH_MS = 1000;
 
+/**
+ * Longest silence of a live watch, ms: the API server sends a bookmark to every watch that
+ * allows them roughly every minute (apiserver's cacher, `defaultBookmarkFrequency`), so a
+ * stream silent for 90 s is dead, e.g. a node cut off while the API server restarted and forgot
+ * the connection. A client that only receives never learns that otherwise: before, the
+ * watchdog waited for the server-side timeout plus 30 s (4.5-8.5 minutes of stale rules).
+ */
+export const WATCH_SILENCE_MS = 90_000;
+
+/** How long a watch with a server-side timeout of `timeoutSeconds` may stay silent, ms. */
+export function watchIdleTimeoutMs(timeoutSeconds: number): number {
+  return Math.min((timeoutSeconds + 30) * 1000, WATCH_SILENCE_MS);
+}
+
 /** Cache key of an object: `namespace/name`, or `name` for cluster-scoped objects. */
 export function objectKey(raw: unknown): string | undefined {
   const meta = (raw as { metadata?: { name?: unknown; namespace?: unknown } })?.metadata;
@@ -197,11 +211,16 @@ export class Informer<T> {
   async #watch(rv: string, signal: AbortSignal): Promise<string> {
     const [min, max] = this.#options.watchTimeoutSeconds ?? [240, 480];
     const timeoutSeconds = Math.floor(min + Math.random() * (max - min + 1));
-    const idleMs = this.#options.idleTimeoutMs ?? (timeoutSeconds + 30) * 1000;
+    const idleMs = this.#options.idleTimeoutMs ?? watchIdleTimeoutMs(timeoutSeconds);
     const stream = new AbortController();
     const stop = () => stream.abort();
     signal.addEventListener("abort", stop, { once: true });
     let idle = setTimeout(stop, idleMs);
+    const silent = (cause?: unknown) =>
+      new Error(
+        `Watch of "${this.#path()}" was silent for ${idleMs} ms`,
+        cause === undefined ? undefined : { cause },
+      );
     try {
       const events = this.#client.watch(
         this.#path(),
@@ -243,10 +262,12 @@ export class Informer<T> {
           this.#put(event.object);
         }
       }
-      if (stream.signal.aborted && !signal.aborted) {
-        throw new Error(`Watch of "${this.#path()}" was silent for ${idleMs} ms`);
-      }
+      if (stream.signal.aborted && !signal.aborted) throw silent();
       return rv;
+    } catch (error: unknown) {
+      // The watchdog's abort surfaces as the body read's AbortError: say why it was aborted.
+      if (stream.signal.aborted && !signal.aborted) throw silent(error);
+      throw error;
     } finally {
       clearTimeout(idle);
       signal.removeEventListener("abort", stop);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ApiError, type KubeClient } from "./client.ts";
-import { Informer } from "./informer.ts";
+import { Informer, WATCH_SILENCE_MS, watchIdleTimeoutMs } from "./informer.ts";
 import { RESOURCES } from "./resources.ts";
 
 /** A client whose list is empty and whose watches end at once, empty (as behind some proxies). */
@@ -176,4 +176,44 @@ Deno.test("Informer relists at once on 410 Gone and the relisted store replaces 
   assert.equal(informer.healthy, true);
   stop.abort();
   await running;
+});
+
+Deno.test("watchIdleTimeoutMs() drops a watch silent past the API server's bookmark heartbeat", () => {
+  // Bookmarks come roughly every minute: a longer silence means a dead stream, however long
+  // the server-side timeout (240-480 s by default) would let it run.
+  for (const seconds of [240, 300, 480]) {
+    const idle = watchIdleTimeoutMs(seconds);
+    assert.ok(idle > 60_000 && idle <= 90_000, `${seconds} s timeout: idle ${idle} ms`);
+  }
+  assert.equal(watchIdleTimeoutMs(480), WATCH_SILENCE_MS);
+  // A short server-side timeout ends the stream first anyway.
+  assert.equal(watchIdleTimeoutMs(5), 35_000);
+});
+
+Deno.test("Informer reports a watch dropped by its watchdog as silent, not as aborted", async () => {
+  const errors: unknown[] = [];
+  const client = {
+    request: () => Promise.resolve({ items: [], metadata: { resourceVersion: "1" } }),
+    // A stream that never delivers: its body read fails with the abort, as fetch's does.
+    // deno-lint-ignore require-yield
+    watch: async function* (_path: string, _query: unknown, signal: AbortSignal) {
+      await new Promise((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+      );
+    },
+  } as unknown as KubeClient;
+  const informer = new Informer(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (raw) => raw,
+    idleTimeoutMs: 30,
+    backoff: { initialMs: 1000, factor: 2, maxMs: 1000 },
+    onError: (error) => errors.push(error),
+  });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  stop.abort();
+  await running;
+  assert.match(String(errors[0]), /Watch of ".*ipruleconfigs" was silent for 30 ms/);
+  assert.equal(informer.healthy, false);
 });

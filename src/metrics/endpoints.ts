@@ -7,7 +7,7 @@
  * @module
  */
 import type { Registry } from "prom-client";
-import { type Readiness, serveOn, startHealthServer } from "../health_server.ts";
+import { type EarlyHealth, type Readiness, serveOn, startHealthServer } from "../health_server.ts";
 import { MetricsAuth, type ReviewClient } from "./auth.ts";
 import { metricsCertificate } from "./certificate.ts";
 import type { EndpointOptions } from "./flags.ts";
@@ -22,6 +22,11 @@ export interface EndpointsInput {
   certNames: readonly string[];
   /** Told about requests refused because a review failed (HTTP 500). */
   onReviewError?: (reason: string) => void;
+  /**
+   * The health endpoint the entry point started already (src/health_server.ts): it gets
+   * `readiness`, and stays the entry point's to close; without it one is started here.
+   */
+  health?: EarlyHealth;
   signal: AbortSignal;
 }
 
@@ -32,7 +37,9 @@ export interface Endpoints {
   /** "http", or "https" with the certificate's source ("self-signed" or the directory). */
   metricsScheme: "http" | "https";
   metricsCertificate?: string;
-  /** Resolves when both servers have stopped. */
+  /** With an early health endpoint: when it began to listen, ms since the process started. */
+  healthListeningMs?: number;
+  /** Resolves when both servers have stopped (only /metrics with an early health endpoint). */
   finished: Promise<void>;
 }
 
@@ -72,12 +79,24 @@ export async function startEndpoints(
   // Stops the health endpoint again when /metrics cannot start.
   const stop = new AbortController();
   const signal = AbortSignal.any([input.signal, stop.signal]);
-  const health = startHealthServer({ ...options.healthAddr, readiness: input.readiness, signal });
+  let health: { port: number; finished: Promise<void>; listeningMs?: number };
+  if (input.health === undefined) {
+    health = startHealthServer({ ...options.healthAddr, readiness: input.readiness, signal });
+  } else {
+    input.health.readiness = input.readiness;
+    health = {
+      port: input.health.port,
+      finished: Promise.resolve(),
+      listeningMs: input.health.listeningMs,
+    };
+  }
+  const early = health.listeningMs === undefined ? {} : { healthListeningMs: health.listeningMs };
   try {
     if (!options.metricsSecure) {
       const metrics = serveOn({ ...options.metricsAddr, signal }, metricsHandler(input.registry));
       return {
         healthPort: health.port,
+        ...early,
         metricsPort: metrics.port,
         metricsScheme: "http",
         finished: Promise.all([health.finished, metrics.finished]).then(() => {}),
@@ -95,6 +114,7 @@ export async function startEndpoints(
     );
     return {
       healthPort: health.port,
+      ...early,
       metricsPort: metrics.port,
       metricsScheme: "https",
       metricsCertificate: pair.source,
@@ -111,6 +131,9 @@ export async function startEndpoints(
 export function endpointsLog(endpoints: Endpoints): Record<string, string | number> {
   return {
     healthPort: endpoints.healthPort,
+    ...(endpoints.healthListeningMs === undefined
+      ? {}
+      : { healthListeningMs: endpoints.healthListeningMs }),
     metricsPort: endpoints.metricsPort,
     metricsScheme: endpoints.metricsScheme,
     ...(endpoints.metricsCertificate ? { metricsCertificate: endpoints.metricsCertificate } : {}),

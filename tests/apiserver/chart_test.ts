@@ -3,8 +3,9 @@
  * with a real Helm v4 built from its Go module, against a real kube-apiserver + etcd: in sync
  * with deploy/, `helm lint` clean, `helm template` with the defaults equal to
  * deploy/install.yaml object for object, the values reaching the objects, a server-side dry run
- * of what it renders, and `helm install` / `helm uninstall` in the documented order (Agent
- * drained first, by the real controller).
+ * of what it renders, and `helm install` / `helm uninstall` with the Agent still there and the
+ * real controller running: nothing holds the Agent (its agents drain as they stop, see
+ * src/drain.ts; the cluster tier proves that part on real nodes).
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
@@ -248,7 +249,7 @@ Deno.test("the Helm chart is in sync with deploy/ and renders deploy/install.yam
   });
 });
 
-Deno.test("helm install and uninstall against a real API server, the Agent drained first", async (t) => {
+Deno.test("helm install and uninstall against a real API server, the Agent still there", async (t) => {
   await using cp = await startControlPlane({ crds: false });
   const ns = ["-n", NAMESPACE];
   // The release lives in `default`; the chart creates the operator's namespace itself.
@@ -314,7 +315,7 @@ Deno.test("helm install and uninstall against a real API server, the Agent drain
   });
 
   await t.step(
-    "uninstall: delete the Agent and wait (the controller drains it), then helm uninstall",
+    "uninstall: helm uninstall with the Agent deployed leaves nothing held by a finalizer",
     async () => {
       // The controller as a process under its own service account's identity, as in the cluster.
       const controller = await ExecutableProcess.start("controller", [
@@ -324,23 +325,16 @@ Deno.test("helm install and uninstall against a real API server, the Agent drain
         "--log-format=json",
       ], { logFile: `${cp.dir}/controller.log`, env: { POD_NAMESPACE: NAMESPACE } });
       try {
-        await eventually("the Agent's finalizer and DaemonSet", async () => {
-          const agent = JSON.parse(
-            (await cp.kubectl(["get", "agent", "agent", ...ns, "-o", "json"])).stdout,
-          );
+        await eventually("the Agent's DaemonSet", async () => {
           const ds = await cp.kubectl(["get", "daemonset", "iprule-agent", ...ns], {
             check: false,
           });
-          return (agent.metadata.finalizers ?? []).length > 0 && ds.success;
+          return ds.success;
         }, 60_000);
-        await cp.kubectl(["delete", "agent", "agent", ...ns, "--wait", "--timeout=120s"]);
-        assert.match(
-          await controller.log(),
-          /"msg":"Agent drained; DaemonSet deleted and finalizer removed"/,
+        const agent = JSON.parse(
+          (await cp.kubectl(["get", "agent", "agent", ...ns, "-o", "json"])).stdout,
         );
-        await cp.kubectl(["get", "daemonset", "iprule-agent", ...ns], { check: false }).then((r) =>
-          assert.ok(!r.success, "the DaemonSet outlived its Agent")
-        );
+        assert.equal(agent.metadata.finalizers, undefined, "nothing may hold the Agent");
         // No --wait: this control plane runs no namespace controller, so the namespace stays
         // Terminating; Helm deletes every other object itself.
         await helm(cp, ["uninstall", "ip-rule-operator"]).text();
@@ -361,6 +355,10 @@ Deno.test("helm install and uninstall against a real API server, the Agent drain
           assert.doesNotMatch(names, /ip-rule-operator/, `${kind}s left behind`);
         }
         assert.equal((await helm(cp, ["list", "-q"]).text()).trim(), "");
+        // The Agent is gone, not Terminating (its DaemonSet waits for the garbage collector,
+        // which this control plane does not run).
+        const agents = await cp.kubectl(["get", "agents", ...ns, "-o", "name"]);
+        assert.equal(agents.stdout.trim(), "", "the Agent outlived helm uninstall");
         // Helm never deletes what crds/ installed: the IPRules survive an uninstall.
         await cp.kubectl(["get", "crd", "iprules.api.operator.brtrm.dev"]);
         const namespace = JSON.parse(

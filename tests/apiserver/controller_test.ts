@@ -11,6 +11,7 @@ import { eventually, ExecutableProcess, freePort } from "../support/process.ts";
 import { SHARED, sharedPart } from "../support/shared.ts";
 import { KubeClient } from "../../src/k8s/client.ts";
 import { RESOURCES } from "../../src/k8s/resources.ts";
+import { LEGACY_AGENT_FINALIZER } from "../../src/drain.ts";
 
 const NS = "ip-rule-operator-system";
 // deno-lint-ignore no-explicit-any
@@ -388,51 +389,56 @@ Deno.test(
   },
 );
 
-Deno.test("the Agent CR becomes the DaemonSet iprule-agent with a finalizer", SHARED, async () => {
-  await using s = await scenario("agent-daemonset");
-  const { admin } = s;
-  await admin.create(RESOURCES.agents, {
-    metadata: { name: "agent", namespace: NS },
-    spec: {
-      nodeSelector: { "kubernetes.io/os": "linux" },
-      tolerations: [{
-        key: "node-role.kubernetes.io/control-plane",
-        operator: "Exists",
-        effect: "NoSchedule",
-      }],
-      priorityClassName: "system-node-critical",
-    },
-  }, NS);
-  const ds: Json = await eventually(
-    "DaemonSet",
-    () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS),
-  );
-  const pod = ds.spec.template.spec;
-  assert.equal(pod.hostNetwork, true);
-  assert.equal(pod.containers[0].image, "example.test/agent:1");
-  assert.deepEqual(pod.containers[0].securityContext.capabilities, {
-    drop: ["ALL"],
-    add: ["NET_ADMIN"],
-  });
-  assert.equal(pod.containers[0].env[0].valueFrom.fieldRef.fieldPath, "spec.nodeName");
-  assert.equal(pod.tolerations[0].key, "node-role.kubernetes.io/control-plane");
-  assert.equal(ds.metadata.ownerReferences[0].kind, "Agent");
-  const agent: Json = await admin.get(RESOURCES.agents, "agent", NS);
-  assert.ok(agent.metadata.finalizers.includes("api.operator.brtrm.dev/agent-cleanup"));
-  // A spec change updates the DaemonSet; no change, no write.
-  const rv = ds.metadata.resourceVersion;
-  await admin.mergePatch(
-    RESOURCES.agents,
-    "agent",
-    { spec: { image: "example.test/agent:2" } },
-    { namespace: NS },
-  );
-  const updated: Json = await eventually("new image", async () => {
-    const d: Json = await admin.get(RESOURCES.daemonSets, "iprule-agent", NS);
-    return d.spec.template.spec.containers[0].image === "example.test/agent:2" && d;
-  });
-  assert.notEqual(updated.metadata.resourceVersion, rv);
-});
+Deno.test(
+  "the Agent CR becomes the DaemonSet iprule-agent, without a finalizer",
+  SHARED,
+  async () => {
+    await using s = await scenario("agent-daemonset");
+    const { admin } = s;
+    await admin.create(RESOURCES.agents, {
+      metadata: { name: "agent", namespace: NS },
+      spec: {
+        nodeSelector: { "kubernetes.io/os": "linux" },
+        tolerations: [{
+          key: "node-role.kubernetes.io/control-plane",
+          operator: "Exists",
+          effect: "NoSchedule",
+        }],
+        priorityClassName: "system-node-critical",
+      },
+    }, NS);
+    const ds: Json = await eventually(
+      "DaemonSet",
+      () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS),
+    );
+    const pod = ds.spec.template.spec;
+    assert.equal(pod.hostNetwork, true);
+    assert.equal(pod.containers[0].image, "example.test/agent:1");
+    assert.deepEqual(pod.containers[0].securityContext.capabilities, {
+      drop: ["ALL"],
+      add: ["NET_ADMIN"],
+    });
+    assert.equal(pod.containers[0].env[0].valueFrom.fieldRef.fieldPath, "spec.nodeName");
+    assert.equal(pod.tolerations[0].key, "node-role.kubernetes.io/control-plane");
+    assert.equal(ds.metadata.ownerReferences[0].kind, "Agent");
+    // Nothing holds a deleted Agent: its DaemonSet goes with it, its agents drain as they stop.
+    const agent: Json = await admin.get(RESOURCES.agents, "agent", NS);
+    assert.equal(agent.metadata.finalizers, undefined);
+    // A spec change updates the DaemonSet; no change, no write.
+    const rv = ds.metadata.resourceVersion;
+    await admin.mergePatch(
+      RESOURCES.agents,
+      "agent",
+      { spec: { image: "example.test/agent:2" } },
+      { namespace: NS },
+    );
+    const updated: Json = await eventually("new image", async () => {
+      const d: Json = await admin.get(RESOURCES.daemonSets, "iprule-agent", NS);
+      return d.spec.template.spec.containers[0].image === "example.test/agent:2" && d;
+    });
+    assert.notEqual(updated.metadata.resourceVersion, rv);
+  },
+);
 
 Deno.test(
   "a node outside the Agent's node selector gets drain set on its IPRuleNodeState",
@@ -518,47 +524,46 @@ Deno.test(
 );
 
 Deno.test(
-  "deleting the Agent drains every config, deletes the DaemonSet, then lets the Agent go",
+  "an Agent an earlier version left stuck on its finalizer is released; a live one loses it too",
   SHARED,
   async () => {
-    await using s = await scenario("agent-drain");
-    const { admin, ctl, ipRule, service, ingress, configFor, installAgent } = s;
-    // Configs the drain must mark absent, and the Agent.
-    await ipRule("drained", { cidrs: ["10.67.0.0/24"], table: 670 });
-    const svc = await service("drained");
-    await ingress("drained", ["10.67.0.5"]);
-    assert.equal((await configFor(svc)).spec.state, "present");
-    await installAgent();
-    // A config an admin created (no managed-by label) is never marked absent: the drain
-    // names it and waits until it is deleted.
-    await admin.create(RESOURCES.ipRuleConfigs, {
-      metadata: { name: "hand-made" },
-      spec: { serviceIP: "10.96.200.1", table: 100, priority: 1000, state: "present" },
-    });
+    await using s = await scenario("agent-release", { controller: false });
+    const { admin, start } = s;
+    // What an uninstall of an earlier version left: the Agent deleted, held by the finalizer
+    // of a controller that is gone (the namespace and the CRD wait for it).
+    await admin.create(RESOURCES.agents, {
+      metadata: { name: "agent", namespace: NS, finalizers: [LEGACY_AGENT_FINALIZER] },
+      spec: {},
+    }, NS);
     await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
-    await eventually("drain names the hand-made config", async () => {
-      const agent: Json = await admin.get(RESOURCES.agents, "agent", NS);
-      const draining = agent?.status?.conditions?.find((c: Json) => c.type === "Draining");
-      return /not created by the operator are present \(hand-made\)/.test(
-        draining?.message ?? "",
-      );
-    });
-    await admin.delete(RESOURCES.ipRuleConfigs, "hand-made");
+    const held: Json = await admin.get(RESOURCES.agents, "agent", NS);
+    assert.ok(held.metadata.deletionTimestamp, "held by the finalizer");
+    const ctl = await start("agent-release");
     await eventually(
-      "Agent gone",
+      "the Agent gone",
       async () => (await admin.get(RESOURCES.agents, "agent", NS)) === undefined,
     );
     assert.equal(await admin.get(RESOURCES.daemonSets, "iprule-agent", NS), undefined);
-    const configs: Json = await admin.request(
-      "GET",
-      "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs",
+    // A live Agent carrying it (installed by an earlier version) loses it and is deployed.
+    await admin.create(RESOURCES.agents, {
+      metadata: {
+        name: "agent",
+        namespace: NS,
+        finalizers: ["example.test/keep", LEGACY_AGENT_FINALIZER],
+      },
+      spec: {},
+    }, NS);
+    await eventually("DaemonSet", () => admin.get(RESOURCES.daemonSets, "iprule-agent", NS));
+    await eventually("the finalizer removed", async () => {
+      const agent: Json = await admin.get(RESOURCES.agents, "agent", NS);
+      return JSON.stringify(agent.metadata.finalizers) === '["example.test/keep"]';
+    });
+    const log = await ctl.log();
+    assert.match(
+      log,
+      /Finalizer of an earlier version removed; the agents remove their rules as they stop/,
     );
-    // Drained configs were marked absent; with the Agent gone they are planned again.
-    assert.ok(configs.items.length > 0);
-    assert.match(await ctl.log(), /Agent drained/);
-
-    // The finalizer's removal needs no resourceVersion: a normal uninstall logs no error.
-    assert.deepEqual(errorLines(await ctl.log()), []);
+    assert.deepEqual(errorLines(log), []);
   },
 );
 

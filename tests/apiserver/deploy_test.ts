@@ -25,6 +25,7 @@ import {
   renderStaticFiles,
   ROOT,
   rulesByServiceAccount,
+  withoutOwnNamespace,
 } from "../../scripts/manifests.ts";
 import { LIBMNL_PATH } from "../../scripts/permissions.ts";
 import { CHART_DIR } from "../../scripts/chart.ts";
@@ -181,11 +182,24 @@ Deno.test("deploy/ against a real API server", async (t) => {
       ["get", `iprulenodestates.${GROUP}`],
       ["patch", `iprulenodestates.${GROUP}`, "--subresource=status"],
       ["get", "nodes"],
+      // Its namespace and its Agent, watched: an agent stopping during an uninstall drains.
+      ["get", `namespaces/${OPERATOR_NAMESPACE}`],
+      ["list", `namespaces/${OPERATOR_NAMESPACE}`],
+      ["watch", `namespaces/${OPERATOR_NAMESPACE}`],
+      ["get", `agents.${GROUP}/agent`, ...ns],
+      ["list", `agents.${GROUP}/agent`, ...ns],
+      ["watch", `agents.${GROUP}/agent`, ...ns],
       // Checking /metrics requests: who the token is, whether it may read /metrics.
       ["create", "tokenreviews.authentication.k8s.io"],
       ["create", "subjectaccessreviews.authorization.k8s.io"],
     ]);
     await canI("agent", false, [
+      ["list", "namespaces"],
+      ["get", "namespaces/default"],
+      ["patch", `namespaces/${OPERATOR_NAMESPACE}`],
+      ["list", `agents.${GROUP}`, ...ns],
+      ["patch", `agents.${GROUP}/agent`, ...ns],
+      ["get", `agents.${GROUP}/agent`, "-n", "default"],
       ["get", "/metrics"],
       ["list", "tokenreviews.authentication.k8s.io"],
       ["patch", "services", "-n", "default"],
@@ -238,7 +252,6 @@ Deno.test("deploy/ against a real API server", async (t) => {
         ["list", "daemonsets.apps/iprule-agent", ...ns],
         ["watch", "daemonsets.apps/iprule-agent", ...ns],
         ["patch", "daemonsets.apps/iprule-agent", ...ns],
-        ["delete", "daemonsets.apps/iprule-agent", ...ns],
         ["create", "leases.coordination.k8s.io", ...ns],
         ["get", "leases.coordination.k8s.io/ip-rule-operator-controller", ...ns],
         ["update", "leases.coordination.k8s.io/ip-rule-operator-controller", ...ns],
@@ -249,6 +262,8 @@ Deno.test("deploy/ against a real API server", async (t) => {
       ]);
       await canI("controller", false, [
         ["get", "/metrics"],
+        // The DaemonSet goes with its Agent (garbage collector); the controller never deletes it.
+        ["delete", "daemonsets.apps/iprule-agent", ...ns],
         ["create", "localsubjectaccessreviews.authorization.k8s.io", ...ns],
         ["get", "secrets", ...ns],
         ["list", "secrets", "--all-namespaces"],
@@ -410,10 +425,20 @@ Deno.test("the OLM ClusterServiceVersion owns every CRD and deploys deploy/contr
     Object.fromEntries(list.map((p) => [p.serviceAccountName, p.rules]));
   assert.deepEqual(byAccount(strategy.spec.clusterPermissions), {
     [CONTROLLER_ACCOUNT]: clusterRules.get(CONTROLLER_ACCOUNT),
-    [AGENT_SERVICE_ACCOUNT]: [...clusterRules.get(AGENT_SERVICE_ACCOUNT)!, OPENSHIFT_AGENT_RULE],
+    [AGENT_SERVICE_ACCOUNT]: [
+      ...withoutOwnNamespace(clusterRules.get(AGENT_SERVICE_ACCOUNT)!),
+      OPENSHIFT_AGENT_RULE,
+    ],
   }, "The CSV's clusterPermissions differ from deploy/rbac.yaml");
+  // The agent's watch of deploy/'s namespace has no place where OLM picks the namespace.
+  assert.equal(
+    clusterRules.get(AGENT_SERVICE_ACCOUNT)!.length -
+      withoutOwnNamespace(clusterRules.get(AGENT_SERVICE_ACCOUNT)!).length,
+    1,
+  );
   assert.deepEqual(byAccount(strategy.spec.permissions), {
     [CONTROLLER_ACCOUNT]: namespacedRules.get(CONTROLLER_ACCOUNT),
+    [AGENT_SERVICE_ACCOUNT]: namespacedRules.get(AGENT_SERVICE_ACCOUNT),
   }, "The CSV's permissions differ from deploy/rbac.yaml");
 
   const images = controllerImages(deployment);

@@ -9,6 +9,7 @@ import { type Cluster, type ClusterNode } from "../support/cluster.ts";
 import {
   agentPod,
   agentPods,
+  agentsRolledOut,
   apply,
   clusterTest,
   containerPid,
@@ -24,9 +25,11 @@ import {
   logLines,
   NS,
   ourRules,
+  patchAgent,
   podLog,
   processCredentials,
   removeObjects,
+  sampleRule,
   waitFor,
 } from "../support/operator.ts";
 import { LIBMNL_PATH } from "../../scripts/permissions.ts";
@@ -211,24 +214,48 @@ clusterTest(
       const node = c.nodes[0]!;
       const old = await agentPod(c, node);
       // Sampled as fast as `ip rule` runs, until the new Pod is Ready.
-      let samples = 0;
-      const missing: number[] = [];
-      let replaced = false;
-      const sampling = (async () => {
-        while (!replaced) {
-          if (!(await ourRules(c, node)).includes(line)) missing.push(samples);
-          samples++;
-        }
-      })();
-      await c.cp.kubectl(["-n", NS, "delete", "pod", old.metadata.name]);
-      const fresh = await agentPod(c, node);
-      replaced = true;
-      await sampling;
-      assert.notEqual(fresh.metadata.uid, old.metadata.uid);
+      let fresh: Json;
+      const { missing, samples } = await sampleRule(c, node, line, async () => {
+        await c.cp.kubectl(["-n", NS, "delete", "pod", old.metadata.name]);
+        fresh = await agentPod(c, node);
+      });
+      assert.notEqual(fresh!.metadata.uid, old.metadata.uid);
       assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
       assert.ok(samples > 10, `only ${samples} samples`);
     } finally {
       await removeObjects(c, { service: "restart-web", iprule: "restart" });
+    }
+  },
+);
+
+clusterTest(
+  "cluster: a rolling update of the agents (the Agent's spec changed) keeps every rule in place",
+  async () => {
+    const c = await operator();
+    await apply(c, [iprule("rollout", ["10.54.0.0/16"], 154)]);
+    const node = c.nodes[1]!;
+    try {
+      const [ip] = await lbService(c, "rollout-web", ["10.54.0.10"]);
+      const line = ruleOf(ip!, 154);
+      await onEveryNode(c, "the rule", (rules) => rules.includes(line));
+      const before = await agentPod(c, node);
+      // Sampled as fast as `ip rule` runs, until the DaemonSet has replaced every agent.
+      const { missing, samples } = await sampleRule(c, node, line, async () => {
+        await patchAgent(c, { spec: { logLevel: "debug" } });
+        await waitFor("the DaemonSet changed", async () => {
+          const ds = await getJson(c, ["-n", NS, "get", "daemonset", "iprule-agent"]);
+          return ds.spec.template.spec.containers[0].args.includes("--log-level=debug");
+        });
+        await agentsRolledOut(c);
+      });
+      assert.notEqual((await agentPod(c, node)).metadata.uid, before.metadata.uid, "replaced");
+      assert.deepEqual(missing, [], `rule missing in ${missing.length} of ${samples} samples`);
+      assert.ok(samples > 10, `only ${samples} samples`);
+      for (const n of c.nodes) assert.ok((await ourRules(c, n)).includes(line), n.name);
+    } finally {
+      await patchAgent(c, [{ op: "remove", path: "/spec/logLevel" }]);
+      await removeObjects(c, { service: "rollout-web", iprule: "rollout" });
+      await agentsRolledOut(c);
     }
   },
 );
@@ -260,16 +287,7 @@ clusterTest(
       for (const n of others) {
         await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent=yes", "--overwrite"]);
       }
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=merge",
-        "-p",
-        JSON.stringify({ spec: { nodeSelector: { "ipro-test/agent": "yes" } } }),
-      ]);
+      await patchAgent(c, { spec: { nodeSelector: { "ipro-test/agent": "yes" } } });
       await waitFor(
         `no rule of ours left on ${node.name}`,
         async () => (await ourRules(c, node)).length === 0,
@@ -286,26 +304,39 @@ clusterTest(
         "-f",
         new URL("../../deploy/samples/agent.yaml", import.meta.url).pathname,
       ]);
-      await c.cp.kubectl([
-        "-n",
-        NS,
-        "patch",
-        "agent",
-        "agent",
-        "--type=json",
-        "-p",
-        JSON.stringify([{
-          op: "replace",
-          path: "/spec/nodeSelector",
-          value: { "kubernetes.io/os": "linux" },
-        }]),
-      ]);
+      await patchAgent(c, [{
+        op: "replace",
+        path: "/spec/nodeSelector",
+        value: { "kubernetes.io/os": "linux" },
+      }]);
       for (const n of c.nodes) await c.cp.kubectl(["label", "node", n.name, "ipro-test/agent-"]);
       await removeObjects(c, { service: "drain-web", iprule: "drain" });
     }
     await agentPod(c, node);
   },
 );
+
+/**
+ * Has the agent's executable in `pod` read `path` (as its kubeconfig) and asserts its
+ * --allow-read refused it; the command's output.
+ */
+async function refusedRead(c: Cluster, pod: Json, path: string): Promise<string> {
+  const probe = await c.cp.kubectl([
+    "-n",
+    NS,
+    "exec",
+    pod.metadata.name,
+    "--",
+    "/usr/local/bin/iprule-agent",
+    "--once",
+    `--kubeconfig=${path}`,
+    `--node-name=${pod.spec.nodeName}`,
+    "--metrics-addr=127.0.0.1:0",
+  ], { check: false });
+  assert.notEqual(probe.code, 0, path);
+  assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/, path);
+  return probe.stdout + probe.stderr;
+}
 
 /** Restarts the agent on `node` and returns the new Pod's log once it is Ready. */
 async function restartedAgentLog(c: Cluster, node: ClusterNode): Promise<Json[]> {
@@ -344,21 +375,7 @@ clusterTest(
       await assert.rejects(Deno.stat(`${root}/host/etc/kubernetes`), Deno.errors.NotFound);
       assert.equal(await Deno.readTextFile(`${root}/host${inMount}`), `${content}\n`);
       // Permissions: the agent's executable may not read a file even where a mount shows it.
-      const probe = await c.cp.kubectl([
-        "-n",
-        NS,
-        "exec",
-        pod.metadata.name,
-        "--",
-        "/usr/local/bin/iprule-agent",
-        "--once",
-        `--kubeconfig=/host${inMount}`,
-        `--node-name=${node!.name}`,
-        "--metrics-addr=127.0.0.1:0",
-      ], { check: false });
-      assert.notEqual(probe.code, 0);
-      assert.match(probe.stdout + probe.stderr, /NotCapable|Requires read access/);
-      assert.ok(!(probe.stdout + probe.stderr).includes(content));
+      assert.ok(!(await refusedRead(c, pod, `/host${inMount}`)).includes(content));
 
       // No networkd on this node yet: no warning; the empty NetworkManager dir is none either.
       assert.deepEqual(hostWarnings(await restartedAgentLog(c, node!)), []);
@@ -383,5 +400,71 @@ clusterTest(
     for (const path of [secret, inMount, dropin, state]) {
       assert.equal(await Deno.stat(path).then(() => true, () => false), false, path);
     }
+  },
+);
+
+clusterTest(
+  "cluster: on a node whose /usr is read-only and has no /usr/local/lib/systemd, the agent starts",
+  async () => {
+    const c = await operator();
+    const node = c.nodes[2]!;
+    const sh = (script: string, check = true) => c.exec(node, ["sh", "-c", script], { check });
+    // As on Flatcar or Fedora CoreOS: nothing can be created below /usr (the node's own view).
+    await sh(
+      "rm -rf /usr/local/lib/systemd && mount --bind /usr /usr && mount -o remount,bind,ro /usr",
+    );
+    try {
+      assert.notEqual((await sh("mkdir /usr/local/lib/systemd", false)).code, 0, "read-only");
+      const old = await agentPod(c, node);
+      await c.cp.kubectl(["-n", NS, "delete", "pod", old.metadata.name]);
+      const pod = await agentPod(c, node);
+      assert.notEqual(pod.metadata.uid, old.metadata.uid);
+      // The vendor's tree is there, read-only; the missing directory stays missing.
+      const root = `/proc/${await containerPid(c, pod)}/root/host`;
+      assert.ok((await Deno.stat(`${root}/usr/lib/systemd`)).isDirectory);
+      await assert.rejects(Deno.stat(`${root}/usr/local/lib/systemd`), Deno.errors.NotFound);
+      // The executable may read networkd's files there, nothing else of /usr.
+      await refusedRead(c, pod, "/host/usr/lib/os-release");
+    } finally {
+      // Lazily: the shims of containers started meanwhile run from the read-only view.
+      await sh("umount -l /usr");
+    }
+    assert.equal((await sh("touch /usr/.ipro-rw && rm /usr/.ipro-rw", false)).code, 0, "rw again");
+  },
+);
+
+clusterTest(
+  "cluster: no probe failed as this file's Pods started, rolled and stopped (no Unhealthy event)",
+  async () => {
+    const c = await operator();
+    const events = (await getJson(c, ["-n", NS, "get", "events"])).items as Json[];
+    const started = events.filter((e) => e.reason === "Started");
+    // Every agent and controller Pod of the install, and the restarts of the tests before.
+    assert.ok(started.length > c.nodes.length + 2, `only ${started.length} Started events`);
+    const killed = new Map<string, string>(
+      events.filter((e) => e.reason === "Killing").map((e) => [
+        e.involvedObject.uid,
+        e.firstTimestamp,
+      ]),
+    );
+    const probes = events.filter((e) => e.reason === "Unhealthy" || e.reason === "ProbeWarning");
+    const failed = probes.filter((e) =>
+      // The kubelet probes readiness until it has seen the container exit (it stops the
+      // workers only then: kubernetes/kubernetes#122824), and our endpoint answers until the
+      // process exits; a refused connection after the Pod's Killing is that gap, not ours.
+      !(/connection refused/.test(e.message) && killed.has(e.involvedObject.uid) &&
+        e.firstTimestamp >= killed.get(e.involvedObject.uid)!)
+    ).map((e) => `${e.firstTimestamp} ${e.involvedObject.name}: ${e.message} (x${e.count ?? 1})`);
+    // The story of each Pod that failed one, and when the live ones began to listen.
+    const names = new Set(probes.map((e) => e.involvedObject.name));
+    const story = events.filter((e) => names.has(e.involvedObject.name)).map((e) =>
+      `${e.firstTimestamp} ${e.involvedObject.name} ${e.reason} ${e.source?.host ?? ""} ` +
+      String(e.message).slice(0, 120)
+    );
+    for (const pod of (await getJson(c, ["-n", NS, "get", "pods"])).items as Json[]) {
+      const line = logLines(await podLog(c, pod)).find((l) => l.healthListeningMs !== undefined);
+      story.push(`${pod.metadata.name} listening after ${line?.healthListeningMs} ms`);
+    }
+    assert.deepEqual(failed, [], story.join("\n"));
   },
 );

@@ -90,9 +90,9 @@ class Scenario implements SharedScenario {
     this.admin = admin;
   }
 
-  /** Starts (or restarts) the agent of `node`. */
+  /** Starts (or restarts) the agent of `node`, deployed by the Agent of NS as in a cluster. */
   async startAgent(node: TopologyNode): Promise<ExecutableProcess> {
-    const proc = await this.topo.startAgent(node, [], {
+    const proc = await this.topo.startAgent(node, [`--namespace=${NS}`], {
       logName: `agent-${node.name}-${++this.#world.starts}.log`,
     });
     proc.status.then(() => this.#world.exited.add(proc));
@@ -283,21 +283,22 @@ scenario("uninstall: deleting the Agent leaves no node with a rule of ours", asy
   await everywhere(topo, "rule on every node", (rules) => rules.includes(ruleLine(ip!, 100)));
   assert.ok((await ourRules(topo.node(0))).length > 0);
   await admin.delete(RESOURCES.agents, "agent", { namespace: NS });
-  await eventually(
-    "Agent gone",
-    async () => (await admin.get(RESOURCES.agents, "agent", NS)) === undefined,
-    60_000,
-  );
-  // The DaemonSet is gone: its pods stop (SIGTERM), keeping what they have — nothing.
-  for (const agent of agents.values()) await agent.stop("SIGTERM");
-  for (const node of topo.nodes) assert.deepEqual(await ourRules(node), [], node.name);
-  assert.equal(await admin.get(RESOURCES.daemonSets, "iprule-agent", NS), undefined);
-  const configs: Json = await admin.request(
-    "GET",
-    "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs",
-  );
-  assert.ok(configs.items.length > 0);
-  for (const c of configs.items) assert.equal(c.spec.state, "absent", c.metadata.name);
+  // Nothing holds it: it is gone at once, the configs stay as they are.
+  assert.equal(await admin.get(RESOURCES.agents, "agent", NS), undefined);
+  // Its DaemonSet goes (the garbage collector of a cluster) and its pods stop: SIGTERM. Each
+  // agent sees its Agent gone and removes its rules.
+  for (const agent of agents.values()) assert.equal((await agent.stop("SIGTERM")).code, 0);
+  for (const node of topo.nodes) {
+    assert.deepEqual(await ourRules(node), [], node.name);
+    const state: Json = await admin.get(RESOURCES.ipRuleNodeStates, node.name);
+    assert.equal(state.status.draining, true, node.name);
+    assert.equal(
+      state.status.conditions.find((c: Json) => c.type === "Converged").reason,
+      "Drained",
+    );
+  }
+  const log = await agents.get(topo.node(0).name)!.log();
+  assert.match(log, /"msg":"Agent stopped; the Agent was deleted, its rules removed"/);
 });
 
 scenario("the machine's own rules are untouched", async () => {

@@ -698,7 +698,8 @@ async function logTail(path: string, lines = 20): Promise<string> {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
-function freePorts(count: number): number[] {
+/** `count` distinct free ports on loopback (held open together, so no two are the same). */
+export function freePorts(count: number): number[] {
   const listeners = Array.from(
     { length: count },
     () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),

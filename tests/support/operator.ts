@@ -11,6 +11,7 @@ import { relative } from "node:path";
 import { DEFAULT_PROTOCOL } from "../../src/agent/flags.ts";
 import { controllerImages, readYaml } from "../../scripts/manifests.ts";
 import { type Cluster, type ClusterNode, startCluster } from "./cluster.ts";
+import { CONTROLPLANE_BIN_DIR } from "./controlplane.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** The operator's namespace (deploy/namespace.yaml). */
@@ -107,12 +108,83 @@ export async function install(cluster: Cluster): Promise<string> {
   await controllerRolledOut(cluster);
   await cluster.cp.kubectl(["apply", "-f", `${ROOT}/deploy/samples/agent.yaml`]);
   await cluster.cp.kubectl(["apply", "-f", `${ROOT}/deploy/samples/iprule.yaml`]);
+  await agentsRolledOut(cluster);
+  return overlay;
+}
+
+/** The Nodes the API server has (a test may have removed one of the cluster's). */
+export async function liveNodes(cluster: Cluster): Promise<ClusterNode[]> {
+  const names = new Set<string>(
+    (await getJson(cluster, ["get", "nodes"])).items.map((n: Json) => n.metadata.name),
+  );
+  return cluster.nodes.filter((n) => names.has(n.name));
+}
+
+/** The agents' DaemonSet, at its latest spec, ready on every Node. */
+export async function agentsRolledOut(cluster: Cluster): Promise<void> {
+  const nodes = (await liveNodes(cluster)).length;
   await waitFor("the agents' DaemonSet ready on every node", async () => {
     const ds = await find(cluster, ["-n", NS, "get", "daemonset", "iprule-agent"]);
-    return ds?.status?.numberReady === cluster.nodes.length &&
-      ds.status.updatedNumberScheduled === cluster.nodes.length;
+    return ds?.status?.observedGeneration === ds?.metadata.generation &&
+      ds?.status?.numberReady === nodes && ds.status.updatedNumberScheduled === nodes &&
+      ds.status.numberAvailable === nodes;
   });
-  return overlay;
+}
+
+/**
+ * Follows the logs of `pods` (kubectl logs -f, through their kubelets) until their containers
+ * stop: what an agent logs as it stops, even when its Pod is deleted right after.
+ */
+export function followLogs(cluster: Cluster, pods: Json[]): { lines(): Promise<Json[][]> } {
+  const streams = pods.map((pod) =>
+    new Deno.Command(`${CONTROLPLANE_BIN_DIR}/kubectl`, {
+      args: [
+        `--kubeconfig=${cluster.cp.kubeconfig("admin")}`,
+        "-n",
+        pod.metadata.namespace,
+        "logs",
+        "-f",
+        pod.metadata.name,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn()
+  );
+  return {
+    async lines() {
+      const timer = setTimeout(() => streams.forEach((s) => s.kill("SIGKILL")), 180_000);
+      try {
+        return await Promise.all(
+          streams.map(async (s) => logLines(new TextDecoder().decode((await s.output()).stdout))),
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+/**
+ * What an uninstall must leave: no namespace of ours, no CRD or cluster-wide RBAC object of ours,
+ * and no rule with our protocol on any of `nodes`.
+ */
+export async function assertUninstalled(cluster: Cluster, nodes: ClusterNode[]): Promise<void> {
+  await waitFor(
+    `namespace ${NS} gone`,
+    async () => (await find(cluster, ["get", "namespace", NS])) === undefined,
+  );
+  for (const node of nodes) {
+    const rules = await ourRules(cluster, node);
+    if (rules.length > 0) throw new Error(`Rules left on ${node.name}: ${rules.join("; ")}`);
+  }
+  const crds = (await getJson(cluster, ["get", "crds"])).items.map((d: Json) => d.metadata.name);
+  const ours = crds.filter((n: string) => n.endsWith(".api.operator.brtrm.dev"));
+  if (ours.length > 0) throw new Error(`CRDs left: ${ours.join(", ")}`);
+  for (const kind of ["clusterroles", "clusterrolebindings"]) {
+    const left = (await getJson(cluster, ["get", kind])).items.map((o: Json) => o.metadata.name)
+      .filter((n: string) => n.startsWith("ip-rule-operator"));
+    if (left.length > 0) throw new Error(`${kind} left: ${left.join(", ")}`);
+  }
 }
 
 /** `kubectl apply` of plain objects. */
@@ -159,6 +231,49 @@ export async function lbService(c: Cluster, name: string, ingress: string[]): Pr
     JSON.stringify({ status: { loadBalancer: { ingress: ingress.map((ip) => ({ ip })) } } }),
   ]);
   return (await getJson(c, ["-n", "default", "get", "service", name])).spec.clusterIPs;
+}
+
+/** `kubectl patch` of the Agent: a merge patch (an object) or a JSON patch (a list, or its text). */
+export async function patchAgent(c: Cluster, patch: object | string): Promise<void> {
+  const json = typeof patch === "string" || Array.isArray(patch);
+  await c.cp.kubectl([
+    "-n",
+    NS,
+    "patch",
+    "agent",
+    "agent",
+    `--type=${json ? "json" : "merge"}`,
+    "-p",
+    typeof patch === "string" ? patch : JSON.stringify(patch),
+  ]);
+}
+
+/**
+ * Runs `action` while sampling `node`'s rules as fast as `ip rule` runs; the samples that lacked
+ * `line`, and how many were taken.
+ */
+export async function sampleRule(
+  c: Cluster,
+  node: ClusterNode,
+  line: string,
+  action: () => Promise<void>,
+): Promise<{ missing: number[]; samples: number }> {
+  let samples = 0;
+  const missing: number[] = [];
+  let done = false;
+  const sampling = (async () => {
+    while (!done) {
+      if (!(await ourRules(c, node)).includes(line)) missing.push(samples);
+      samples++;
+    }
+  })();
+  try {
+    await action();
+  } finally {
+    done = true;
+    await sampling;
+  }
+  return { missing, samples };
 }
 
 /** Deletes a test's Service (in default) and IPRule, if they exist. */

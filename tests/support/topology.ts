@@ -5,10 +5,10 @@
  * The operator's namespace and RBAC (deploy/) are applied and a Node object exists per node.
  *
  * One topology per test file (`await using topo = await startTopology({ nodes: 2 })`); teardown
- * stops a restarted API server, the control plane, the namespaces and the bridge, also when the
- * test or the setup fails; SIGINT/SIGTERM (e.g. `timeout`) and process exit remove the
- * namespaces and the bridge too. Needs root and the control-plane binaries; without them it throws an
- * error naming what is missing (tests fail, never skip).
+ * stops restarted servers (etcd, kube-apiserver), the control plane, the namespaces and the
+ * bridge, also when the test or the setup fails; SIGINT/SIGTERM (e.g. `timeout`) and process
+ * exit remove the namespaces and the bridge too. Needs root and the control-plane binaries;
+ * without them it throws an error naming what is missing (tests fail, never skip).
  *
  * @module
  */
@@ -22,6 +22,15 @@ export const AGENT_PORT = 9472;
 /** Port of every agent's /healthz and /readyz on its node address. */
 export const AGENT_HEALTH_PORT = 9473;
 const START_TIMEOUT_MS = 60_000;
+
+/** A control-plane server of a topology, by its executable's name. */
+export type ServerName = "etcd" | "kube-apiserver";
+const SERVERS: readonly ServerName[] = ["etcd", "kube-apiserver"];
+
+/** The flag that tells this topology's `name` from any other on the machine. */
+function serverMarker(name: ServerName, dir: string): string {
+  return name === "etcd" ? `--data-dir=${dir}/etcd` : `--cert-dir=${dir}/pki`;
+}
 
 /** One node: its Kubernetes name, network namespace and address on the bridge. */
 export interface TopologyNode {
@@ -132,8 +141,10 @@ export class Topology implements AsyncDisposable {
   readonly bridge: string;
   /** The bridge's address, where kube-apiserver listens. */
   readonly gateway: string;
-  #apiserverArgs: string[] | undefined;
-  #apiserver: Deno.ChildProcess | undefined;
+  /** Servers started again by this topology, by name. */
+  readonly #children = new Map<ServerName, Deno.ChildProcess>();
+  readonly #pids = new Map<ServerName, number>();
+  readonly #args = new Map<ServerName, string[]>();
   #stopped = false;
 
   /** Wraps the started parts; use {@linkcode startTopology}. */
@@ -142,6 +153,8 @@ export class Topology implements AsyncDisposable {
     this.nodes = init.nodes;
     this.bridge = init.bridge;
     this.gateway = init.gateway;
+    // Their flags now, so that either can be started again however it stopped.
+    for (const name of SERVERS) this.serverPid(name);
   }
 
   /** The node at `index`; throws when there is none. */
@@ -178,54 +191,85 @@ export class Topology implements AsyncDisposable {
     });
   }
 
-  /** Process id of the running kube-apiserver. */
-  apiserverPid(): number {
+  /** Process id of the running `name` (etcd or kube-apiserver) of this topology. */
+  serverPid(name: ServerName): number {
+    const pid = this.#pids.get(name);
+    if (pid !== undefined && isRunning(pid)) return pid;
+    const marker = serverMarker(name, this.cp.dir);
     for (const entry of Deno.readDirSync("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
       try {
         const args = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
-        if (
-          args[0]?.endsWith("/kube-apiserver") && args.includes(`--cert-dir=${this.cp.dir}/pki`)
-        ) {
+        if (args[0]?.endsWith(`/${name}`) && args.includes(marker) && isRunning(+entry.name)) {
+          this.#pids.set(name, Number(entry.name));
+          this.#args.set(name, args.filter((a) => a !== ""));
           return Number(entry.name);
         }
       } catch {
         // Exited meanwhile.
       }
     }
-    throw new Error(`No kube-apiserver of "${this.cp.dir}" runs`);
+    throw new Error(`No ${name} of "${this.cp.dir}" runs`);
   }
 
-  /** Kills kube-apiserver (etcd keeps running) and waits until it is gone. */
-  async stopApiServer(): Promise<void> {
-    const pid = this.apiserverPid();
-    this.#apiserverArgs = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").filter((a) =>
-      a !== ""
-    );
-    if (this.#apiserver) {
-      this.#apiserver.kill("SIGKILL");
-      await this.#apiserver.status;
-      this.#apiserver = undefined;
+  /** Whether `name` runs. */
+  serverRunning(name: ServerName): boolean {
+    try {
+      this.serverPid(name);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Process id of the running kube-apiserver. */
+  apiserverPid(): number {
+    return this.serverPid("kube-apiserver");
+  }
+
+  /**
+   * SIGKILLs `name` and waits until it is gone; {@linkcode Topology.startServer} starts it again
+   * with the same flags (same ports, certificates, data directory).
+   */
+  async killServer(name: ServerName): Promise<void> {
+    const pid = this.serverPid(name);
+    const child = this.#children.get(name);
+    if (child) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited meanwhile.
+      }
+      await child.status;
+      this.#children.delete(name);
     } else {
-      Deno.kill(pid, "SIGKILL");
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Exited meanwhile.
+      }
     }
     const deadline = Date.now() + 10_000;
     while (isRunning(pid)) {
-      if (Date.now() > deadline) throw new Error(`kube-apiserver "${pid}" did not exit`);
+      if (Date.now() > deadline) throw new Error(`${name} "${pid}" did not exit`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
-  /** Starts kube-apiserver again with the same flags (same port, certificates and etcd). */
-  async startApiServer(): Promise<void> {
-    const args = this.#apiserverArgs;
-    if (args === undefined) throw new Error("startApiServer() needs a stopApiServer() first");
-    this.#apiserver = new Deno.Command("/bin/sh", {
+  /**
+   * Starts `name` again with the flags it last ran with, its output appended to its log; does
+   * not wait for it to serve (see {@linkcode Topology.waitApiServer}).
+   */
+  startServer(name: ServerName): void {
+    const args = this.#args.get(name);
+    if (args === undefined) throw new Error(`startServer("${name}") needs it to have run first`);
+    if (this.serverRunning(name)) throw new Error(`${name} of "${this.cp.dir}" runs already`);
+    const child = new Deno.Command("/bin/sh", {
       args: [
         "-c",
         'log=$1; shift; exec "$@" >>"$log" 2>&1',
         "sh",
-        this.cp.logFile("kube-apiserver"),
+        this.cp.logFile(name),
         "setpriv",
         "--pdeathsig",
         "KILL",
@@ -237,13 +281,20 @@ export class Topology implements AsyncDisposable {
       stderr: "null",
       cwd: this.cp.dir,
     }).spawn();
+    this.#children.set(name, child);
+    this.#pids.set(name, child.pid);
+  }
+
+  /** Waits until kube-apiserver answers /readyz with 200 (etcd reachable, CRDs served). */
+  async waitApiServer(timeoutMs = START_TIMEOUT_MS): Promise<void> {
     const client = Deno.createHttpClient({ caCerts: [this.cp.caCert] });
     try {
-      const deadline = Date.now() + START_TIMEOUT_MS;
+      const deadline = Date.now() + timeoutMs;
       for (;;) {
         const res = await fetch(`${this.cp.server}/readyz`, {
           client,
           headers: { authorization: `Bearer ${this.cp.token("admin")}` },
+          signal: AbortSignal.timeout(5_000),
         }).catch(() => undefined);
         await res?.body?.cancel();
         if (res?.status === 200) return;
@@ -255,18 +306,29 @@ export class Topology implements AsyncDisposable {
     }
   }
 
-  /** Stops everything: a restarted API server, the control plane, the nodes, the bridge. */
+  /** Kills kube-apiserver (etcd keeps running) and waits until it is gone. */
+  stopApiServer(): Promise<void> {
+    return this.killServer("kube-apiserver");
+  }
+
+  /** Starts kube-apiserver again with the same flags (same port, certificates and etcd). */
+  async startApiServer(): Promise<void> {
+    this.startServer("kube-apiserver");
+    await this.waitApiServer();
+  }
+
+  /** Stops everything: restarted servers, the control plane, the nodes, the bridge. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     const errors: unknown[] = [];
-    if (this.#apiserver) {
+    for (const child of this.#children.values()) {
       try {
-        this.#apiserver.kill("SIGKILL");
+        child.kill("SIGKILL");
       } catch {
         // Exited.
       }
-      await this.#apiserver.status;
+      await child.status;
     }
     await this.cp.stop().catch((e) => errors.push(e));
     await teardown(this.nodes.map((n) => n.ns), this.bridge, errors);
