@@ -9,4 +9,193 @@
 import type { EquivalentMutant } from "../../scripts/mutate_report.ts";
 
 /** Surviving mutants that cannot be killed, with the reason. */
-export const EQUIVALENT: readonly EquivalentMutant[] = [];
+export const EQUIVALENT: readonly EquivalentMutant[] = [
+  // src/controller/workqueue.ts
+  {
+    file: "src/controller/workqueue.ts",
+    mutator: "EqualityOperator",
+    line: "if (pending.due <= due) return;",
+    replacement: "pending.due < due",
+    why:
+      "An equal due time replaces the pending timer by one due at the same moment: still one " +
+      "timer, firing at the same time.",
+  },
+  {
+    file: "src/controller/workqueue.ts",
+    mutator: "ObjectLiteral",
+    line: 'options.signal.addEventListener("abort", stop, { once: true });',
+    replacement: "{}",
+    why:
+      "An AbortSignal fires abort at most once, and run() removes the listener when it returns.",
+  },
+  {
+    file: "src/controller/workqueue.ts",
+    mutator: "BooleanLiteral",
+    line: 'options.signal.addEventListener("abort", stop, { once: true });',
+    replacement: "false",
+    why:
+      "An AbortSignal fires abort at most once, and run() removes the listener when it returns.",
+  },
+  {
+    file: "src/controller/workqueue.ts",
+    mutator: "BlockStatement",
+    line: "} finally {",
+    replacement: "{}",
+    why:
+      "run() returns only once the queue is closed; the listener left behind can only call " +
+      "close() again, which changes nothing (memory hygiene, not behaviour).",
+  },
+  {
+    file: "src/controller/workqueue.ts",
+    mutator: "StringLiteral",
+    line: 'options.signal.removeEventListener("abort", stop);',
+    replacement: '""',
+    why:
+      "As the removed finally block: a listener left on the signal can only close the closed " +
+      "queue again.",
+  },
+  // src/agent/rule_plan.ts
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "return at < 0 ? undefined : this.#rules[at];",
+    replacement: "false",
+    why:
+      "Reading position -1 of the rule array yields undefined, as the guard does.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "else if (Array.isArray(entry)) {",
+    replacement: "true",
+    why:
+      "#unlink is called with the rule's own position: a single (number) entry is always that position, handled above.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (ip === undefined || error !== undefined) {",
+    replacement: "false",
+    why: "error is always set when the address does not parse.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "UpdateOperator",
+    line: "for (const config of configs) state.update(String(i++), config);",
+    replacement: "i--",
+    why: "The keys only need to be distinct; counting down keeps them so.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "LogicalOperator",
+    line: "if (sources === undefined || sourceOf === undefined) return;",
+    replacement: "sources === undefined && sourceOf === undefined",
+    why:
+      "Both maps are created together in the constructor: both or neither are undefined.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (sources === undefined || sourceOf === undefined) return;",
+    replacement: "false",
+    why:
+      "Both maps are created together in the constructor: both or neither are undefined.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (sources === undefined || sourceOf === undefined) return;",
+    replacement: "false",
+    why:
+      "Both maps are created together in the constructor: both or neither are undefined.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (at >= 0 && held[at] === HELD_NO) {",
+    replacement: "true",
+    why: "held[-1] is undefined, never HELD_NO: the guard adds nothing.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (at >= 0 && held[at] === HELD_NO) {",
+    replacement: "true",
+    why: "held[-1] is undefined, never HELD_NO: the guard adds nothing.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (rule.protocol === options.protocol || !rule.plain) continue;",
+    replacement: "false",
+    why:
+      "After the first loop every plain own rule that is desired holds its rule (or was a duplicate of one that does): own rules change nothing in the second loop.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {",
+    replacement: "true",
+    why:
+      "A shortcut: with every desired rule held the loop below finds nothing to add.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "EqualityOperator",
+    line: "if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {",
+    replacement: "satisfied + (adoption?.adopt.length ?? 0) <= wanted.size",
+    why:
+      "A shortcut: with every desired rule held the loop below finds nothing to add.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ArithmeticOperator",
+    line: "if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {",
+    replacement: "satisfied - (adoption?.adopt.length ?? 0)",
+    why:
+      "A shortcut: with every desired rule held the loop below finds nothing to add.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "EqualityOperator",
+    line:
+      "for (let i = 0; i < rules.length; i++) if (held[i] === HELD_NO) add.push(rules[i]!);",
+    replacement: "i <= rules.length",
+    why:
+      "held[length] is undefined, never HELD_NO: one extra step adds nothing.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "Regex",
+    line: 'const args = formatRule(rule).replace(/ protocol 0$/, "").replace(',
+    replacement: "/ protocol 0/",
+    why:
+      "formatRule() ends every rule with `protocol N`, so the match is at the end anyway.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "Regex",
+    line: "/ protocol (\\d+)$/,",
+    replacement: "/ protocol (\\d+)/",
+    why:
+      "formatRule() ends every rule with `protocol N`, so the match is at the end anyway.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "Regex",
+    line:
+      '`# left in place: ${ipRuleCommand("del", rule).replace(/^ip (-6 )?rule del /, "")} ` +',
+    replacement: "/ip (-6 )?rule del /",
+    why:
+      "Every command starts with `ip `; replace() takes the first match, the start.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "this.#bySrc.set(src, rest.length === 1 ? rest[0]! : rest);",
+    replacement: "false",
+    why:
+      "A one-element array is searched like the single entry it stands for (representation " +
+      "only).",
+  },
+];
