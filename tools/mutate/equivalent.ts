@@ -198,4 +198,87 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
       "A one-element array is searched like the single entry it stands for (representation " +
       "only).",
   },
+  // src/controller/agent_tally.ts
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "StringLiteral",
+    line: '? ""',
+    replacement: '"Stryker was here!"',
+    why:
+      "The key of no Agent only has to differ from every Agent's key (JSON arrays): any other text starts a walk that finds no change.",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "StringLiteral",
+    line: '#selection = "";',
+    replacement: '"Stryker was here!"',
+    why:
+      "The first agent() call then walks the nodes once more: no count changes (cost only).",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ArrayDeclaration",
+    line:
+      ": JSON.stringify([agentNodeSelector(agent.spec), agent.spec.tolerations ?? []]);",
+    replacement: '["Stryker was here"]',
+    why:
+      "Only absent and empty tolerations get different keys: a walk that finds no change (cost only).",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ConditionalExpression",
+    line: "if (key === this.#selection) return false;",
+    replacement: "false",
+    why:
+      "The shortcut that skips the walk of every node for an unchanged selection: walking finds no change (cost only).",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ConditionalExpression",
+    line: "if (info === undefined) delete entry.info;",
+    replacement: "false",
+    why: "`info: undefined` and no info read the same.",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ConditionalExpression",
+    line: "if (state === undefined) delete entry.state;",
+    replacement: "false",
+    why: "`state: undefined` and no state read the same.",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "OptionalChaining",
+    line:
+      "const mark = entry?.state && drainMark(entry.facts.selected, entry.state);",
+    replacement: "entry.state",
+    why:
+      "A node in #marksOff always has an entry: an entry is deleted only once neither Node nor state is left, and then its markOff is false.",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ConditionalExpression",
+    line: "if (mark) marks.push(mark);",
+    replacement: "true",
+    why:
+      "A node is in #marksOff only while drainMark() of the same selection and state is defined.",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "if (info === undefined && state === undefined) this.#nodes.delete(name);",
+    replacement: "false",
+    why:
+      "Keeps the entries of deleted nodes, all facts false: memory, not behaviour.",
+  },
+  {
+    file: "src/controller/agent_tally.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "return a.selected === b.selected && a.awaited === b.awaited && a.converged === b.converged &&",
+    replacement: "true",
+    why:
+      "A flip of selected alone moves no count: with a node state, markOff flips with it; without one and not awaited, the Agent reconcile reads nothing of the node.",
+  },
 ];
