@@ -281,4 +281,14 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "A flip of selected alone moves no count: with a node state, markOff flips with it; without one and not awaited, the Agent reconcile reads nothing of the node.",
   },
+  // src/controller/agent_status.ts
+  {
+    file: "src/controller/agent_status.ts",
+    mutator: "StringLiteral",
+    line:
+      '(s.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason}`).sort().join(",");',
+    replacement: '""',
+    why:
+      "Joined without a separator two condition lists could only read the same if a reason embedded another condition's `Type=Status/`; reasons are CamelCase words (API conventions), without = or /.",
+  },
 ];
