@@ -291,4 +291,70 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "Joined without a separator two condition lists could only read the same if a reason embedded another condition's `Type=Status/`; reasons are CamelCase words (API conventions), without = or /.",
   },
+  // ffi/rule_codec.ts
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "BooleanLiteral",
+    line: "view.setUint32(at, 0, true); // clears the padding of the u8",
+    replacement: "false",
+    why: "Writes zero: the same bytes in either byte order.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "BooleanLiteral",
+    line: "view.setUint32(at + 4, 0, true);",
+    replacement: "false",
+    why: "Writes zero: the same bytes in either byte order.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "StringLiteral",
+    line:
+      'if (!writeAddress(bytes, at + NLA_HDRLEN, family, rule.dst ?? "")) {',
+    replacement: '"Stryker was here!"',
+    why:
+      "Any text that is no IPv4/IPv6 address fails the same way; the error names rule.dst, not the fallback.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "EqualityOperator",
+    line: "if (srcLen > 0 && srcAt < 0) {",
+    replacement: "srcAt <= 0",
+    why:
+      "An attribute's value offset is at least 32 (after the netlink and fib_rule headers), never 0.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "EqualityOperator",
+    line: "if (dstLen > 0 && dstAt < 0) {",
+    replacement: "dstAt <= 0",
+    why:
+      "An attribute's value offset is at least 32 (after the netlink and fib_rule headers), never 0.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "EqualityOperator",
+    line:
+      'src: srcAt < 0 ? (family === 4 ? "0.0.0.0" : "::") : formatAddress(bytes, srcAt, family),',
+    replacement: "srcAt <= 0",
+    why:
+      "An attribute's value offset is at least 32 (after the netlink and fib_rule headers), never 0.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "EqualityOperator",
+    line:
+      'dst: dstAt < 0 ? (family === 4 ? "0.0.0.0" : "::") : formatAddress(bytes, dstAt, family),',
+    replacement: "dstAt <= 0",
+    why:
+      "An attribute's value offset is at least 32 (after the netlink and fib_rule headers), never 0.",
+  },
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "EqualityOperator",
+    line: "while (at + NLA_HDRLEN <= end) {",
+    replacement: "at + NLA_HDRLEN < end",
+    why:
+      "Only a last attribute of exactly a header and no value is skipped: it carries no message and no offset.",
+  },
 ];

@@ -19,7 +19,9 @@ export interface MutationTarget {
 export const TARGET_SCORE = 85;
 
 /** `deno test` permissions per tier, as scripts/test.sh gives them. */
-export const TIER_FLAGS: Readonly<Record<MutationTarget["tier"], readonly string[]>> = {
+export const TIER_FLAGS: Readonly<
+  Record<MutationTarget["tier"], readonly string[]>
+> = {
   unit: ["--allow-read", "--allow-env", "--allow-net=127.0.0.1"],
   netns: ["-A"],
 };
@@ -63,7 +65,11 @@ export const TARGETS: readonly MutationTarget[] = [
   },
   {
     file: "ffi/rule_codec.ts",
-    tests: ["ffi/rule_codec_test.ts", "ffi/rule_dump_test.ts"],
+    tests: [
+      "ffi/rule_codec_test.ts",
+      "ffi/rule_codec_edge_test.ts",
+      "ffi/rule_dump_test.ts",
+    ],
     tier: "unit",
   },
   {
@@ -78,7 +84,10 @@ export const TARGETS: readonly MutationTarget[] = [
   },
   {
     file: "src/controller/agent_status.ts",
-    tests: ["src/controller/agent_status_test.ts", "src/controller/agent_tally_test.ts"],
+    tests: [
+      "src/controller/agent_status_test.ts",
+      "src/controller/agent_tally_test.ts",
+    ],
     tier: "unit",
   },
   {
