@@ -443,3 +443,323 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
   upgraded.stop.abort();
   await upgraded.running;
 });
+
+const converged = (at: string) => ({
+  type: "Converged",
+  status: "True" as const,
+  reason: "RulesApplied",
+  message: "",
+  lastTransitionTime: at,
+});
+
+Deno.test("nodeStatus() cuts a failed rule's text only beyond its limit", () => {
+  const exact = "r".repeat(256);
+  const long = "s".repeat(257);
+  const status = nodeStatus(undefined, {
+    ...failing,
+    failed: [{ rule: exact, error: "e" }, { rule: long, error: "e" }],
+  }, { now: T1, ...OPTIONS });
+  assert.deepEqual(status.failedRules?.map((f) => f.rule), [exact, `${"s".repeat(255)}…`]);
+});
+
+Deno.test("nodeStatus() reads convergence from the Converged condition among others", () => {
+  const other = { ...converged(T1), type: "Draining", status: "False" as const };
+  const still = nodeStatus(
+    { desiredRules: 3, appliedRules: 3, lastConvergedTime: T1, conditions: [other, converged(T1)] },
+    report(),
+    { now: T2, ...OPTIONS },
+  );
+  assert.equal(still.lastConvergedTime, T1, "converged before, same counts: the time stays");
+  const otherTrue = { ...other, status: "True" as const };
+  const notConverged = { ...converged(T1), status: "False" as const };
+  for (
+    const previous of [
+      {
+        desiredRules: 3,
+        appliedRules: 3,
+        lastConvergedTime: T1,
+        conditions: [otherTrue, notConverged],
+      },
+      { desiredRules: 3, appliedRules: 3, lastConvergedTime: T1 }, // no conditions yet
+    ]
+  ) {
+    assert.equal(nodeStatus(previous, report(), { now: T2, ...OPTIONS }).lastConvergedTime, T2);
+  }
+});
+
+Deno.test("nodeStatus() moves lastConvergedTime when either count changes while converged", () => {
+  const previous = (desiredRules: number, appliedRules: number) => ({
+    desiredRules,
+    appliedRules,
+    lastConvergedTime: T1,
+    conditions: [converged(T1)],
+  });
+  for (const [d, a] of [[3, 2], [2, 3]] as const) {
+    assert.equal(
+      nodeStatus(previous(d, a), report(), { now: T2, ...OPTIONS }).lastConvergedTime,
+      T2,
+    );
+  }
+  assert.equal(nodeStatus(previous(3, 3), report(), { now: T2, ...OPTIONS }).lastConvergedTime, T1);
+});
+
+Deno.test("nodeStatus() words drains and failures, and a report with an error never moves lastConvergedTime", () => {
+  const condition = (r: NodeReport) => {
+    const [c] = nodeStatus(undefined, r, { now: T1, ...OPTIONS }).conditions ?? [];
+    return [c?.status, c?.reason, c?.message];
+  };
+  assert.deepEqual(condition(report({ desired: 0, applied: 0, draining: true })), [
+    "True",
+    "Drained",
+    "The node was drained: the agent removed its rules",
+  ]);
+  assert.deepEqual(
+    condition({ ...failing, converged: false, draining: true }),
+    ["False", "DrainFailed", "The node was drained, but 1 rule(s) could not be removed"],
+  );
+  assert.deepEqual(condition(failing), [
+    "False",
+    "RulesFailed",
+    "1 rule(s) failed; 2 of 3 desired rule(s) are in the kernel",
+  ]);
+  const withError = nodeStatus(undefined, report({ error: "dump failed" }), {
+    now: T1,
+    ...OPTIONS,
+  });
+  assert.equal("lastConvergedTime" in withError, false);
+  assert.equal(
+    "lastConvergedTime" in nodeStatus(undefined, failing, { now: T1, ...OPTIONS }),
+    false,
+  );
+});
+
+Deno.test("sameNodeStatus() sees each field, and absent lists equal empty ones", () => {
+  const base = nodeStatus(undefined, report(), { now: T1, ...OPTIONS });
+  assert.equal(sameNodeStatus(base, { ...base }), true);
+  assert.equal(
+    sameNodeStatus({ ...base, failedRules: [] }, { ...base, failedRules: undefined as never }),
+    true,
+  );
+  const noConditions = { ...base, conditions: [] };
+  assert.equal(sameNodeStatus(noConditions, { ...base, conditions: undefined as never }), true);
+  for (
+    const change of [
+      { desiredRules: 4 },
+      { appliedRules: 2 },
+      { failedCount: 1 },
+      { draining: true as const },
+      { lastConvergedTime: undefined as never },
+      { protocol: 7 },
+    ]
+  ) {
+    assert.equal(sameNodeStatus(base, { ...base, ...change }), false, JSON.stringify(change));
+  }
+});
+
+Deno.test("urgentChange() reads the Converged condition among others, and missing fields as empty", () => {
+  const status = (extra: Partial<IPRuleNodeStateStatus>): IPRuleNodeStateStatus => ({
+    desiredRules: 3,
+    appliedRules: 3,
+    agentVersion: "1.2.3",
+    protocol: 201,
+    ...extra,
+  });
+  const other = { ...converged(T1), type: "Draining", status: "True" as const };
+  const notConverged = { ...converged(T1), status: "False" as const, reason: "RulesFailed" };
+  assert.equal(urgentChange(status({}), status({ conditions: [] })), false);
+  assert.equal(
+    urgentChange(
+      status({ conditions: [other, converged(T1)] }),
+      status({ conditions: [other, notConverged] }),
+    ),
+    true,
+  );
+  assert.equal(
+    urgentChange(status({}), status({ failedCount: 0, failedRules: [] })),
+    false,
+  );
+  const failedA = status({ failedCount: 1, failedRules: [{ rule: "from 10.0.0.1", error: "x" }] });
+  const failedB = status({ failedCount: 1, failedRules: [{ rule: "from 10.0.0.2", error: "x" }] });
+  assert.equal(urgentChange(failedA, failedB), true, "another rule fails");
+  assert.equal(urgentChange(status({ draining: true }), status({})), true, "a new agent clears it");
+  assert.equal(urgentChange(status({}), status({ protocol: 7 })), true);
+});
+
+/** The writer's API over memory objects, counting reads and creates, with a log. */
+function countedApi(node: { uid?: string } | "missing" | ApiError = { uid: "uid-1" }) {
+  const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
+  const counts = { gets: 0, creates: 0 };
+  const logs: Record<string, unknown>[] = [];
+  const api: NodeStateApi = {
+    nodes: {
+      get: () => {
+        if (node instanceof ApiError) return Promise.reject(node);
+        if (node === "missing") return Promise.resolve(undefined);
+        return Promise.resolve({ name: "n1", labels: {}, ...node });
+      },
+    },
+    nodeStates: {
+      get: (name) => (counts.gets++, nodeStates.get(name)),
+      create: (object) => (counts.creates++, nodeStates.create(object)),
+      mergePatch: (name, patch, options) => nodeStates.mergePatch(name, patch, options),
+    },
+  };
+  const clock = new ManualClock();
+  const writer = new NodeStateWriter(api, {
+    nodeName: "n1",
+    ...OPTIONS,
+    log: new Logger({ level: "debug", sink: (line) => logs.push(JSON.parse(line)) }),
+    now: () => Date.parse(T1),
+    timer: clock,
+  });
+  const line = (msg: string) => logs.find((l) => l.msg === msg);
+  return { nodeStates, counts, logs, line, writer, clock };
+}
+
+Deno.test("NodeStateWriter creates its object with its spec, counts and logs each write", async () => {
+  const { nodeStates, counts, line, writer } = countedApi();
+  assert.equal(writer.pending, false);
+  assert.equal(await writer.write(report()), true);
+  const raw = nodeStates.raw("n1") as { spec?: unknown; metadata: Record<string, unknown> };
+  assert.deepEqual(raw.spec, { nodeName: "n1" });
+  assert.equal(writer.writes, 2, "create and status");
+  assert.deepEqual(counts, { gets: 1, creates: 1 });
+  assert.deepEqual(
+    [line("IPRuleNodeState created")?.level, line("IPRuleNodeState created")?.owner],
+    ["info", "Node/n1"],
+  );
+  const updated = line("IPRuleNodeState status updated");
+  assert.deepEqual(
+    [updated?.level, updated?.iprulenodestate, updated?.desired, updated?.applied, updated?.failed],
+    ["debug", "n1", 3, 3, 0],
+  );
+  // The object exists now: the next write reads and creates nothing.
+  assert.equal(await writer.write(report({ desired: 4, applied: 4 })), true);
+  assert.deepEqual(counts, { gets: 1, creates: 1 });
+  assert.equal(writer.writes, 3);
+});
+
+Deno.test("NodeStateWriter creates its object without an owner when the Node is missing, has no uid or is forbidden", async () => {
+  const cases: [Parameters<typeof countedApi>[0], string][] = [
+    ["missing", "Node not found; IPRuleNodeState created without owner"],
+    [{}, "Node not found; IPRuleNodeState created without owner"],
+    [
+      new ApiError("GET", "/api/v1/nodes/n1", 403, "Forbidden", "no"),
+      "Node unreadable; IPRuleNodeState created without owner",
+    ],
+    [
+      new ApiError("GET", "/api/v1/nodes/n1", 401, "Unauthorized", "no"),
+      "Node unreadable; IPRuleNodeState created without owner",
+    ],
+  ];
+  for (const [node, msg] of cases) {
+    const { nodeStates, line, writer } = countedApi(node);
+    assert.equal(await writer.write(report()), true, msg);
+    const meta = (nodeStates.raw("n1") as { metadata: Record<string, unknown> }).metadata;
+    assert.equal("ownerReferences" in meta, false, msg);
+    assert.deepEqual([line(msg)?.level, line(msg)?.node], ["warn", "n1"], msg);
+    assert.equal(line("IPRuleNodeState created")?.owner, "none");
+  }
+});
+
+Deno.test("NodeStateWriter uses the object another agent created meanwhile, and gives up when it is gone again", async () => {
+  const conflict = new ApiError("POST", "/x", 409, "AlreadyExists", "exists");
+  const existing = { metadata: { name: "n1" }, spec: { nodeName: "n1" } };
+  let gets = 0;
+  const api = (second: unknown, createError: ApiError): NodeStateApi => ({
+    nodes: { get: () => Promise.resolve({ name: "n1", uid: "u", labels: {} }) },
+    nodeStates: {
+      get: () =>
+        Promise.resolve((gets++ === 0 ? undefined : second) as IPRuleNodeState | undefined),
+      create: () => Promise.reject(createError),
+      mergePatch: (_n, patch) =>
+        Promise.resolve({ ...existing, ...(patch as object) } as IPRuleNodeState),
+    },
+  });
+  const log = new Logger({ sink: () => {} });
+  const raced = new NodeStateWriter(api(existing, conflict), { nodeName: "n1", ...OPTIONS, log });
+  assert.equal(await raced.write(report()), true);
+  assert.equal(raced.writes, 1, "the status only: it created nothing");
+  gets = 0;
+  const gone = new NodeStateWriter(api(undefined, conflict), { nodeName: "n1", ...OPTIONS, log });
+  await assert.rejects(gone.write(report()), (e: unknown) => e === conflict);
+  gets = 0;
+  const denied = new ApiError("POST", "/x", 403, "Forbidden", "no");
+  const refused = new NodeStateWriter(api(existing, denied), { nodeName: "n1", ...OPTIONS, log });
+  await assert.rejects(refused.write(report()), (e: unknown) => e === denied);
+});
+
+Deno.test("NodeStateWriter keeps the times of the object it finds (an earlier agent's)", async () => {
+  const { nodeStates, writer } = countedApi();
+  nodeStates.put({
+    metadata: { name: "n1" },
+    spec: { nodeName: "n1" },
+    status: {
+      desiredRules: 3,
+      appliedRules: 3,
+      lastConvergedTime: T1,
+      conditions: [converged(T1)],
+    },
+  });
+  writer.update(report()); // before the object was read
+  assert.equal(writer.pending, true);
+  assert.equal(await writer.write(report({ failed: [], converged: true })), true); // the version is new
+  assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).lastConvergedTime, T1);
+  assert.equal(writer.pending, false);
+});
+
+Deno.test("NodeStateWriter recreates its object when someone deleted it", async () => {
+  const { nodeStates, writer } = countedApi();
+  assert.equal(await writer.write(report()), true);
+  nodeStates.objects.clear();
+  await assert.rejects(writer.write(report({ desired: 4, applied: 4 })), /404/);
+  assert.equal(await writer.write(report({ desired: 5, applied: 5 })), true);
+  assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).desiredRules, 5);
+});
+
+Deno.test("NodeStateWriter.run() waits for a report before it reads or creates anything", async () => {
+  const { nodeStates, counts, writer } = countedApi();
+  const stop = new AbortController();
+  const running = writer.run(stop.signal);
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(counts, { gets: 0, creates: 0 });
+  const written = new Promise<void>((
+    resolve,
+  ) => (nodeStates.onWrite = (w) => w.subresource === "status" && resolve()));
+  writer.update(report());
+  await written;
+  stop.abort();
+  await running;
+  assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).desiredRules, 3);
+});
+
+Deno.test("NodeStateWriter.run() retries failed writes with growing backoff, logged, and recreates a deleted object", async () => {
+  const { nodeStates, logs, writer, clock } = countedApi();
+  await writer.write(report());
+  const unavailable = new ApiError("PATCH", "/x", 503, "ServiceUnavailable", "busy");
+  let failures = 2;
+  nodeStates.fail = (w) => (w.subresource === "status" && failures-- > 0 ? unavailable : undefined);
+  const stop = new AbortController();
+  const running = writer.run(stop.signal);
+  writer.update(report({ desired: 0, applied: 0 })); // urgent: a drain finished
+  const warnings = () => logs.filter((l) => l.msg === "IPRuleNodeState write failed");
+  while (warnings().length < 2 || clock.nextWake === undefined) await clock.advance(100);
+  const [first, second] = warnings().map((l) => l.delayMs as number);
+  assert.ok(first! >= 125 && first! <= 250, `first retry after ${first} ms`);
+  assert.ok(second! >= 250 && second! <= 500, `second retry after ${second} ms`);
+  assert.equal(warnings()[0]?.iprulenodestate, "n1");
+  await clock.advance(1000);
+  assert.equal((nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).desiredRules, 0);
+  // Deleted behind its back: the next write meets 404, and the retry creates it again.
+  nodeStates.objects.clear();
+  writer.update(report({ desired: 2, applied: 2 }));
+  for (let i = 0; i < 10 && nodeStates.raw("n1")?.status === undefined; i++) {
+    await clock.advance(30_000);
+  }
+  assert.equal(
+    (nodeStates.raw("n1")?.status as IPRuleNodeStateStatus | undefined)?.desiredRules,
+    2,
+  );
+  stop.abort();
+  await running;
+});

@@ -406,4 +406,112 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     replacement: "true",
     why: "Adding 0 to the counters changes no value.",
   },
+  // src/agent/node_state.ts
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "OptionalChaining",
+    line: "previous?.appliedRules !== report.applied;",
+    replacement: "previous.appliedRules",
+    why:
+      "Without a previous status the desiredRules comparison is already true: the || never reads appliedRules.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "StringLiteral",
+    line:
+      '(s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: "" }));',
+    replacement: '"Stryker was here!"',
+    why:
+      "Both statuses get the same placeholder time: only the text differs, never the comparison.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "StringLiteral",
+    line:
+      '`${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\\n")}`;',
+    replacement: '""',
+    why:
+      "Failed rule texts all start with `from ` or `not from `: joined without a separator two lists still only read the same when they are.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ConditionalExpression",
+    line: "if (!this.#exists) await this.#ensure();",
+    replacement: "true",
+    why:
+      "An extra read of the object before each write: the same status results.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ObjectLiteral",
+    line: 'either.addEventListener("abort", () => resolve(), { once: true })',
+    replacement: "{}",
+    why: "An AbortSignal fires abort at most once.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "BooleanLiteral",
+    line: 'either.addEventListener("abort", () => resolve(), { once: true })',
+    replacement: "false",
+    why: "An AbortSignal fires abort at most once.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "BlockStatement",
+    line: "} finally {",
+    replacement: "{}",
+    why: "A stale wake aborts a controller nobody listens to any more.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ArrayDeclaration",
+    line:
+      "status: { ...next, failedRules: next.failedRules ?? [], draining: next.draining ?? null },",
+    replacement: '["Stryker was here"]',
+    why: "nodeStatus() always sets failedRules: the fallback is never used.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    replacement: "false",
+    why:
+      "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    replacement: "true",
+    why:
+      "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "LogicalOperator",
+    line:
+      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    replacement: "error instanceof ApiError || error.status === 404",
+    why:
+      "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    replacement: "true",
+    why:
+      "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "BooleanLiteral",
+    line: "this.#exists = true;",
+    replacement: "false",
+    why:
+      "Each write then re-reads the object first: an extra read, the same status.",
+  },
 ];
