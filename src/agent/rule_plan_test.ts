@@ -335,6 +335,11 @@ Deno.test("planIsEmpty() is true only for a plan that changes nothing", () => {
   assert.equal(planIsEmpty({ ...none, delete: [kernel("10.96.1.1")] }), false);
   const removal = { rule: kernel("10.96.1.1", { protocol: 0 }), reason: "leftover" as const };
   assert.equal(planIsEmpty({ ...none, adoption: { ...adoption, remove: [removal] } }), false);
+  const adopted = { rule: rule("10.96.1.2"), replaces: kernel("10.96.1.2", { protocol: 0 }) };
+  assert.equal(
+    planIsEmpty({ ...none, adoption: { ...adoption, adopt: [adopted], remove: [removal] } }),
+    false,
+  );
 });
 
 Deno.test("sameRule() compares family, source, prefix length, table and priority, not the protocol", () => {

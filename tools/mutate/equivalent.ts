@@ -514,4 +514,101 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "Each write then re-reads the object first: an extra read, the same status.",
   },
+  // ffi/rule_dump.ts
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "ArithmeticOperator",
+    line: "const INITIAL_BYTES = 2 * DUMP_DATAGRAM_MAX;",
+    replacement: "2 / DUMP_DATAGRAM_MAX",
+    why:
+      "Only the first capacity changes: space() grows the buffer to what each receive needs (allocation, not behaviour).",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "EqualityOperator",
+    line:
+      "for (let i = 0; i < own.length; i++) if (own[i] !== words[i]) return false;",
+    replacement: "i <= own.length",
+    why:
+      "Both arrays have the same length here: one step past the end compares undefined with undefined.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "ObjectLiteral",
+    line:
+      "readonly #header: MessageHeader = { offset: 0, length: 0, type: 0, flags: 0, seq: 0, pid: 0 };",
+    replacement: "{}",
+    why:
+      "Every field of the shared header that a decoder reads is set before each use.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "EqualityOperator",
+    line: "if (this.#bytes.length - this.#length < DUMP_DATAGRAM_MAX) {",
+    replacement: "this.#bytes.length - this.#length <= DUMP_DATAGRAM_MAX",
+    why:
+      "Grows at exactly DUMP_DATAGRAM_MAX free bytes too: allocation, not behaviour.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "MethodExpression",
+    line: "Math.max(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX),",
+    replacement:
+      "Math.min(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX)",
+    why:
+      "Since the buffer holds at least DUMP_DATAGRAM_MAX bytes, the smaller size is length + DUMP_DATAGRAM_MAX: still room for a datagram (it grows more often).",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "ArithmeticOperator",
+    line: "Math.max(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX),",
+    replacement: "this.#bytes.length / 2",
+    why:
+      "The other term (length + DUMP_DATAGRAM_MAX) is then the larger: still room for a datagram.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "ArithmeticOperator",
+    line: "Math.max(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX),",
+    replacement: "this.#length - DUMP_DATAGRAM_MAX",
+    why:
+      "Twice a buffer of at least DUMP_DATAGRAM_MAX bytes with less than that free exceeds length + DUMP_DATAGRAM_MAX: the same size.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "ConditionalExpression",
+    line: "if (write !== at) this.#bytes.copyWithin(write, at, at + size);",
+    replacement: "true",
+    why: "copyWithin() onto itself changes nothing.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "BooleanLiteral",
+    line: "view.setUint32(write + 8, 0, true);",
+    replacement: "false",
+    why: "Writes zero: the same bytes in either byte order.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "BooleanLiteral",
+    line: "view.setUint32(write + 12, 0, true);",
+    replacement: "false",
+    why: "Writes zero: the same bytes in either byte order.",
+  },
+  {
+    file: "ffi/rule_dump.ts",
+    mutator: "ConditionalExpression",
+    line: "if (image.byteLength !== this.#length) return false;",
+    replacement: "false",
+    why: "RuleListImage.sameAs() compares the lengths itself.",
+  },
+  // src/agent/adoption.ts
+  {
+    file: "src/agent/adoption.ts",
+    mutator: "ConditionalExpression",
+    line: "if (candidates.size === 0) return plan;",
+    replacement: "false",
+    why:
+      "A shortcut: with no candidate the loop below adds nothing to the plan.",
+  },
 ];

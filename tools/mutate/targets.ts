@@ -45,7 +45,7 @@ export const TARGETS: readonly MutationTarget[] = [
   },
   {
     file: "src/agent/adoption.ts",
-    tests: ["src/agent/adoption_test.ts"],
+    tests: ["src/agent/adoption_test.ts", "src/agent/rule_plan_test.ts"],
     tier: "unit",
   },
   {
