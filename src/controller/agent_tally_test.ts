@@ -272,3 +272,25 @@ Deno.test("AgentTally: a node state that arrives before its Node is kept for it"
   assert.deepEqual(tally.busyNodes, { count: 0, names: [] });
   assert.equal(tally.fleet.awaited, 0);
 });
+
+Deno.test("AgentTally: a toleration added to others changes the selection", () => {
+  const tally = new AgentTally();
+  const tolerate = (...keys: string[]) =>
+    agent({ tolerations: keys.map((key) => ({ key, operator: "Exists" as const })) });
+  tally.agent(tolerate("other"));
+  const taints = [{ key: "dedicated", value: "db", effect: "NoExecute" as const }];
+  tally.node("db", { name: "db", labels: LINUX, taints });
+  assert.equal(tally.fleet.awaited, 0);
+  assert.equal(tally.agent(tolerate("other", "dedicated")), true);
+  assert.equal(tally.fleet.awaited, 1);
+});
+
+Deno.test("AgentTally waits for a node its agent reports from, though a NoSchedule taint came since", () => {
+  const tally = new AgentTally();
+  tally.agent(agent());
+  const taints = [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" as const }];
+  tally.node("g", { name: "g", labels: LINUX, taints });
+  assert.equal(tally.fleet.awaited, 0);
+  tally.nodeState("g", state("g", { converged: false, rules: 1 }));
+  assert.deepEqual(tally.fleet, { awaited: 1, waiting: { count: 1, names: ["g"] } });
+});
