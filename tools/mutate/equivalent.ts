@@ -611,4 +611,21 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "A shortcut: with no candidate the loop below adds nothing to the plan.",
   },
+  // src/agent/rule_plan.ts
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (before !== undefined) {",
+    replacement: "true",
+    why:
+      "Without a former source the count read is NaN, and deleting the absent key changes nothing.",
+  },
+  {
+    file: "src/agent/rule_plan.ts",
+    mutator: "ConditionalExpression",
+    line: "if (after !== undefined) {",
+    replacement: "true",
+    why:
+      "Counts an `undefined` source, which no has(rule.src) asks for (sources are read only through has()).",
+  },
 ];
