@@ -409,6 +409,7 @@ function lines(logs: Record<string, unknown>[], msg: string): Record<string, unk
 
 Deno.test("NodeAgent logs and counts each reconcile: trigger, id, duration, changes", async () => {
   const { agent, table, clock, logs, metric } = setup();
+  clock.ms = 50_000;
   table.rules.push(kernelRule(spec("10.0.0.9")));
   table.onDump = () => (clock.ms += 1234.56); // the dump takes 1.23456 s
   agent.configChanged("a", config("10.0.0.1"));
@@ -485,11 +486,17 @@ Deno.test("NodeAgent logs a failed rule at info level though nothing changed", a
 
 Deno.test("NodeAgent restores with one add, logged and counted as a kernel repair", async () => {
   const { agent, table, clock, logs, metric } = await converged("10.0.0.1");
+  clock.ms = 7000;
+  const add = table.addRules.bind(table);
+  table.addRules = (rules) => {
+    clock.ms += 12.345; // the restore takes 12.345 ms
+    return add(rules);
+  };
   const [gone] = table.rules.splice(0, 1);
   agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
   await agent.settled();
   const line = lines(logs, "Drift repaired").at(-1);
-  assert.deepEqual([line?.restored, line?.trigger, line?.durationMs], [1, "kernel", 0]);
+  assert.deepEqual([line?.restored, line?.trigger, line?.durationMs], [1, "kernel", 12.3]);
   assert.match(String(line?.reconcileID), /^[0-9a-f]{8}$/);
   assert.equal(await metric('iprule_agent_rule_changes_total{op="add"'), 2);
   // A restore that fails (EEXIST) is counted as failed, then a full reconcile runs.
@@ -527,9 +534,11 @@ Deno.test("NodeAgent: a foreign delete right at the resync period, or after a la
   await agent.stop();
 });
 
-Deno.test("NodeAgent: a foreign delete with an own delete or a stray own rule pending runs a full reconcile", async () => {
-  // The foreign delete alone would be restored; the other event needs the dump.
+Deno.test("NodeAgent: a foreign delete with an own delete, a stray own rule or a config change pending runs a full reconcile", async () => {
+  // Events that arrive while a full reconcile runs (after its dump) are handled together by the
+  // next run: the foreign delete alone would be restored, the others need the dump.
   const ownDelete = await converged("10.0.0.1", "10.0.0.2");
+  ownDelete.agent.eventsLost(); // a full reconcile starts and dumps at once
   const [a, b] = ownDelete.table.rules.splice(0, 2);
   ownDelete.agent.kernelChanged({ type: "deleted", rule: a!, portId: 99 }, false);
   ownDelete.agent.kernelChanged({ type: "deleted", rule: b!, portId: 1 }, true);
@@ -538,6 +547,7 @@ Deno.test("NodeAgent: a foreign delete with an own delete or a stray own rule pe
   await ownDelete.agent.stop();
 
   const stray = await converged("10.0.0.1");
+  stray.agent.eventsLost();
   const [gone] = stray.table.rules.splice(0, 1);
   const extra = kernelRule(spec("10.0.0.5"));
   stray.table.rules.push(extra);
@@ -546,6 +556,15 @@ Deno.test("NodeAgent: a foreign delete with an own delete or a stray own rule pe
   await stray.agent.settled();
   assert.deepEqual(stray.owned(), ["10.0.0.1"]);
   await stray.agent.stop();
+
+  // A kernel run covers the config changes waiting for their debounce: it must be full.
+  const changed = await converged("10.0.0.1");
+  changed.agent.configChanged("c", config("10.0.0.3"));
+  const [deleted] = changed.table.rules.splice(0, 1);
+  changed.agent.kernelChanged({ type: "deleted", rule: deleted!, portId: 99 }, false);
+  await changed.agent.settled();
+  assert.deepEqual(changed.owned(), ["10.0.0.1", "10.0.0.3"]);
+  await changed.agent.stop();
 });
 
 Deno.test("NodeAgent: a foreign copy of a desired rule appearing, or an own rule with selectors going, restores nothing", async () => {
@@ -631,10 +650,11 @@ Deno.test("NodeAgent logs a source failure with its retry delay", () => {
 });
 
 Deno.test("NodeAgent dry run: plans once, changes no rule and reports nothing", async () => {
-  const { agent, table, status, owned } = setup({ dryRun: true });
+  const { agent, table, status, owned, metric } = setup({ dryRun: true });
   table.rules.push(kernelRule(spec("10.0.0.9")));
   agent.configChanged("a", config("10.0.0.1"));
   const result = await agent.reconcileOnce();
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="start"'), 1);
   assert.deepEqual(result.plan.add.map((r) => r.src), ["10.0.0.1"]);
   assert.deepEqual(result.plan.delete.map((r) => r.src), ["10.0.0.9"]);
   assert.deepEqual(owned(), ["10.0.0.9"]);

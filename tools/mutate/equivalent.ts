@@ -628,4 +628,47 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "Counts an `undefined` source, which no has(rule.src) asks for (sources are read only through has()).",
   },
+  // src/agent/node_agent.ts
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ConditionalExpression",
+    line: "this.#matterOptions = sources === undefined",
+    replacement: "false",
+    why:
+      "`sources: undefined` reads as no sources: changeMatters() asks `options.sources?.has(...) === true`.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ConditionalExpression",
+    line:
+      'trigger === "kernel" && !this.#fullNeeded && this.#repairs.size > 0 &&',
+    replacement: "true",
+    why:
+      'Every "kernel" request comes with a repair or a full run due, and a run consumes both: a kernel run without repairs has #fullNeeded set, and takes the full path either way.',
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "EqualityOperator",
+    line:
+      'trigger === "kernel" && !this.#fullNeeded && this.#repairs.size > 0 &&',
+    replacement: "this.#repairs.size >= 0",
+    why:
+      'Every "kernel" request comes with a repair or a full run due, and a run consumes both: a kernel run without repairs has #fullNeeded set, and takes the full path either way.',
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ConditionalExpression",
+    line:
+      'if (result.added) metrics.ruleChanges.inc({ op: "add" }, result.added);',
+    replacement: "true",
+    why: "Adding 0 to a counter changes nothing.",
+  },
+  {
+    file: "src/agent/node_agent.ts",
+    mutator: "ConditionalExpression",
+    line:
+      'if (result.deleted) metrics.ruleChanges.inc({ op: "delete" }, result.deleted);',
+    replacement: "true",
+    why: "Adding 0 to a counter changes nothing.",
+  },
 ];
