@@ -268,7 +268,6 @@ export class Informer<T> {
           this.#put(event.object);
         }
       }
-      if (stream.signal.aborted && !signal.aborted) throw silent();
     } catch (error: unknown) {
       // The watchdog's abort surfaces as the body read's AbortError: say why it was aborted.
       if (stream.signal.aborted && !signal.aborted) throw silent(error);
@@ -277,6 +276,8 @@ export class Informer<T> {
       clearTimeout(idle);
       signal.removeEventListener("abort", stop);
     }
+    // A stream that ends quietly on the watchdog's abort was silent too (no error to wrap).
+    if (stream.signal.aborted && !signal.aborted) throw silent();
   }
 
   /** Lists and watches until the signal aborts; never throws for API errors. */

@@ -238,7 +238,61 @@ Deno.test("Informer reports a watch dropped by its watchdog as silent, not as ab
   stop.abort();
   await running;
   assert.match(String(errors[0]), /Watch of ".*ipruleconfigs" was silent for 30 ms/);
+  assert.ok((errors[0] as Error).cause instanceof Error, "the abort it ended with");
   assert.equal(informer.healthy, false);
+});
+
+Deno.test("Informer reports a watch that ends quietly when its watchdog drops it as silent, without a cause", async () => {
+  const errors: unknown[] = [];
+  const client = {
+    request: () => Promise.resolve({ items: [], metadata: { resourceVersion: "1" } }),
+    // deno-lint-ignore require-yield
+    watch: async function* (_path: string, _query: unknown, signal: AbortSignal) {
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    },
+  } as unknown as KubeClient;
+  const informer = new Informer(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (raw) => raw,
+    idleTimeoutMs: 30,
+    backoff: { initialMs: 1000, factor: 2, maxMs: 1000 },
+    onError: (error) => errors.push(error),
+  });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
+  stop.abort();
+  await running;
+  assert.match(String(errors[0]), /was silent for 30 ms/);
+  assert.equal("cause" in (errors[0] as Error), false);
+  assert.equal(informer.healthy, false);
+});
+
+Deno.test("Informer reports no error for the watch its own stop ends", async () => {
+  const errors: unknown[] = [];
+  const opened = Promise.withResolvers<void>();
+  const client = {
+    request: () => Promise.resolve({ items: [], metadata: { resourceVersion: "1" } }),
+    // deno-lint-ignore require-yield
+    watch: async function* (_path: string, _query: unknown, signal: AbortSignal) {
+      opened.resolve();
+      await new Promise((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+      );
+    },
+  } as unknown as KubeClient;
+  const informer = new Informer(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (raw) => raw,
+    onError: (error) => errors.push(error),
+  });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await opened.promise;
+  stop.abort();
+  await running;
+  assert.deepEqual(errors, []);
+  assert.equal(informer.lastError, undefined);
 });
 
 /** A watch that yields `events`, then ends (as at the server-side timeout). */
@@ -423,31 +477,45 @@ Deno.test("Informer backs off on a watch error, resumes from the last version, a
 
 Deno.test("Informer retries a failed list with backoff and is synced only once a list succeeded", async () => {
   const last = silentWatch();
+  const watchMayOpen = Promise.withResolvers<void>();
   let lists = 0;
   const failure = new ApiError("GET", "/x", 503, "ServiceUnavailable", "try later");
   const client = {
     request: () =>
-      ++lists === 1
+      ++lists <= 2
         ? Promise.reject(failure)
         : Promise.resolve({ items: [raw("a", "1")], metadata: { resourceVersion: "3" } }),
-    watch: (_p: string, _q: unknown, signal: AbortSignal, onOpen?: () => void) =>
-      last.script(signal, onOpen),
+    watch: async function* (_p: string, _q: unknown, signal: AbortSignal, onOpen?: () => void) {
+      await watchMayOpen.promise; // the watch request is still on its way
+      yield* last.script(signal, onOpen);
+    },
   } as unknown as KubeClient;
   const states: unknown[] = [];
   const informer = newInformer(client, [], {
-    backoff: { initialMs: 20, factor: 2, maxMs: 20 },
-    onError: (error, delay) => states.push([error, delay > 0, informer.synced, informer.healthy]),
+    backoff: { initialMs: 20, factor: 2, maxMs: 1000 },
+    onError: (error, delay) => states.push([error, delay, informer.synced, informer.healthy]),
   });
   assert.equal(informer.healthy, false);
   const stop = new AbortController();
   const running = informer.run(stop.signal);
   await informer.whenSynced(stop.signal);
-  assert.deepEqual(states, [[failure, true, false, false]]);
+  const [first, second] = states as [unknown, number, boolean, boolean][];
+  assert.deepEqual([first?.[0], first?.[2], first?.[3], second?.[0], second?.[2]], [
+    failure,
+    false,
+    false,
+    failure,
+    false,
+  ]);
+  assert.ok(first![1] >= 10 && first![1] <= 20, `first retry after ${first![1]} ms`);
+  assert.ok(second![1] >= 20 && second![1] <= 40, `second retry after ${second![1]} ms`);
   assert.equal(informer.synced, true);
+  // Healthy once the list succeeded, before the watch opened.
   assert.equal(informer.healthy, true);
   assert.equal(informer.lastError, undefined);
-  assert.equal(lists, 2);
+  assert.equal(lists, 3);
   assert.deepEqual([...informer.store.keys()], ["a"]);
+  watchMayOpen.resolve();
   await last.opened;
   stop.abort();
   await running;
@@ -508,4 +576,107 @@ Deno.test("Informer drops an object that no longer narrows and reports it", asyn
   assert.equal(informer.store.size, 0);
   stop.abort();
   await running;
+});
+
+Deno.test("objectKey() ignores a namespace that is no string", () => {
+  assert.equal(objectKey({ metadata: { name: "a", namespace: 5 } }), "a");
+});
+
+Deno.test("Informer.learn() ignores objects without a name or a string resourceVersion", () => {
+  const { client } = scriptedClient([], []);
+  const informer = newInformer(client, []);
+  for (
+    const obj of [
+      {},
+      { metadata: { name: "a" } },
+      { metadata: { name: "b", resourceVersion: 5 } },
+      { metadata: { resourceVersion: "1" } },
+    ]
+  ) {
+    informer.learn(obj as unknown as Raw);
+  }
+  assert.equal(informer.store.size, 0);
+});
+
+Deno.test("Informer works without any callback and skips listed objects without a name", async () => {
+  const last = silentWatch();
+  const { client, seen } = scriptedClient(
+    [
+      { items: [raw("a", "1"), { metadata: {} }, raw("bad", "2", "x")] }, // no resourceVersion
+      { items: [raw("b", "3")], metadata: { resourceVersion: "9" } },
+    ],
+    [
+      endingWatch(
+        { type: "DELETED", object: raw("a", "4") },
+        { type: "ERROR", object: { code: 500 } },
+      ),
+      endingWatch({ type: "ERROR", object: { code: 410 } }),
+      last.script,
+    ],
+  );
+  const informer = new Informer<Raw>(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (r) => {
+      if ((r as Raw).spec?.v === "x") throw new Error("invalid");
+      return r as Raw;
+    },
+    backoff: { initialMs: 1, factor: 1, maxMs: 1 },
+  });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await last.opened;
+  assert.deepEqual([...informer.store.keys()], ["b"]);
+  // The first list had no version: the first watch started from "" (any).
+  assert.deepEqual(seen.watches.map((q) => q.resourceVersion), ["", "4", "9"]);
+  stop.abort();
+  await running;
+});
+
+Deno.test("Informer waits the given backoff between watches that end at once", async () => {
+  const twenty = Promise.withResolvers<void>();
+  let watches = 0;
+  const client = {
+    request: () => Promise.resolve({ items: [], metadata: { resourceVersion: "1" } }),
+    // deno-lint-ignore require-yield
+    watch: async function* () {
+      if (++watches === 20) twenty.resolve();
+      await Promise.resolve();
+    },
+  } as unknown as KubeClient;
+  // 1 ms between them: twenty watches come quickly (the default backoff would take minutes).
+  const informer = newInformer(client, [], { backoff: { initialMs: 1, factor: 1, maxMs: 1 } });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await twenty.promise;
+  stop.abort();
+  await running;
+});
+
+Deno.test("Informer reopens a watch that ended without events after a second at once", async () => {
+  // Date.now() moves 1000 ms while each watch is open: not a quick end, so no backoff (a
+  // backoff of a minute would hang the test).
+  const realNow = Date.now;
+  let now = realNow();
+  Date.now = () => now;
+  try {
+    const last = silentWatch();
+    // deno-lint-ignore require-yield
+    const slow: WatchScript = async function* () {
+      await Promise.resolve();
+      now += 1000;
+    };
+    const { client, seen } = scriptedClient(
+      [{ items: [], metadata: { resourceVersion: "1" } }],
+      [slow, slow, last.script],
+    );
+    const informer = newInformer(client, []);
+    const stop = new AbortController();
+    const running = informer.run(stop.signal);
+    await last.opened;
+    assert.equal(seen.watches.length, 3);
+    stop.abort();
+    await running;
+  } finally {
+    Date.now = realNow;
+  }
 });

@@ -671,4 +671,185 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     replacement: "true",
     why: "Adding 0 to a counter changes nothing.",
   },
+  // src/k8s/informer.ts
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "StringLiteral",
+    line: 'signal?.removeEventListener("abort", done);',
+    replacement: '""',
+    why:
+      "The listener left on the caller's signal resolves an already resolved promise: no effect.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ObjectLiteral",
+    line: 'signal?.addEventListener("abort", done, { once: true });',
+    replacement: "{}",
+    why:
+      "An AbortSignal fires abort at most once, and done() removes the listener.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "BooleanLiteral",
+    line: 'signal?.addEventListener("abort", done, { once: true });',
+    replacement: "false",
+    why:
+      "An AbortSignal fires abort at most once, and done() removes the listener.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "return resourcePath(resource, namespace === undefined ? {} : { namespace });",
+    replacement: "false",
+    why: "resourcePath() treats `namespace: undefined` as no namespace.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "const own = rv === undefined ? undefined : this.#ownVersions.get(key);",
+    replacement: "false",
+    why: "indexOf(undefined) on a list of version strings is -1 as well.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ArithmeticOperator",
+    line: "own!.splice(0, at + 1);",
+    replacement: "at - 1",
+    why:
+      "Own versions left in the list are older than any later event's version (versions only grow): no event matches them again.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: "if (own!.length === 0) this.#ownVersions.delete(key);",
+    replacement: "false",
+    why:
+      "Dropping or keeping an emptied list changes no lookup: an empty list matches nothing, a later own version of the object is in the cache's version check anyway.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: "if (own!.length === 0) this.#ownVersions.delete(key);",
+    replacement: "true",
+    why:
+      "Dropping or keeping an emptied list changes no lookup: an empty list matches nothing, a later own version of the object is in the cache's version check anyway.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "EqualityOperator",
+    line: "if (own!.length === 0) this.#ownVersions.delete(key);",
+    replacement: "own!.length !== 0",
+    why:
+      "Dropping or keeping an emptied list changes no lookup: an empty list matches nothing, a later own version of the object is in the cache's version check anyway.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: "if (rv !== undefined) this.#versions.set(key, rv);",
+    replacement: "true",
+    why:
+      "A version recorded as undefined never equals a string version: the same as none.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ArrayDeclaration",
+    line: "const items = Array.isArray(page.items) ? page.items : [];",
+    replacement: '["Stryker was here"]',
+    why: "A string item has no name and is skipped.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: "if (key !== undefined) seen.add(key);",
+    replacement: "true",
+    why: "Adding undefined to the seen keys changes no lookup of a string key.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ArrayDeclaration",
+    line:
+      "for (const key of [...this.#versions.keys()]) if (!seen.has(key)) this.#versions.delete(key);",
+    replacement: "[]",
+    why:
+      "Every removal from the store also removes the version: the versions of unseen keys are already gone.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "for (const key of [...this.#versions.keys()]) if (!seen.has(key)) this.#versions.delete(key);",
+    replacement: "false",
+    why:
+      "Every removal from the store also removes the version: the versions of unseen keys are already gone.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ObjectLiteral",
+    line: 'signal.addEventListener("abort", stop, { once: true });',
+    replacement: "{}",
+    why:
+      "An AbortSignal fires abort at most once, and the listener is removed when the watch ends.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "BooleanLiteral",
+    line: 'signal.addEventListener("abort", stop, { once: true });',
+    replacement: "false",
+    why:
+      "An AbortSignal fires abort at most once, and the listener is removed when the watch ends.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "UpdateOperator",
+    line: "this.#watchEvents++;",
+    replacement: "this.#watchEvents--",
+    why:
+      "Only whether the count changed during a watch is read: counting down changes it too.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "BooleanLiteral",
+    line: "this.#healthy = true;",
+    replacement: "false",
+    why: "The client's onOpen set it when the stream opened, before any event.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: 'if (event.type === "BOOKMARK") continue;',
+    replacement: "false",
+    why: "A bookmark's object has no name: #put() skips it.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "StringLiteral",
+    line: 'if (event.type === "BOOKMARK") continue;',
+    replacement: '""',
+    why: "A bookmark's object has no name: #put() skips it.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: "if (key !== undefined) this.#remove(key);",
+    replacement: "true",
+    why: "Removing an undefined key finds nothing to remove.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "StringLiteral",
+    line: 'signal.removeEventListener("abort", stop);',
+    replacement: '""',
+    why:
+      "Memory only: one listener per past watch stays on the run's signal, each aborting a finished stream when the run ends.",
+  },
+  {
+    file: "src/k8s/informer.ts",
+    mutator: "ConditionalExpression",
+    line: "if (!this.#synced) {",
+    replacement: "true",
+    why:
+      "The waiters were taken out the first time: calling the empty list again does nothing.",
+  },
 ];
