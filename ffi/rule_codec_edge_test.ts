@@ -483,3 +483,22 @@ Deno.test("decodeAck() reads a message without its NUL, an offset only from a wh
     message: 'Invalid length "9" of extended-ack attribute "1" at offset 36',
   });
 });
+
+Deno.test("decodeAck() takes an echoed bare header and an empty attribute as whole", () => {
+  const bare = message(NLMSG_ERROR, 0).subarray(0, 16);
+  assert.deepEqual(ack(NLMSG_ERROR, NLM_F_ACK_TLVS, u32(-22 >>> 0), bare), {
+    errno: 22,
+    extack: "",
+    attributeOffset: undefined,
+  });
+  assert.deepEqual(
+    ack(
+      NLMSG_ERROR,
+      NLM_F_ACK_TLVS | NLM_F_CAPPED,
+      u32(-22 >>> 0),
+      bare,
+      tlvs(attr(5, []), attr(NLMSGERR_ATTR_MSG, text("ok\0"))),
+    ),
+    { errno: 22, extack: "ok", attributeOffset: undefined },
+  );
+});

@@ -852,4 +852,14 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "The waiters were taken out the first time: calling the empty list again does nothing.",
   },
+  // ffi/rule_codec.ts
+  {
+    file: "ffi/rule_codec.ts",
+    mutator: "ConditionalExpression",
+    line:
+      'if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > max) {',
+    replacement: "false",
+    why:
+      "Number.isInteger() is false for every non-number: the check after it refuses them the same way.",
+  },
 ];
