@@ -862,4 +862,23 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "Number.isInteger() is false for every non-number: the check after it refuses them the same way.",
   },
+  // src/agent/node_state.ts
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ArrayDeclaration",
+    line:
+      '`${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\\n")}`;',
+    replacement: '["Stryker was here"]',
+    why:
+      'join() writes an undefined entry as "": the placeholder\'s missing rule reads as the empty list.',
+  },
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ConditionalExpression",
+    line:
+      "return wanted === undefined || sameNodeStatus(this.#current, wanted) ? undefined : wanted;",
+    replacement: "false",
+    why:
+      "The wanted status is undefined only before any report, and then the current one is too: sameNodeStatus(undefined, ...) is false and the result undefined either way.",
+  },
 ];
