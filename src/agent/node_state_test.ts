@@ -15,11 +15,7 @@ import {
   urgentChange,
 } from "./node_state.ts";
 import { ManualClock } from "../../tests/support/manual_clock.ts";
-import {
-  DEFAULT_JITTER,
-  jitteredInterval,
-  URGENT_FLOOR_MS,
-} from "../write_pacer.ts";
+import { DEFAULT_JITTER, jitteredInterval, URGENT_FLOOR_MS } from "../write_pacer.ts";
 
 const T0 = "2025-12-31T00:00:00Z";
 const T1 = "2026-01-01T00:00:00Z";
@@ -365,10 +361,8 @@ function pacedWriter(intervalMs = 10_000, random = () => 0.5) {
   });
   const stop = new AbortController();
   const running = writer.run(stop.signal);
-  const statusWrites = () =>
-    nodeStates.writes.filter((w) => w.subresource === "status");
-  const status = () =>
-    nodeStates.raw("n1")?.status as IPRuleNodeStateStatus | undefined;
+  const statusWrites = () => nodeStates.writes.filter((w) => w.subresource === "status");
+  const status = () => nodeStates.raw("n1")?.status as IPRuleNodeStateStatus | undefined;
   return {
     clock,
     writer,
@@ -507,8 +501,7 @@ Deno.test("NodeStateWriter: a restarted agent's count change waits; a new versio
     const stop = new AbortController();
     return { clock, writer, stop, running: writer.run(stop.signal) };
   };
-  const writes = () =>
-    nodeStates.writes.filter((w) => w.subresource === "status").length;
+  const writes = () => nodeStates.writes.filter((w) => w.subresource === "status").length;
   const first = start("1.2.3");
   first.writer.update(report({ desired: 5, applied: 5 }));
   await first.clock.advance(0);
@@ -762,8 +755,7 @@ function countedApi(
     nodeStates: {
       get: (name) => (counts.gets++, nodeStates.get(name)),
       create: (object) => (counts.creates++, nodeStates.create(object)),
-      mergePatch: (name, patch, options) =>
-        nodeStates.mergePatch(name, patch, options),
+      mergePatch: (name, patch, options) => nodeStates.mergePatch(name, patch, options),
     },
   };
   const clock = new ManualClock();
@@ -832,8 +824,7 @@ Deno.test("NodeStateWriter creates its object without an owner when the Node is 
   for (const [node, msg] of cases) {
     const { nodeStates, line, writer } = countedApi(node);
     assert.equal(await writer.write(report()), true, msg);
-    const meta =
-      (nodeStates.raw("n1") as { metadata: Record<string, unknown> }).metadata;
+    const meta = (nodeStates.raw("n1") as { metadata: Record<string, unknown> }).metadata;
     assert.equal("ownerReferences" in meta, false, msg);
     assert.deepEqual([line(msg)?.level, line(msg)?.node], ["warn", "n1"], msg);
     assert.equal(line("IPRuleNodeState created")?.owner, "none");
@@ -957,8 +948,7 @@ Deno.test("NodeStateWriter.run() retries failed writes with growing backoff, log
   const stop = new AbortController();
   const running = writer.run(stop.signal);
   writer.update(report({ desired: 0, applied: 0 })); // urgent: a drain finished
-  const warnings = () =>
-    logs.filter((l) => l.msg === "IPRuleNodeState write failed");
+  const warnings = () => logs.filter((l) => l.msg === "IPRuleNodeState write failed");
   while (warnings().length < 2 || clock.nextWake === undefined) {
     await clock.advance(100);
   }
