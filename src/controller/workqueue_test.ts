@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { WorkQueue } from "./workqueue.ts";
+import { trackTimers } from "../../tests/support/timers.ts";
 
 Deno.test("WorkQueue processes a key queued many times once", async () => {
   const queue = new WorkQueue();
@@ -101,32 +102,6 @@ Deno.test("WorkQueue.addAfter(): a shorter delay replaces a longer pending one, 
   // It ran at all: with the first timer kept, it would have waited a minute (test timeout).
   assert.ok(ranAt >= 0 && ranAt < 30_000, `ran after ${ranAt} ms`);
 });
-
-/** Records the timers set through the global setTimeout that have neither fired nor been cleared. */
-function trackTimers(): { live: () => number; [Symbol.dispose]: () => void } {
-  const { setTimeout: realSet, clearTimeout: realClear } = globalThis;
-  const live = new Set<ReturnType<typeof setTimeout>>();
-  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-    const id = realSet(() => {
-      live.delete(id);
-      fn();
-    }, ms);
-    live.add(id);
-    return id;
-  }) as typeof setTimeout;
-  globalThis.clearTimeout = ((id?: ReturnType<typeof setTimeout>) => {
-    if (id !== undefined) live.delete(id);
-    realClear(id);
-  }) as typeof clearTimeout;
-  return {
-    live: () => live.size,
-    [Symbol.dispose]: () => {
-      for (const id of live) realClear(id);
-      globalThis.setTimeout = realSet;
-      globalThis.clearTimeout = realClear;
-    },
-  };
-}
 
 Deno.test("WorkQueue.addAfter(): a replaced delay and a closed queue leave no timer behind", () => {
   using timers = trackTimers();

@@ -8,6 +8,7 @@ import {
   watchIdleTimeoutMs,
 } from "./informer.ts";
 import { RESOURCES } from "./resources.ts";
+import { trackTimers } from "../../tests/support/timers.ts";
 
 /** A client whose list is empty and whose watches end at once, empty (as behind some proxies). */
 function emptyWatchClient() {
@@ -110,9 +111,11 @@ function scriptedClient(lists: object[], watches: WatchScript[]) {
     lists: [] as Record<string, unknown>[],
     watches: [] as Record<string, unknown>[],
     paths: [] as string[],
+    methods: [] as string[],
   };
   const client = {
-    request: (_method: string, path: string, options: { query: Record<string, unknown> }) => {
+    request: (method: string, path: string, options: { query: Record<string, unknown> }) => {
+      seen.methods.push(method);
       seen.paths.push(path);
       seen.lists.push(options.query);
       const page = lists[Math.min(seen.lists.length, lists.length) - 1];
@@ -355,6 +358,7 @@ Deno.test("Informer lists every page with its selectors, then watches from the l
     { ...selectors, resourceVersion: "7", allowWatchBookmarks: true, timeoutSeconds: 12 },
   ]);
   assert.deepEqual(new Set(seen.paths), new Set(["/api/v1/namespaces/team%20a/services"]));
+  assert.deepEqual(seen.methods, ["GET", "GET"]);
   assert.deepEqual(log, ["x", "y", "z"]);
   assert.deepEqual([...informer.store.keys()], ["x", "y", "z"]);
   stop.abort();
@@ -591,6 +595,7 @@ Deno.test("Informer.learn() ignores objects without a name or a string resourceV
       { metadata: { name: "a" } },
       { metadata: { name: "b", resourceVersion: 5 } },
       { metadata: { resourceVersion: "1" } },
+      null,
     ]
   ) {
     informer.learn(obj as unknown as Raw);
@@ -679,4 +684,57 @@ Deno.test("Informer reopens a watch that ended without events after a second at 
   } finally {
     Date.now = realNow;
   }
+});
+
+Deno.test("Informer skips a listed object without a name, and removes without an onChange", async () => {
+  // A watch that never calls onOpen: only its events make the informer healthy.
+  // deno-lint-ignore require-yield
+  const quiet: WatchScript = async function* (signal) {
+    await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+  };
+  const { client, seen } = scriptedClient(
+    [{
+      items: [raw("a", "1"), { metadata: { resourceVersion: "1" } }],
+      metadata: { resourceVersion: "5" },
+    }],
+    [
+      endingWatch(
+        { type: "ADDED", object: { metadata: { resourceVersion: "5" } } }, // no name: skipped
+        { type: "DELETED", object: raw("a", "6") },
+      ),
+      quiet,
+    ],
+  );
+  const informer = new Informer<Raw>(client, {
+    resource: RESOURCES.ipRuleConfigs,
+    narrow: (r) => r as Raw,
+  });
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await informer.whenSynced();
+  assert.deepEqual([...informer.store.keys()], ["a"]);
+  while (seen.watches.length < 2) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(informer.store.size, 0);
+  assert.equal(informer.lastError, undefined);
+  assert.equal(informer.healthy, true);
+  assert.deepEqual(seen.watches.map((q) => q.resourceVersion), ["5", "6"]);
+  stop.abort();
+  await running;
+});
+
+Deno.test("Informer leaves no timer behind: not of a finished watch, not once stopped", async () => {
+  using timers = trackTimers();
+  const last = silentWatch();
+  const { client } = scriptedClient(
+    [{ items: [], metadata: { resourceVersion: "1" } }],
+    [endingWatch({ type: "ADDED", object: raw("a", "2") }), last.script],
+  );
+  const informer = newInformer(client, []);
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  await last.opened;
+  assert.equal(timers.live(), 1, "the open watch's idle timer only");
+  stop.abort();
+  await running;
+  assert.equal(timers.live(), 0);
 });
