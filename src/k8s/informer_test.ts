@@ -216,17 +216,17 @@ Deno.test("watchIdleTimeoutMs() drops a watch silent past the API server's bookm
   assert.equal(watchIdleTimeoutMs(5), 35_000);
 });
 
-Deno.test("Informer reports a watch dropped by its watchdog as silent, not as aborted", async () => {
+/**
+ * Runs an informer whose watches are `watch` with a 30 ms watchdog until its first error; returns
+ * that error and the stopped informer.
+ */
+async function firstWatchdogError(
+  watch: (path: string, query: unknown, signal: AbortSignal) => AsyncGenerator<never>,
+) {
   const errors: unknown[] = [];
   const client = {
     request: () => Promise.resolve({ items: [], metadata: { resourceVersion: "1" } }),
-    // A stream that never delivers: its body read fails with the abort, as fetch's does.
-    // deno-lint-ignore require-yield
-    watch: async function* (_path: string, _query: unknown, signal: AbortSignal) {
-      await new Promise((_, reject) =>
-        signal.addEventListener("abort", () => reject(signal.reason), { once: true })
-      );
-    },
+    watch,
   } as unknown as KubeClient;
   const informer = new Informer(client, {
     resource: RESOURCES.ipRuleConfigs,
@@ -240,34 +240,29 @@ Deno.test("Informer reports a watch dropped by its watchdog as silent, not as ab
   while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
   stop.abort();
   await running;
-  assert.match(String(errors[0]), /Watch of ".*ipruleconfigs" was silent for 30 ms/);
-  assert.ok((errors[0] as Error).cause instanceof Error, "the abort it ended with");
+  return { error: errors[0] as Error, informer };
+}
+
+Deno.test("Informer reports a watch dropped by its watchdog as silent, not as aborted", async () => {
+  // A stream that never delivers: its body read fails with the abort, as fetch's does.
+  // deno-lint-ignore require-yield
+  const { error, informer } = await firstWatchdogError(async function* (_path, _query, signal) {
+    await new Promise((_, reject) =>
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+    );
+  });
+  assert.match(String(error), /Watch of ".*ipruleconfigs" was silent for 30 ms/);
+  assert.ok(error.cause instanceof Error, "the abort it ended with");
   assert.equal(informer.healthy, false);
 });
 
 Deno.test("Informer reports a watch that ends quietly when its watchdog drops it as silent, without a cause", async () => {
-  const errors: unknown[] = [];
-  const client = {
-    request: () => Promise.resolve({ items: [], metadata: { resourceVersion: "1" } }),
-    // deno-lint-ignore require-yield
-    watch: async function* (_path: string, _query: unknown, signal: AbortSignal) {
-      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
-    },
-  } as unknown as KubeClient;
-  const informer = new Informer(client, {
-    resource: RESOURCES.ipRuleConfigs,
-    narrow: (raw) => raw,
-    idleTimeoutMs: 30,
-    backoff: { initialMs: 1000, factor: 2, maxMs: 1000 },
-    onError: (error) => errors.push(error),
+  // deno-lint-ignore require-yield
+  const { error, informer } = await firstWatchdogError(async function* (_path, _query, signal) {
+    await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
   });
-  const stop = new AbortController();
-  const running = informer.run(stop.signal);
-  while (errors.length === 0) await new Promise((r) => setTimeout(r, 10));
-  stop.abort();
-  await running;
-  assert.match(String(errors[0]), /was silent for 30 ms/);
-  assert.equal("cause" in (errors[0] as Error), false);
+  assert.match(String(error), /was silent for 30 ms/);
+  assert.equal("cause" in error, false);
   assert.equal(informer.healthy, false);
 });
 
