@@ -752,3 +752,49 @@ Deno.test("NodeAgent.finish(): a drain whose report fails logs the error", async
   const line = lines(logs, "Drain not reported in the IPRuleNodeState")[0];
   assert.match(JSON.stringify(line?.err), /401 Unauthorized/);
 });
+
+Deno.test("NodeAgent: a recheck runs in full though a foreign delete came during the run that asked for it", async () => {
+  const { agent, table, status, owned } = setup();
+  table.rules.push(kernelRule(spec("10.0.0.1")));
+  table.refuse.set("10.0.0.2", EEXIST); // a rule the kernel treats as the same blocks it
+  let first = true;
+  table.onDump = () => {
+    if (!first) return;
+    first = false;
+    // Right after this dump, someone deletes 10.0.0.1.
+    queueMicrotask(() => {
+      const [gone] = table.rules.splice(0, 1);
+      agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+    });
+  };
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.configChanged("b", config("10.0.0.2"));
+  agent.start();
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1"]);
+  // The recheck ran (a dump): the second EEXIST is reported as a failed rule.
+  assert.equal(status.last?.failed.length, 1);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: a failed restore runs in full though another foreign delete came during it", async () => {
+  const { agent, table, owned } = await converged("10.0.0.1", "10.0.0.2");
+  const add = table.addRules.bind(table);
+  let first = true;
+  table.addRules = async (rules) => {
+    const results = await add(rules); // 10.0.0.1 refused (EEXIST): the restore failed
+    if (first) {
+      first = false;
+      table.refuse.clear();
+      const [other] = table.rules.splice(0, 1); // meanwhile 10.0.0.2 is deleted too
+      agent.kernelChanged({ type: "deleted", rule: other!, portId: 99 }, false);
+    }
+    return results;
+  };
+  table.refuse.set("10.0.0.1", EEXIST);
+  const [gone] = table.rules.splice(0, 1);
+  agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1", "10.0.0.2"]);
+  await agent.stop();
+});
