@@ -1039,3 +1039,45 @@ Deno.test("NodeStateWriter computes a report against the one still waiting to be
     T2,
   );
 });
+
+Deno.test("NodeStateWriter compares later reports with the status the API server returned", async () => {
+  const nodeStates = new MemoryObjects("iprulenodestates", narrowIPRuleNodeState);
+  const nodes = new MemoryObjects("nodes", narrowNode, { statusSubresource: false });
+  // A server that answers with another agent version than sent (say, a racing older agent's).
+  const api: NodeStateApi = {
+    nodes,
+    nodeStates: {
+      get: (name) => nodeStates.get(name),
+      create: (object) => nodeStates.create(object),
+      mergePatch: async (name, patch, options) => {
+        const written = await nodeStates.mergePatch(name, patch, options);
+        return { ...written, status: { ...written.status, agentVersion: "0.0.1" } };
+      },
+    },
+  };
+  const writer = new NodeStateWriter(api, {
+    nodeName: "n1",
+    ...OPTIONS,
+    log: new Logger({ sink: () => {} }),
+    now: () => Date.parse(T1),
+  });
+  assert.equal(await writer.write(report()), true);
+  assert.equal(await writer.write(report()), true, "the server holds another version: write again");
+});
+
+Deno.test("NodeStateWriter.run() returns when stopped while reading an object that needs no write", async () => {
+  const { nodeStates, writer } = countedApi();
+  // The object already says what the report will.
+  nodeStates.put({
+    metadata: { name: "n1" },
+    spec: { nodeName: "n1" },
+    status: nodeStatus(undefined, report(), { now: T1, ...OPTIONS }),
+  });
+  const stop = new AbortController();
+  const get = nodeStates.get.bind(nodeStates);
+  nodeStates.get = (name) => (stop.abort(), get(name));
+  const running = writer.run(stop.signal);
+  writer.update(report());
+  await running; // hangs if it waited for a report after the stop
+  assert.equal(writer.pending, false);
+});
