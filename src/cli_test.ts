@@ -117,6 +117,7 @@ Deno.test("parse*Flags() turn mistakes into one-line UsageErrors naming flag and
     () => parseControllerFlags(["--agent-status-interval=10"], ctx),
     /--agent-status-interval: "10" \(expected a duration/,
   );
+  assert.throws(() => parseControllerFlags(["--resync-period=x"], ctx), /--resync-period: "x"/);
 });
 
 Deno.test("parseControllerFlags() applies defaults and reads the namespace from the pod", () => {
@@ -125,6 +126,7 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
   assert.equal(o.gracePeriodMs, 300_000);
   assert.equal(o.leaderElect, false);
   assert.equal(o.agentStatusIntervalMs, 10_000);
+  assert.equal(o.resyncPeriodMs, 300_000);
   // kubebuilder's ports: /metrics over HTTPS on 8443, the probes on 8081.
   assert.deepEqual(o.metricsAddr, { hostname: "::", port: 8443 });
   assert.deepEqual(o.healthAddr, { hostname: "::", port: 8081 });
@@ -135,10 +137,17 @@ Deno.test("parseControllerFlags() applies defaults and reads the namespace from 
     "ops",
   );
   const set = parseControllerFlags(
-    ["--leader-elect", "--grace-period=2s", "--agent-image=img:1", "--agent-status-interval=1m"],
+    [
+      "--leader-elect",
+      "--grace-period=2s",
+      "--agent-image=img:1",
+      "--agent-status-interval=1m",
+      "--resync-period=30s",
+    ],
     ctx,
   );
   assert.equal(set.agentStatusIntervalMs, 60_000);
+  assert.equal(set.resyncPeriodMs, 30_000);
   assert.equal(set.leaderElect, true);
   assert.equal(set.gracePeriodMs, 2000);
   assert.equal(set.agentImage, "img:1");

@@ -11,7 +11,8 @@
  * The rewrite rides on the planner's next update of the config, which every config the original
  * wrote gets on the controller's first reconcile: the original fills no `ipRule`, `service` or
  * `services` (a present config's spec then differs), and no `absentSince` (an absent one's is
- * then set).
+ * then set). A desired config with the right spec and the original's marks (restored from a
+ * backup, say) is updated for its marks alone (`hasOriginalMarks`).
  */
 import {
   GROUP,
@@ -62,4 +63,9 @@ export function configMetadataPatch(config: IPRuleConfig | undefined): ConfigMet
     patch.ownerReferences = kept.length > 0 ? kept : null;
   }
   return patch;
+}
+
+/** Whether a config still carries marks of the original operator (see `configMetadataPatch`). */
+export function hasOriginalMarks(config: IPRuleConfig): boolean {
+  return Object.keys(configMetadataPatch(config)).length > 0;
 }

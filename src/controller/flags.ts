@@ -51,6 +51,14 @@ export const CONTROLLER_FLAGS: readonly FlagDef[] = [
     help: "How long an absent IPRuleConfig is kept before it is deleted",
   },
   {
+    name: "resync-period",
+    type: "string",
+    value: "DURATION",
+    default: "5m",
+    help: "Period of the full resync that checks every IPRuleConfig and IPRule status (the " +
+      "safety net under the per-change reconciles; it writes nothing when they were right)",
+  },
+  {
     name: "agent-status-interval",
     type: "string",
     value: "DURATION",
@@ -79,6 +87,8 @@ export interface ControllerOptions extends CommonOptions, EndpointOptions {
   namespace: string;
   agentImage: string;
   gracePeriodMs: number;
+  /** Period of the config reconciler's full resync, ms. */
+  resyncPeriodMs: number;
   /** Least time between two Agent status writes, ms. */
   agentStatusIntervalMs: number;
   leaderElect: boolean;
@@ -93,6 +103,7 @@ export function parseControllerFlags(args: readonly string[], ctx: FlagContext):
     namespace: str(v, "namespace") ?? ctx.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     agentImage: str(v, "agent-image") ?? DEFAULT_AGENT_IMAGE,
     gracePeriodMs: durationFlag("grace-period", str(v, "grace-period") ?? "5m"),
+    resyncPeriodMs: durationFlag("resync-period", str(v, "resync-period") ?? "5m"),
     agentStatusIntervalMs: durationFlag(
       "agent-status-interval",
       str(v, "agent-status-interval") ?? "10s",

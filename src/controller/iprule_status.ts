@@ -17,24 +17,18 @@ function deprecation(rule: IPRule): string | undefined {
     "write spec.cidrs instead";
 }
 
-/** A Warning Event for each IPRule that uses a deprecated field (the recorder drops repeats). */
-export function deprecationEvents(ipRules: Iterable<IPRule>): PlanEvent[] {
-  const events: PlanEvent[] = [];
-  for (const rule of ipRules) {
-    const note = deprecation(rule);
-    if (note === undefined) continue;
-    events.push({
-      regarding: { kind: "IPRule", name: rule.metadata.name },
-      type: "Warning",
-      reason: "DeprecatedField",
-      note,
-    });
-  }
-  return events;
+/** The Warning Event of an IPRule that uses a deprecated field, if it does (repeats are the
+ * recorder's to drop). */
+export function deprecationEvents(rule: IPRule): PlanEvent[] {
+  const note = deprecation(rule);
+  if (note === undefined) return [];
+  return [{
+    regarding: { kind: "IPRule", name: rule.metadata.name },
+    type: "Warning",
+    reason: "DeprecatedField",
+    note,
+  }];
 }
-
-/** Most conflicting Services named in a Conflict condition message. */
-const MESSAGE_SERVICE_LIMIT = 5;
 
 /** The status an IPRule should have after a reconcile. */
 export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): IPRuleStatus {
@@ -54,13 +48,13 @@ export function ipRuleStatus(rule: IPRule, report: IPRuleReport, now: string): I
       },
     now,
   );
-  const shown = report.conflicts.slice(0, MESSAGE_SERVICE_LIMIT).map((c) =>
+  const shown = report.conflicts.map((c) =>
     `${c.service.namespace}/${c.service.name} (LB IP ${c.lbIP}) went to IPRule "${c.winner}"`
   );
-  const more = report.conflicts.length - shown.length;
+  const more = report.conflictCount - shown.length;
   conditions = setCondition(
     conditions,
-    report.conflicts.length > 0
+    report.conflictCount > 0
       ? {
         type: "Conflict",
         status: "True",

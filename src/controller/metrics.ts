@@ -33,10 +33,26 @@ export class ControllerMetrics {
     help: "Objects written to the API server (configs, statuses)",
     registers: [this.registry],
   });
-  readonly configs = new Gauge({
-    name: "iprule_controller_ipruleconfigs",
-    help: "IPRuleConfigs in the cache by state",
-    labelNames: ["state"] as const,
+  /** The cached IPRuleConfigs, read at each scrape (counted there, not on every reconcile). */
+  configSource: () => Iterable<{ spec: { state: string } }> = () => [];
+  readonly configs = ((read: () => Iterable<{ spec: { state: string } }>) =>
+    new Gauge({
+      name: "iprule_controller_ipruleconfigs",
+      help: "IPRuleConfigs in the cache by state",
+      labelNames: ["state"] as const,
+      registers: [this.registry],
+      collect() {
+        let present = 0;
+        let absent = 0;
+        for (const c of read()) c.spec.state === "present" ? present++ : absent++;
+        this.set({ state: "present" }, present);
+        this.set({ state: "absent" }, absent);
+      },
+    }))(() => this.configSource());
+  readonly resyncDrift = new Counter({
+    name: "iprule_controller_resync_drift_total",
+    help: "Keys (configs, IPRule reports, Service events) on which the full resync found the " +
+      "incrementally kept plan out of date; 0 when the incremental path is right",
     registers: [this.registry],
   });
   /** API requests by verb; set from the client's counters at each scrape. */

@@ -8,7 +8,8 @@ import {
   MANAGED_BY_LABEL,
   type ServiceInfo,
 } from "../api/types.ts";
-import { type Plan, planConfigs, type PlanInput, PlanMemo } from "./plan.ts";
+import { service } from "../../tests/support/config_harness.ts";
+import { ClusterPlan, type Plan, planConfigs, type PlanInput } from "./plan.ts";
 
 const NOW = Date.parse("2026-01-01T00:00:00Z");
 const GRACE = 5 * 60_000;
@@ -28,16 +29,7 @@ function lbService(
   clusterIPs: string[] = ["10.96.1.50"],
   extra: Partial<ServiceInfo> = {},
 ): ServiceInfo {
-  return {
-    namespace: "default",
-    name,
-    labels: {},
-    type: "LoadBalancer",
-    clusterIPs,
-    ingressIPs,
-    hostnameOnlyIngress: 0,
-    ...extra,
-  };
+  return service(name, ingressIPs, clusterIPs, extra);
 }
 
 function config(name: string, spec: IPRuleConfigSpec, managed = true): IPRuleConfig {
@@ -464,27 +456,6 @@ Deno.test("planConfigs() treats a deleted IPRule as gone", () => {
   ]]);
 });
 
-Deno.test("planConfigs() gives the same plan with a memo kept across reconciles", () => {
-  const rules = [dc, ipRule("wide", { cidrs: ["192.168.0.0/16"], table: 7 })];
-  const memo = new PlanMemo();
-  const web = lbService("web", ["192.168.1.10", "fd00:10::5"], ["10.96.1.50", "fd00:96::a"]);
-  const db = lbService("db", ["192.168.7.7"], ["10.96.1.51"]);
-  const inputs: PlanInput[] = [
-    { services: [web, db], ipRules: rules, configs: [] },
-    { services: [web, { ...db, ingressIPs: ["192.168.1.9"] }], ipRules: rules, configs: [] },
-    {
-      services: [web, db],
-      ipRules: [ipRule("dc-a", { cidrs: ["192.168.1.0/24"], table: 300 })],
-      configs: [],
-    },
-    { services: [web], ipRules: rules, configs: [] },
-  ];
-  for (const [i, input] of inputs.entries()) {
-    const options = { now: NOW, graceMs: GRACE };
-    assert.deepEqual(planConfigs(input, options, memo), planConfigs(input, options), `input ${i}`);
-  }
-});
-
 Deno.test("planConfigs() with holdAbsent keeps absent configs absent but still creates new ones", () => {
   const absent = {
     ...present("10.96.1.50", "dc-a"),
@@ -504,4 +475,48 @@ Deno.test("planConfigs() with holdAbsent keeps absent configs absent but still c
     "iprc-10-96-1-51",
     present("10.96.1.51", "dc-a", "db"),
   ]]);
+});
+
+Deno.test("planConfigs() reports an IPRule's first lost matches in Service order and counts them all", () => {
+  const wide = ipRule("wide", { cidrs: ["192.168.0.0/16"] });
+  const narrow = ipRule("narrow", { cidrs: ["192.168.1.0/24"] });
+  const services = [7, 3, 5, 1, 6, 2, 4].map((i) =>
+    lbService(`svc-${i}`, [`192.168.1.${i}`], [`10.96.1.${i}`])
+  );
+  const p = plan({ services, ipRules: [wide, narrow] });
+  const report = p.ipRules.find((r) => r.name === "wide")!;
+  assert.equal(report.conflictCount, 7);
+  assert.deepEqual(report.conflicts.map((c) => c.service.name), [
+    "svc-1",
+    "svc-2",
+    "svc-3",
+    "svc-4",
+    "svc-5",
+  ]);
+  const event = p.events.find((e) => e.reason === "Conflict");
+  assert.match(event?.note ?? "", /^IPRule lost 7 match\(es\) .*default\/svc-5 .*; and 2 more$/);
+});
+
+Deno.test("ClusterPlan: a Service's change affects its source addresses and the IPRules there", () => {
+  const lb = ipRule("lb", { cidrs: ["192.168.1.0/24"], source: "LoadBalancerIP" });
+  const other = ipRule("other", { cidrs: ["192.168.2.0/24"] });
+  const a = lbService("a", ["192.168.1.10"], ["10.96.1.1"]);
+  const b = lbService("b", ["192.168.1.10"], ["10.96.1.2"]);
+  const plan = ClusterPlan.build([a, b], [lb, other], () => undefined);
+  assert.deepEqual(plan.desired("iprc-192-168-1-10")?.services?.map((r) => r.name), ["a", "b"]);
+
+  // b moves to another IPRule: the shared config keeps a alone, b gets its own.
+  const moved = plan.setService("default/b", { ...b, ingressIPs: ["192.168.2.20"] });
+  assert.deepEqual([...moved.configs].sort(), ["iprc-10-96-1-2", "iprc-192-168-1-10"]);
+  assert.deepEqual([...moved.ipRules].sort(), ["lb", "other"]);
+  assert.deepEqual(plan.desired("iprc-192-168-1-10")?.services?.map((r) => r.name), ["a"]);
+  assert.equal(plan.desired("iprc-10-96-1-2")?.ipRule, "other");
+  assert.equal(plan.report(lb).matchedServices, 1);
+
+  // A Service whose match did not change affects nothing; a deleted one frees its source.
+  assert.deepEqual(plan.setService("default/a", { ...a, labels: { x: "y" } }).configs, new Set());
+  const gone = plan.setService("default/a", undefined);
+  assert.deepEqual([...gone.configs], ["iprc-192-168-1-10"]);
+  assert.equal(plan.desired("iprc-192-168-1-10"), undefined);
+  assert.equal(plan.report(lb).matchedServices, 0);
 });

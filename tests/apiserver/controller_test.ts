@@ -582,6 +582,11 @@ Deno.test(
       await ingress(`restart-${i}`, [`10.68.0.${i}`]);
       await configFor(svc);
     }
+    // The first controller is done when the IPRule's status counts all five.
+    await eventually("IPRule status written", async () => {
+      const r: Json = await admin.get(RESOURCES.ipRules, "restart");
+      return r.status?.matchedServices === 5;
+    });
     await first.stop();
     const before: Json = await admin.request(
       "GET",
@@ -594,9 +599,8 @@ Deno.test(
     const ctl = await start("restart-2");
     await eventually("restarted controller ready", () => ready(ctl.healthPort));
     await eventually(
-      "a reconcile ran",
-      async () =>
-        (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="configs"')) >= 1,
+      "the first resync ran",
+      async () => (await metric(ctl.port, 'iprule_controller_reconciles_total{kind="resync"')) >= 1,
     );
     const after: Json = await admin.request(
       "GET",
