@@ -1081,3 +1081,17 @@ Deno.test("NodeStateWriter.run() returns when stopped while reading an object th
   await running; // hangs if it waited for a report after the stop
   assert.equal(writer.pending, false);
 });
+
+Deno.test("NodeStateWriter: a report that changes nothing opens no pacing window", async () => {
+  await using w = pacedWriter();
+  w.writer.update(report({ desired: 1, applied: 1 }));
+  await w.clock.advance(20_000); // written at once; its window long over
+  assert.equal(w.statusWrites().length, 1);
+  w.writer.update(report({ desired: 1, applied: 1 })); // the same: nothing to write
+  await w.clock.advance(5000);
+  w.writer.update(report({ desired: 2, applied: 2 })); // a count change waits an interval from now
+  await w.clock.advance(9000);
+  assert.equal(w.statusWrites().length, 1, "an interval after the change, not after the no-op");
+  await w.clock.advance(1010);
+  assert.equal(w.statusWrites().length, 2);
+});

@@ -843,4 +843,13 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     why:
       "Memory only: the own versions of one object are no longer capped at 16; lookups find the same versions.",
   },
+  // src/agent/node_state.ts
+  {
+    file: "src/agent/node_state.ts",
+    mutator: "ConditionalExpression",
+    line: "if (this.#next() === undefined) this.#pacer.settled();",
+    replacement: "false",
+    why:
+      "A pacing window opened for a report that changes nothing is closed by run() before it waits (nothing to write: settled), and write() does not pace.",
+  },
 ];
