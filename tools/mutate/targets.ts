@@ -97,7 +97,17 @@ export const TARGETS: readonly MutationTarget[] = [
   },
   {
     file: "src/controller/plan.ts",
-    tests: ["src/controller/plan_test.ts"],
+    tests: ["src/controller/plan_test.ts", "src/controller/plan_edge_test.ts"],
+    tier: "unit",
+  },
+  {
+    file: "src/controller/plan_rules.ts",
+    tests: ["src/controller/plan_test.ts", "src/controller/plan_rules_test.ts"],
+    tier: "unit",
+  },
+  {
+    file: "src/controller/address_index.ts",
+    tests: ["src/controller/address_index_test.ts"],
     tier: "unit",
   },
 ];
