@@ -393,3 +393,94 @@ Deno.test("ClusterPlan: a Service that moves between IPRules moves its report co
   plan.setService("default/web", undefined);
   assert.equal(plan.report(wide).matchedServices, 0);
 });
+
+Deno.test("ClusterPlan keeps its LB IP index current once built: added Services are found, removed ones are not", () => {
+  const plan = ClusterPlan.build([], [dc], () => undefined);
+  plan.setIPRules([dc, ipRule("x", { cidrs: ["10.250.0.0/16"] })]); // builds the index
+  plan.setService("default/new", lb("new", ["172.16.0.1"], "10.96.2.1"));
+  plan.setService("default/gone", lb("gone", ["172.16.0.2"], "10.96.2.2"));
+  plan.setService("default/gone", undefined);
+  plan.setService("default/moved", lb("moved", ["172.17.0.1"], "10.96.2.3"));
+  plan.setService("default/moved", lb("moved", ["172.16.0.3"], "10.96.2.3"));
+  const affected = plan.setIPRules([dc, ipRule("x", { cidrs: ["172.16.0.0/16"] })]);
+  assert.deepEqual([...affected.configs].sort(), ["iprc-10-96-2-1", "iprc-10-96-2-3"]);
+  assert.equal(plan.desired("iprc-10-96-2-1")?.ipRule, "x");
+  assert.equal(plan.desired("iprc-10-96-2-2"), undefined);
+});
+
+Deno.test("ClusterPlan: an IPRule change with no Service in its CIDRs affects only its report", () => {
+  const plan = ClusterPlan.build([lb("web", ["192.168.1.10"])], [dc], () => undefined);
+  const affected = plan.setIPRules([dc, ipRule("idle", { cidrs: ["203.0.113.0/24"] })]);
+  assert.deepEqual(affected, {
+    configs: new Set(),
+    ipRules: new Set(["idle"]),
+    services: new Set(),
+  });
+});
+
+Deno.test("planConfigs() reads a namespace without labels as having none, and a Service without ClusterIPs as headless", () => {
+  const unlabelled = ipRule("unlabelled", {
+    cidrs: ["192.168.1.0/24"],
+    namespaceSelector: { matchExpressions: [{ key: "tenant", operator: "DoesNotExist" }] },
+  });
+  const p = planConfigs({
+    services: [lb("web", ["192.168.1.10"]), service("bare", ["192.168.1.11"], [])],
+    ipRules: [unlabelled],
+    configs: [],
+    namespaceLabels: new Map(),
+  }, OPTIONS);
+  assert.deepEqual(p.changes.map((c) => c.name), ["iprc-10-96-1-50"]);
+  assert.deepEqual(p.events.map((e) => `${e.regarding.name}:${e.reason}`), ["bare:NoClusterIP"]);
+});
+
+Deno.test("ClusterPlan: a Service whose change affects nothing planned keeps its decisions; one that turns headless shows an event", () => {
+  const selective = ipRule("sel", {
+    cidrs: ["192.168.1.0/24"],
+    serviceSelector: { matchLabels: { route: "a" } },
+  });
+  const web = lb("web", ["192.168.1.10"], "10.96.1.50", { labels: { route: "a" } });
+  const plan = ClusterPlan.build([web], [selective, dc], () => undefined);
+  assert.equal(plan.desired("iprc-10-96-1-50")?.ipRule, "dc"); // "dc" < "sel" at equal prefix
+  // Labels the selector reads change the losing match: its report changes, the config does not.
+  const relabelled = plan.setService("default/web", { ...web, labels: { route: "b" } });
+  assert.deepEqual([...relabelled.ipRules], ["sel"]);
+  assert.equal(plan.report(selective).conflictCount, 0);
+  const headless = plan.setService("default/web", { ...web, clusterIPs: ["None"] });
+  assert.deepEqual([...headless.services], ["default/web"]);
+  assert.deepEqual([...headless.configs], ["iprc-10-96-1-50"]);
+  assert.equal(plan.desired("iprc-10-96-1-50"), undefined);
+});
+
+Deno.test("ClusterPlan reports the five first lost matches by Service key, whatever the order they came in", () => {
+  const wide = ipRule("wide", { cidrs: ["192.168.0.0/16"] });
+  const narrow = ipRule("narrow", { cidrs: ["192.168.1.0/24"] });
+  const plan = ClusterPlan.build([], [wide, narrow], () => undefined);
+  for (const i of [9, 8, 7, 6, 5, 4]) {
+    plan.setService(`default/s${i}`, lb(`s${i}`, [`192.168.1.${i}`], `10.96.3.${i}`));
+  }
+  assert.deepEqual(plan.report(wide).conflicts.map((c) => c.service.name), [
+    "s4",
+    "s5",
+    "s6",
+    "s7",
+    "s8",
+  ]);
+  plan.setService("default/s0", lb("s0", ["192.168.1.100"], "10.96.3.100"));
+  assert.deepEqual(plan.report(wide).conflicts.map((c) => c.service.name), [
+    "s0",
+    "s4",
+    "s5",
+    "s6",
+    "s7",
+  ]);
+  assert.equal(plan.report(wide).conflictCount, 7);
+  plan.setService("default/s4", undefined);
+  assert.deepEqual(plan.report(wide).conflicts.map((c) => c.service.name), [
+    "s0",
+    "s5",
+    "s6",
+    "s7",
+    "s8",
+  ]);
+  assert.equal(plan.report(wide).conflictCount, 6);
+});
