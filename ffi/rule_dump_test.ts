@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { NLM_F_DUMP_INTR, NLMSG_ERROR, RTM_NEWRULE } from "./constants.ts";
+import { NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, RTM_NEWRULE } from "./constants.ts";
 import { NetlinkDecodeError } from "./errors.ts";
 import { DumpBuffer, RuleListImage } from "./rule_dump.ts";
 import { decodeRules, readMessages } from "./rule_codec.ts";
@@ -156,4 +156,84 @@ Deno.test("DumpBuffer grows past its first capacity and keeps every rule", () =>
 
 Deno.test("RuleListImage refuses a length that is no whole number of words", () => {
   assert.throws(() => new RuleListImage(new Uint8Array(6)), /Invalid image length "6"/);
+});
+
+Deno.test("RuleListImage.sameAs() tells a longer or shorter list apart, whatever it starts with", () => {
+  const image = new RuleListImage(Uint8Array.from([1, 0, 0, 0, 2, 0, 0, 0]));
+  assert.equal(image.sameAs(Int32Array.from([1, 2])), true);
+  assert.equal(image.sameAs(Int32Array.from([1, 2, 3])), false);
+  assert.equal(image.sameAs(Int32Array.from([1])), false);
+  assert.equal(image.sameAs(Int32Array.from([1, 3])), false);
+});
+
+/** A message of `type` with the dump's sequence number and `payload`. */
+function message(type: number, payload: Uint8Array, seq = SEQ): Uint8Array {
+  const out = new Uint8Array(16 + payload.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, out.length, true);
+  view.setUint16(4, type, true);
+  view.setUint32(8, seq, true);
+  out.set(payload, 16);
+  return out;
+}
+
+Deno.test("DumpBuffer names a truncated or overlong message and its offset in the datagram", () => {
+  const [first] = messages(fromHex(KERNEL_DUMP_V4));
+  const buffer = new DumpBuffer();
+  feed(buffer, first!); // the second datagram starts after it
+  const fails = (datagram: Uint8Array, text: string) =>
+    assert.throws(
+      () => feed(buffer, datagram),
+      (error: unknown) => error instanceof NetlinkDecodeError && error.message === text,
+      text,
+    );
+  fails(
+    concat(first!, new Uint8Array(10)),
+    `Truncated netlink header of "10" bytes at offset ${first!.length}`,
+  );
+  const overlong = first!.slice();
+  new DataView(overlong.buffer).setUint32(0, first!.length + 4, true);
+  fails(overlong, `Invalid netlink message length "${first!.length + 4}" at offset 0`);
+  // A bare header of the dump's sequence number is a whole (empty) message: the end here.
+  const done = message(NLMSG_DONE, new Uint8Array(0));
+  assert.deepEqual(feed(new DumpBuffer(), done).end, {
+    errno: 0,
+    extack: "",
+    attributeOffset: undefined,
+  });
+});
+
+Deno.test("DumpBuffer skips other message types of the dump and pads a partial last message with zeros", () => {
+  const parts = messages(fromHex(KERNEL_DUMP_V4));
+  const rule = parts[6]!;
+  // The rule cut short of its 4-byte padding, as a partial last message of a datagram.
+  const unpadded = rule.slice(0, rule.length - 3);
+  new DataView(unpadded.buffer).setUint32(0, unpadded.length, true);
+  const dirty = new DumpBuffer();
+  dirty.space().fill(0xff); // leftovers of an earlier dump
+  const progress = feed(dirty, concat(message(NLMSG_NOOP, new Uint8Array(4)), unpadded));
+  assert.deepEqual(progress, { end: undefined, interrupted: false });
+  const padded = rule.slice();
+  padded.fill(0, rule.length - 3);
+  new DataView(padded.buffer).setUint32(0, unpadded.length, true);
+  const clean = new DumpBuffer();
+  feed(clean, padded);
+  assert.equal(dirty.length, padded.length);
+  assert.equal(dirty.sameAs(clean.image()), true);
+});
+
+Deno.test("DumpBuffer.decode() keeps the asked family, and no rule of other families", () => {
+  const v4 = messages(fromHex(KERNEL_DUMP_V4)).filter((m) =>
+    new DataView(m.buffer, m.byteOffset).getUint16(4, true) === RTM_NEWRULE
+  );
+  const v6 = messages(fromHex(KERNEL_DUMP_V6)).filter((m) =>
+    new DataView(m.buffer, m.byteOffset).getUint16(4, true) === RTM_NEWRULE
+  );
+  const ipmr = v4[0]!.slice();
+  ipmr[16] = 128; // RTNL_FAMILY_IPMR
+  const buffer = new DumpBuffer();
+  feed(buffer, withHeader(concat(v4[0]!, ipmr, v6[0]!), SEQ, 0));
+  assert.deepEqual(buffer.decode().map((r) => r.family), [4, 6]);
+  assert.deepEqual(buffer.decode(4).map((r) => r.family), [4]);
+  assert.deepEqual(buffer.decode(6).map((r) => r.family), [6]);
 });

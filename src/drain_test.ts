@@ -6,6 +6,7 @@ import {
   finalizerRemoval,
   holdsRules,
   LEGACY_AGENT_FINALIZER,
+  nodeHoldsRules,
   presenceOf,
   stopAction,
   type StopInput,
@@ -171,4 +172,22 @@ Deno.test("stopAction() removes rules only when the Pod will not be replaced", (
   for (const [name, change, removeRules, reason] of rows) {
     assert.deepEqual(stopAction({ ...running, ...change }), { removeRules, reason }, name);
   }
+});
+
+Deno.test("uninstallStep() releases the finalizer earlier versions wrote, by its name, and copes with none", () => {
+  // The name is what earlier versions put on Agents: renaming it would strand them.
+  const earlier = agent({ deleting: true });
+  earlier.metadata.finalizers = ["api.operator.brtrm.dev/agent-cleanup"];
+  assert.deepEqual(uninstallStep(earlier), { phase: "Deleting", releaseFinalizer: true });
+  const bare = agent();
+  delete bare.metadata.finalizers;
+  assert.deepEqual(uninstallStep(bare), { phase: "Installed", releaseFinalizer: false });
+});
+
+Deno.test("nodeHoldsRules() reads the node state's status", () => {
+  assert.equal(nodeHoldsRules(node("n", 0, 0)), false);
+  assert.equal(nodeHoldsRules(node("n", 0, 3)), true);
+  const fresh = node("n", 0, 0);
+  delete fresh.status;
+  assert.equal(nodeHoldsRules(fresh), false);
 });

@@ -113,3 +113,9 @@ Deno.test("writeDueAt() is the pure decision behind the pacer", () => {
   assert.equal(writeDueAt({ ...state, pendingSince: 100 }, 200, true, 1000), 1000);
   assert.equal(writeDueAt(state, 20_000, false, 1000), 20_000);
 });
+
+Deno.test("writeDueAt(): a change pending since before the last write still waits an interval after that write", () => {
+  // An urgent write went out while counts were pending: they wait a whole interval after it.
+  const state = { lastWriteAt: 5000, pendingSince: 1000, intervalMs: 10_000 };
+  assert.equal(writeDueAt(state, 6000, false, 1000), 15_000);
+});

@@ -192,3 +192,19 @@ Deno.test("changeMatters() with adoption also picks unmarked rules of a config's
   assert.equal(changeMatters(unmarked("10.99.0.1"), desired, o), false);
   assert.equal(changeMatters(kernelRule(rule("10.96.1.77", { protocol: 4 })), desired, o), false);
 });
+
+Deno.test("planRules() with adoption leaves an unmarked prefix rule of a config's source alone", () => {
+  const prefix = unmarked("10.96.1.0", { srcLen: 24 });
+  const plan = adopt([rule("10.96.1.0")], [prefix]);
+  assert.deepEqual(plan.adoption, { adopt: [], remove: [], blocked: [] });
+  assert.deepEqual(plan.add, [rule("10.96.1.0")]);
+});
+
+Deno.test("planRules() with adoption is not blocked by a non-lookup rule of the same match key", () => {
+  // A protocol-less delete with action lookup cannot hit a prohibit rule, whatever its table.
+  const prohibit = unmarked("10.96.1.50", { action: 8, plain: false });
+  const copy = unmarked("10.96.1.50");
+  const plan = adopt([rule("10.96.1.50")], [prohibit, copy]);
+  assert.deepEqual(plan.adoption?.adopt, [{ rule: rule("10.96.1.50"), replaces: copy }]);
+  assert.deepEqual(plan.adoption?.blocked, []);
+});

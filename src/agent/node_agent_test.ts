@@ -44,7 +44,17 @@ class MemoryStatus implements StatusSink {
 }
 
 /** A NodeAgent over a memory kernel, with its parts at hand. */
-function setup(options: { resyncMs?: number } = {}) {
+function setup(
+  options: {
+    resyncMs?: number;
+    dryRun?: boolean;
+    adoptUnmarked?: boolean;
+    /** false: the agent's own (real) clock. */
+    manualClock?: boolean;
+    /** false: no onFatal callback. */
+    onFatal?: boolean;
+  } = {},
+) {
   const table = new MemoryTable();
   const source: { -readonly [K in keyof ConfigSource]: ConfigSource[K] } = {
     synced: true,
@@ -57,14 +67,19 @@ function setup(options: { resyncMs?: number } = {}) {
   const log = new Logger({ level: "debug", sink: (line) => logs.push(JSON.parse(line)) });
   const metrics = new AgentMetrics();
   const fatal: Error[] = [];
-  const agent = new NodeAgent({ table, source, status, clock }, {
-    protocol: PROTO,
-    resyncMs: options.resyncMs ?? HOUR,
-    debounceMs: 0,
-    log,
-    metrics,
-    onFatal: (error) => fatal.push(error),
-  });
+  const agent = new NodeAgent(
+    options.manualClock === false ? { table, source, status } : { table, source, status, clock },
+    {
+      protocol: PROTO,
+      resyncMs: options.resyncMs ?? HOUR,
+      debounceMs: 0,
+      log,
+      metrics,
+      ...(options.dryRun === undefined ? {} : { dryRun: options.dryRun }),
+      ...(options.adoptUnmarked === undefined ? {} : { adoptUnmarked: options.adoptUnmarked }),
+      ...(options.onFatal === false ? {} : { onFatal: (error) => fatal.push(error) }),
+    },
+  );
   const owned = () => table.rules.filter((r) => r.protocol === PROTO).map((r) => r.src).sort();
   const errors = () => logs.filter((l) => l.level === "error");
   const metric = async (name: string) => {
@@ -385,4 +400,401 @@ Deno.test("NodeAgent.stop() waits for the reconcile in progress and runs no more
   await agent.settled();
   assert.equal(table.dumps, dumps);
   assert.ok(!owned().includes("10.0.0.3"));
+});
+
+/** The log lines with this message. */
+function lines(logs: Record<string, unknown>[], msg: string): Record<string, unknown>[] {
+  return logs.filter((l) => l.msg === msg);
+}
+
+Deno.test("NodeAgent logs and counts each reconcile: trigger, id, duration, changes", async () => {
+  const { agent, table, clock, logs, metric } = setup();
+  clock.ms = 50_000;
+  table.rules.push(kernelRule(spec("10.0.0.9")));
+  table.onDump = () => (clock.ms += 1234.56); // the dump takes 1.23456 s
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.configChanged("b", config("10.0.0.2"));
+  agent.start();
+  await agent.settled();
+  const [first] = lines(logs, "Rules reconciled");
+  assert.equal(first?.level, "info");
+  assert.equal(first?.trigger, "start");
+  assert.match(String(first?.reconcileID), /^[0-9a-f]{8}$/);
+  assert.deepEqual(
+    [
+      first?.desired,
+      first?.applied,
+      first?.added,
+      first?.deleted,
+      first?.failed,
+      first?.durationMs,
+    ],
+    [2, 2, 2, 1, 0, 1234.6],
+  );
+  assert.equal("adopted" in first!, false);
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="start",result="converged"'), 1);
+  assert.equal(await metric('iprule_agent_rule_changes_total{op="add"'), 2);
+  assert.equal(await metric('iprule_agent_rule_changes_total{op="delete"'), 1);
+  const seconds = await metric("iprule_agent_reconcile_duration_seconds_sum");
+  assert.ok(Math.abs(seconds - 1.23456) < 1e-9, `${seconds} s`);
+  assert.equal(await metric("iprule_agent_drift_repairs_total"), 0, "desired changed: no drift");
+  assert.equal(agent.last?.applied, 2);
+  // A config change reconciles as "watch"; nothing to do is logged at debug level.
+  agent.configChanged("c", config("10.0.0.2", "absent"));
+  await agent.settled();
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="watch",result="converged"'), 1);
+  agent.eventsLost();
+  await agent.settled();
+  const idle = lines(logs, "Rules reconciled").at(-1);
+  assert.deepEqual([idle?.level, idle?.trigger, idle?.added], ["debug", "kernel", 0]);
+  assert.equal(
+    await metric('iprule_agent_reconciles_total{trigger="kernel",result="converged"'),
+    1,
+  );
+  // Drift: one rule added and one deleted, with the desired set unchanged, counts 2.
+  table.rules.splice(0, 1);
+  table.rules.push(kernelRule(spec("10.0.0.8")));
+  agent.eventsLost();
+  await agent.settled();
+  const drift = lines(logs, "Drift repaired").at(-1);
+  assert.deepEqual([drift?.level, drift?.added, drift?.deleted], ["info", 1, 1]);
+  assert.equal(await metric("iprule_agent_drift_repairs_total"), 2);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent measures reconciles with its own clock when given none", async () => {
+  const { agent, logs } = setup({ manualClock: false });
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.start();
+  await agent.settled();
+  const duration = lines(logs, "Rules reconciled")[0]?.durationMs;
+  assert.ok(typeof duration === "number" && duration >= 0, `durationMs ${duration}`);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent logs a failed rule at info level though nothing changed", async () => {
+  const { agent, table, logs, metric } = setup();
+  table.refuse.set("10.0.0.2", 22);
+  agent.configChanged("b", config("10.0.0.2"));
+  agent.start();
+  await agent.settled();
+  const line = lines(logs, "Rules reconciled").at(-1);
+  assert.deepEqual([line?.level, line?.added, line?.failed], ["info", 0, 1]);
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="start",result="failed"'), 1);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent restores with one add, logged and counted as a kernel repair", async () => {
+  const { agent, table, clock, logs, metric } = await converged("10.0.0.1");
+  clock.ms = 7000;
+  const add = table.addRules.bind(table);
+  table.addRules = (rules) => {
+    clock.ms += 12.345; // the restore takes 12.345 ms
+    return add(rules);
+  };
+  const [gone] = table.rules.splice(0, 1);
+  agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+  await agent.settled();
+  const line = lines(logs, "Drift repaired").at(-1);
+  assert.deepEqual([line?.restored, line?.trigger, line?.durationMs], [1, "kernel", 12.3]);
+  assert.match(String(line?.reconcileID), /^[0-9a-f]{8}$/);
+  assert.equal(await metric('iprule_agent_rule_changes_total{op="add"'), 2);
+  // A restore that fails (EEXIST) is counted as failed, then a full reconcile runs.
+  const [again] = table.rules.splice(0, 1);
+  table.refuse.set("10.0.0.1", EEXIST);
+  clock.ms += 1;
+  agent.kernelChanged({ type: "deleted", rule: again!, portId: 99 }, false);
+  await agent.settled();
+  // The restore, then the full reconcile and its recheck (EEXIST still), all failed.
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="kernel",result="failed"'), 3);
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="kernel",result="repaired"'), 1);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: a foreign delete right at the resync period, or after a late full reconcile, is timed from that reconcile", async () => {
+  const parts = setup();
+  parts.clock.ms = 1000;
+  parts.agent.configChanged("a", config("10.0.0.1"));
+  parts.agent.start();
+  await parts.agent.settled();
+  const { agent, table, clock } = parts;
+  // Less than the period since the full reconcile at 1000 ms: a restore, no dump.
+  clock.ms = 1000 + HOUR - 1;
+  let dumps = table.dumps;
+  agent.kernelChanged({ type: "deleted", rule: table.rules.splice(0, 1)[0]!, portId: 99 }, false);
+  await agent.settled();
+  assert.equal(table.dumps, dumps, "restored");
+  // Exactly the period: a full reconcile.
+  clock.ms = 1000 + HOUR;
+  dumps = table.dumps;
+  agent.kernelChanged({ type: "deleted", rule: table.rules.splice(0, 1)[0]!, portId: 99 }, false);
+  await agent.settled();
+  assert.equal(table.dumps, dumps + 1, "dumped");
+  assert.deepEqual(parts.owned(), ["10.0.0.1"]);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: a foreign delete with an own delete, a stray own rule or a config change pending runs a full reconcile", async () => {
+  // Events that arrive while a full reconcile runs (after its dump) are handled together by the
+  // next run: the foreign delete alone would be restored, the others need the dump.
+  const ownDelete = await converged("10.0.0.1", "10.0.0.2");
+  ownDelete.agent.eventsLost(); // a full reconcile starts and dumps at once
+  const [a, b] = ownDelete.table.rules.splice(0, 2);
+  ownDelete.agent.kernelChanged({ type: "deleted", rule: a!, portId: 99 }, false);
+  ownDelete.agent.kernelChanged({ type: "deleted", rule: b!, portId: 1 }, true);
+  await ownDelete.agent.settled();
+  assert.deepEqual(ownDelete.owned(), ["10.0.0.1", "10.0.0.2"]);
+  await ownDelete.agent.stop();
+
+  const stray = await converged("10.0.0.1");
+  stray.agent.eventsLost();
+  const [gone] = stray.table.rules.splice(0, 1);
+  const extra = kernelRule(spec("10.0.0.5"));
+  stray.table.rules.push(extra);
+  stray.agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+  stray.agent.kernelChanged({ type: "added", rule: extra, portId: 99 }, false);
+  await stray.agent.settled();
+  assert.deepEqual(stray.owned(), ["10.0.0.1"]);
+  await stray.agent.stop();
+
+  // A kernel run covers the config changes waiting for their debounce: it must be full.
+  const changed = await converged("10.0.0.1");
+  changed.agent.configChanged("c", config("10.0.0.3"));
+  const [deleted] = changed.table.rules.splice(0, 1);
+  changed.agent.kernelChanged({ type: "deleted", rule: deleted!, portId: 99 }, false);
+  await changed.agent.settled();
+  assert.deepEqual(changed.owned(), ["10.0.0.1", "10.0.0.3"]);
+  await changed.agent.stop();
+});
+
+Deno.test("NodeAgent: a foreign copy of a desired rule appearing, or an own rule with selectors going, restores nothing", async () => {
+  const { agent, table, owned, metric } = await converged("10.0.0.1");
+  const copy = kernelRule(spec("10.0.0.1", 3));
+  table.rules.push(copy);
+  agent.kernelChanged({ type: "added", rule: copy, portId: 99 }, false);
+  await agent.settled();
+  const odd = kernelRule(spec("10.0.0.1"), { iif: "eth0", plain: false });
+  agent.kernelChanged({ type: "deleted", rule: odd, portId: 99 }, false);
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1"], "one own rule, no second copy");
+  assert.equal(await metric("iprule_agent_drift_repairs_total"), 0);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: a reconcile that fails before any succeeded reports no status", async () => {
+  const { agent, table, status, logs, metric } = setup();
+  table.dumpError = new Error("Rule dump failed: ENOBUFS");
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.start();
+  await agent.settled();
+  assert.deepEqual(status.updates, []);
+  assert.deepEqual(agent.readiness(), {
+    ready: false,
+    reason: "last reconcile failed: Rule dump failed: ENOBUFS",
+  });
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="start",result="error"'), 1);
+  const failed = lines(logs, "Reconcile failed")[0];
+  assert.deepEqual([failed?.level, failed?.trigger], ["error", "start"]);
+  assert.match(JSON.stringify(failed?.err), /ENOBUFS/);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: EPERM is logged once with the hint, sets fatal, and needs no onFatal", async () => {
+  const { agent, table, errors, logs } = setup({ onFatal: false });
+  table.refuse.set("10.0.0.1", EPERM);
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.start();
+  await agent.settled();
+  assert.ok(agent.fatal instanceof Error);
+  assert.deepEqual(agent.readiness(), { ready: false, reason: `stopped: ${agent.fatal.message}` });
+  assert.deepEqual(errors().map((l) => l.msg), ["Rules not changed: permission denied"]);
+  const [line] = lines(logs, "Rules not changed: permission denied");
+  assert.equal(
+    line?.hint,
+    "run the agent with the NET_ADMIN capability (the DaemonSet adds it; locally: sudo task run-agent)",
+  );
+  assert.ok(line?.err !== undefined);
+  assert.equal(line?.trigger, "start");
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: EPERM on a restore is fatal too, counted as an error", async () => {
+  const { agent, table, fatal, metric } = await converged("10.0.0.1");
+  const [gone] = table.rules.splice(0, 1);
+  table.refuse.set("10.0.0.1", EPERM);
+  agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+  await agent.settled();
+  assert.equal(fatal.length, 1);
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="kernel",result="error"'), 1);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent.readiness() before the first list: why, with the source's error when there is one", () => {
+  const { agent, source } = setup();
+  source.synced = false;
+  assert.deepEqual(agent.readiness(), { ready: false, reason: "IPRuleConfigs not listed yet" });
+  source.lastError = new Error("403 Forbidden");
+  assert.deepEqual(agent.readiness(), {
+    ready: false,
+    reason: "IPRuleConfigs not listed yet: 403 Forbidden",
+  });
+});
+
+Deno.test("NodeAgent logs a source failure with its retry delay", () => {
+  const { agent, logs } = setup();
+  agent.sourceFailed(new Error("connect ECONNREFUSED"), 800);
+  const [line] = lines(logs, "IPRuleConfig list/watch failed; kernel rules kept as they are");
+  assert.equal(line?.level, "warn");
+  assert.equal(line?.delayMs, 800);
+  assert.match(JSON.stringify(line?.err), /ECONNREFUSED/);
+});
+
+Deno.test("NodeAgent dry run: plans once, changes no rule and reports nothing", async () => {
+  const { agent, table, status, owned, metric } = setup({ dryRun: true });
+  table.rules.push(kernelRule(spec("10.0.0.9")));
+  agent.configChanged("a", config("10.0.0.1"));
+  const result = await agent.reconcileOnce();
+  assert.equal(await metric('iprule_agent_reconciles_total{trigger="start"'), 1);
+  assert.deepEqual(result.plan.add.map((r) => r.src), ["10.0.0.1"]);
+  assert.deepEqual(result.plan.delete.map((r) => r.src), ["10.0.0.9"]);
+  assert.deepEqual(owned(), ["10.0.0.9"]);
+  agent.start();
+  await agent.settled();
+  assert.deepEqual(status.updates, []);
+  assert.deepEqual(owned(), ["10.0.0.9"]);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent with adoption takes over an unmarked rule and watches unmarked rules of config sources", async () => {
+  const { agent, table, owned, logs } = setup({ adoptUnmarked: true });
+  table.rules.push(kernelRule(spec("10.0.0.1", 0)));
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.start();
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1"]);
+  assert.deepEqual(table.rules.map((r) => r.protocol), [PROTO], "the unmarked copy went");
+  assert.equal(lines(logs, "Rules reconciled")[0]?.adopted, 1);
+  // An unmarked leftover of the source appearing (another table) is looked at and removed.
+  const leftover = kernelRule(spec("10.0.0.1", 0), { table: 50 });
+  table.rules.push(leftover);
+  agent.kernelChanged({ type: "added", rule: leftover, portId: 99 }, false);
+  await agent.settled();
+  assert.deepEqual(table.rules.map((r) => [r.protocol, r.table]), [[PROTO, 100]]);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent without adoption leaves unmarked rules and ignores their events", async () => {
+  const { agent, table } = await converged("10.0.0.1");
+  const dumps = table.dumps;
+  const leftover = kernelRule(spec("10.0.0.1", 0), { table: 50 });
+  table.rules.push(leftover);
+  agent.kernelChanged({ type: "added", rule: leftover, portId: 99 }, false);
+  await agent.settled();
+  assert.equal(table.dumps, dumps);
+  assert.equal(table.rules.length, 2);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent.finish(): the log says why rules stay, and a fatal stop decides without asking", async () => {
+  const kept = await converged("10.0.0.1");
+  await kept.agent.stop();
+  await kept.agent.finish(() => Promise.resolve(RUNNING));
+  const line = lines(kept.logs, "Agent stopped; kernel rules left in place")[0];
+  assert.deepEqual([line?.reason, typeof line?.version], ["not uninstalled or drained", "string"]);
+
+  const failed = setup();
+  failed.table.refuse.set("10.0.0.1", EPERM);
+  failed.agent.configChanged("a", config("10.0.0.1"));
+  failed.agent.start();
+  await failed.agent.settled();
+  await failed.agent.stop();
+  assert.equal(await failed.agent.finish(() => Promise.resolve(RUNNING)), 1);
+  assert.equal(
+    lines(failed.logs, "Agent stopped; kernel rules left in place")[0]?.reason,
+    "stopped on an error",
+  );
+});
+
+Deno.test("NodeAgent.finish(): a drain logs what it deleted; one whose dump fails keeps the rules and exits 1", async () => {
+  const drained = await converged("10.0.0.1", "10.0.0.2");
+  await drained.agent.stop();
+  assert.equal(await drained.agent.finish(() => Promise.resolve({ ...RUNNING, agent: "gone" })), 0);
+  const line = lines(drained.logs, "Agent stopped; the Agent was deleted, its rules removed")[0];
+  assert.deepEqual([line?.deleted, line?.failed], [2, 0]);
+
+  const broken = await converged("10.0.0.1");
+  broken.table.dumpError = new Error("Rule dump failed: EBADF");
+  await broken.agent.stop();
+  assert.equal(await broken.agent.finish(() => Promise.resolve({ ...RUNNING, agent: "gone" })), 1);
+  assert.deepEqual(broken.owned(), ["10.0.0.1"]);
+  const error =
+    lines(broken.logs, "Agent stopped; the Agent was deleted, but its rules were not removed")[0];
+  assert.equal(error?.level, "error");
+  assert.match(JSON.stringify(error?.err), /EBADF/);
+  assert.deepEqual(broken.status.writes, []);
+});
+
+Deno.test("NodeAgent.finish(): a drain that cannot delete a rule exits 1 and reports it", async () => {
+  const { agent, table, status, owned } = await converged("10.0.0.1", "10.0.0.2");
+  table.refuse.set("10.0.0.2", 16); // EBUSY
+  await agent.stop();
+  assert.equal(await agent.finish(() => Promise.resolve({ ...RUNNING, agent: "gone" })), 1);
+  assert.deepEqual(owned(), ["10.0.0.2"]);
+  assert.equal(status.writes[0]?.failed.length, 1);
+  assert.equal(status.writes[0]?.draining, true);
+});
+
+Deno.test("NodeAgent.finish(): a drain whose report fails logs the error", async () => {
+  const { agent, status, logs } = await converged("10.0.0.1");
+  status.failWrites = new Error("401 Unauthorized");
+  await agent.stop();
+  await agent.finish(() => Promise.resolve({ ...RUNNING, agent: "gone" }));
+  const line = lines(logs, "Drain not reported in the IPRuleNodeState")[0];
+  assert.match(JSON.stringify(line?.err), /401 Unauthorized/);
+});
+
+Deno.test("NodeAgent: a recheck runs in full though a foreign delete came during the run that asked for it", async () => {
+  const { agent, table, status, owned } = setup();
+  table.rules.push(kernelRule(spec("10.0.0.1")));
+  table.refuse.set("10.0.0.2", EEXIST); // a rule the kernel treats as the same blocks it
+  let first = true;
+  table.onDump = () => {
+    if (!first) return;
+    first = false;
+    // Right after this dump, someone deletes 10.0.0.1.
+    queueMicrotask(() => {
+      const [gone] = table.rules.splice(0, 1);
+      agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+    });
+  };
+  agent.configChanged("a", config("10.0.0.1"));
+  agent.configChanged("b", config("10.0.0.2"));
+  agent.start();
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1"]);
+  // The recheck ran (a dump): the second EEXIST is reported as a failed rule.
+  assert.equal(status.last?.failed.length, 1);
+  await agent.stop();
+});
+
+Deno.test("NodeAgent: a failed restore runs in full though another foreign delete came during it", async () => {
+  const { agent, table, owned } = await converged("10.0.0.1", "10.0.0.2");
+  const add = table.addRules.bind(table);
+  let first = true;
+  table.addRules = async (rules) => {
+    const results = await add(rules); // 10.0.0.1 refused (EEXIST): the restore failed
+    if (first) {
+      first = false;
+      table.refuse.clear();
+      const [other] = table.rules.splice(0, 1); // meanwhile 10.0.0.2 is deleted too
+      agent.kernelChanged({ type: "deleted", rule: other!, portId: 99 }, false);
+    }
+    return results;
+  };
+  table.refuse.set("10.0.0.1", EEXIST);
+  const [gone] = table.rules.splice(0, 1);
+  agent.kernelChanged({ type: "deleted", rule: gone!, portId: 99 }, false);
+  await agent.settled();
+  assert.deepEqual(owned(), ["10.0.0.1", "10.0.0.2"]);
+  await agent.stop();
 });

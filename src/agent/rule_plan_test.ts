@@ -3,12 +3,16 @@ import type { KernelRule, Rule } from "../../ffi/mod.ts";
 import {
   changeMatters,
   type ConfigRule,
+  configRuleOf,
   desiredRules,
   DesiredState,
   ipRuleCommand,
   planCommands,
+  planIsEmpty,
   planRules,
+  type RulePlan,
   RuleSet,
+  sameRule,
 } from "./rule_plan.ts";
 import { kernelRule, rule } from "./test_rules.ts";
 
@@ -183,6 +187,32 @@ Deno.test("planRules() replaces an owned rule whose table or priority changed", 
   assert.deepEqual(plan.delete, [old]);
 });
 
+Deno.test("planRules() replaces an owned rule whose priority alone changed", () => {
+  const old = kernel("10.96.1.50", { priority: 1000 });
+  const plan = planRules([rule("10.96.1.50", { priority: 900 })], [...DEFAULTS, old], {
+    protocol: PROTO,
+  });
+  assert.deepEqual(plan, {
+    add: [rule("10.96.1.50", { priority: 900 })],
+    delete: [old],
+    satisfied: 0,
+  });
+});
+
+Deno.test("planRules() replaces an owned rule whose table alone changed", () => {
+  const old = kernel("fd00::1", { table: 100 });
+  const plan = planRules([rule("fd00::1", { table: 101 })], [...DEFAULTS, old], {
+    protocol: PROTO,
+  });
+  assert.deepEqual(plan, { add: [rule("fd00::1", { table: 101 })], delete: [old], satisfied: 0 });
+});
+
+Deno.test("planRules() tells a host rule from a prefix rule of the same source", () => {
+  const prefix = kernel("10.96.1.0", { srcLen: 24 });
+  const plan = planRules([rule("10.96.1.0")], [...DEFAULTS, prefix], { protocol: PROTO });
+  assert.deepEqual(plan, { add: [rule("10.96.1.0")], delete: [prefix], satisfied: 0 });
+});
+
 Deno.test("planRules() never deletes a rule without the agent's protocol", () => {
   const foreign = [
     kernel("10.96.1.60", { protocol: 0 }),
@@ -294,4 +324,177 @@ Deno.test("planCommands() lists deletes before adds, sorted", () => {
     "ip rule add from 10.96.1.9 lookup 100 priority 1000 proto 201",
     "ip -6 rule add from fd00::2 lookup 100 priority 1000 proto 201",
   ]);
+});
+
+Deno.test("planIsEmpty() is true only for a plan that changes nothing", () => {
+  const none: RulePlan = { add: [], delete: [], satisfied: 3 };
+  const adoption = { adopt: [], remove: [], blocked: [kernel("10.96.1.9", { protocol: 0 })] };
+  assert.equal(planIsEmpty(none), true);
+  assert.equal(planIsEmpty({ ...none, adoption }), true); // a blocked rule is left in place
+  assert.equal(planIsEmpty({ ...none, add: [rule("10.96.1.1")] }), false);
+  assert.equal(planIsEmpty({ ...none, delete: [kernel("10.96.1.1")] }), false);
+  const removal = { rule: kernel("10.96.1.1", { protocol: 0 }), reason: "leftover" as const };
+  assert.equal(planIsEmpty({ ...none, adoption: { ...adoption, remove: [removal] } }), false);
+  const adopted = { rule: rule("10.96.1.2"), replaces: kernel("10.96.1.2", { protocol: 0 }) };
+  assert.equal(
+    planIsEmpty({ ...none, adoption: { ...adoption, adopt: [adopted], remove: [removal] } }),
+    false,
+  );
+});
+
+Deno.test("sameRule() compares family, source, prefix length, table and priority, not the protocol", () => {
+  const base = rule("10.96.1.1");
+  assert.equal(sameRule(base, { ...base, protocol: 0 }), true);
+  for (
+    const other of [
+      rule("10.96.1.2"),
+      rule("10.96.1.1", { srcLen: 24 }),
+      rule("10.96.1.1", { table: 7 }),
+      rule("10.96.1.1", { priority: 7 }),
+      rule("10.96.1.1", { family: 6 }),
+    ]
+  ) {
+    assert.equal(sameRule(base, other), false, JSON.stringify(other));
+  }
+});
+
+Deno.test("RuleSet.add() and remove() say whether the set changed; counted rules stay until the last", () => {
+  const set = new RuleSet();
+  assert.equal(set.add(rule("10.0.0.1")), true);
+  assert.equal(set.add(rule("10.0.0.1")), false);
+  assert.equal(set.remove(rule("10.0.0.1")), false);
+  assert.equal(set.size, 1);
+  assert.equal(set.remove(rule("10.0.0.1")), true);
+  assert.equal(set.remove(rule("10.0.0.1")), false);
+  assert.equal(set.size, 0);
+});
+
+Deno.test("RuleSet finds every rule of a source with three or more rules, after removals too", () => {
+  const tables = [1, 2, 3, 4];
+  const rules = tables.map((table) => rule("10.0.0.1", { table }));
+  const set = new RuleSet(rules);
+  for (const r of rules) assert.equal(set.find(r), r);
+  set.remove(rules[1]!);
+  assert.equal(set.find(rules[1]!), undefined);
+  for (const r of [rules[0]!, rules[2]!, rules[3]!]) assert.equal(set.find(r), r);
+  set.remove(rules[0]!);
+  set.remove(rules[3]!);
+  assert.equal(set.find(rules[2]!), rules[2]);
+  assert.deepEqual(set.values(), [rules[2]]);
+});
+
+Deno.test("DesiredState: a config deleted twice does not take a rule another config asks for", () => {
+  const state = new DesiredState({ protocol: PROTO });
+  state.update("a", config("a", "10.96.1.50"));
+  state.update("b", config("b", "10.96.1.50"));
+  state.update("a", undefined);
+  state.update("a", undefined); // a repeated delete, or absent after deleted
+  state.update("a", config("a", "10.96.1.50", { state: "absent" }));
+  assert.deepEqual(keys(state.rules), keys([rule("10.96.1.50")]));
+  state.update("b", undefined);
+  assert.deepEqual(keys(state.rules), []);
+});
+
+Deno.test("DesiredState tracks the sources of present and absent configs, each counted", () => {
+  const state = new DesiredState({ protocol: PROTO, trackSources: true });
+  const sources = () => ["10.96.1.1", "10.96.1.2", "fd00::1"].filter((s) => state.sources?.has(s));
+  state.update("a", config("a", "10.96.1.1"));
+  state.update("b", config("b", "10.96.1.1", { state: "absent" }));
+  state.update("c", config("c", "fd00:0::1"));
+  assert.deepEqual(sources(), ["10.96.1.1", "fd00::1"]);
+  let version = state.version;
+  state.update("a", config("a", "10.96.1.1", { table: 7 })); // same source: no source change
+  assert.equal(state.version, version + 1);
+  state.update("a", config("a", "10.96.1.2")); // moves: b still names 10.96.1.1
+  assert.deepEqual(sources(), ["10.96.1.1", "10.96.1.2", "fd00::1"]);
+  state.update("b", undefined);
+  assert.deepEqual(sources(), ["10.96.1.2", "fd00::1"]);
+  // An absent config with no valid address names no source, and is no error.
+  version = state.version;
+  state.update("d", config("d", "not an address", { state: "absent" }));
+  assert.equal(state.version, version);
+  // A present config refused as invalid names none either.
+  state.update("c", config("c", "fd00::1", { table: 0 }));
+  assert.deepEqual(sources(), ["10.96.1.2"]);
+  assert.equal(state.snapshot().sources, state.sources);
+});
+
+Deno.test("DesiredState.snapshot() has no sources unless they are tracked", () => {
+  const state = new DesiredState({ protocol: PROTO });
+  state.update("a", config("a", "10.96.1.1"));
+  assert.equal(state.sources, undefined);
+  assert.equal("sources" in state.snapshot(), false);
+});
+
+Deno.test("planRules() deletes an own rule with other selectors without counting it for a desired rule", () => {
+  const odd = kernel("10.96.1.60", { fwmark: 1, plain: false });
+  const desired = [rule("10.96.1.50"), rule("10.96.1.51"), rule("10.96.1.52")];
+  const plan = planRules(desired, [...DEFAULTS, odd], { protocol: PROTO });
+  assert.deepEqual(plan, { add: desired, delete: [odd], satisfied: 0 });
+});
+
+Deno.test("planCommands() sorts by family, then priority, then source, then table", () => {
+  const desired = [
+    rule("fd00::1", { priority: 10 }),
+    rule("10.96.1.2", { priority: 2000 }),
+    rule("10.96.1.9", { priority: 1000 }),
+    rule("10.96.1.9", { priority: 1000, table: 300 }),
+    rule("10.96.1.9", { priority: 1000, table: 200 }),
+    rule("10.96.1.3", { priority: 1000 }),
+  ];
+  const expected = [
+    "ip rule add from 10.96.1.3 lookup 100 priority 1000 proto 201",
+    "ip rule add from 10.96.1.9 lookup 100 priority 1000 proto 201",
+    "ip rule add from 10.96.1.9 lookup 200 priority 1000 proto 201",
+    "ip rule add from 10.96.1.9 lookup 300 priority 1000 proto 201",
+    "ip rule add from 10.96.1.2 lookup 100 priority 2000 proto 201",
+    "ip -6 rule add from fd00::1 lookup 100 priority 10 proto 201",
+  ];
+  for (const order of [desired, [...desired].reverse()]) {
+    assert.deepEqual(planCommands(planRules(order, DEFAULTS, { protocol: PROTO })), expected);
+  }
+});
+
+Deno.test("planCommands() sorts each part of an adoption plan", () => {
+  const unmarked = (src: string, extra: Partial<KernelRule> = {}) =>
+    kernel(src, { protocol: 0, ...extra });
+  const plan: RulePlan = {
+    add: [],
+    delete: [],
+    satisfied: 0,
+    adoption: {
+      adopt: [
+        { rule: rule("10.96.1.9"), replaces: unmarked("10.96.1.9") },
+        { rule: rule("10.96.1.1"), replaces: unmarked("10.96.1.1") },
+      ],
+      remove: [
+        { rule: unmarked("10.96.1.8", { table: 5 }), reason: "leftover" },
+        { rule: unmarked("10.96.1.2", { table: 5 }), reason: "duplicate" },
+      ],
+      blocked: [unmarked("fd00::7"), unmarked("10.96.1.7")],
+    },
+  };
+  assert.deepEqual(planCommands(plan), [
+    "ip rule add from 10.96.1.1 lookup 100 priority 1000 proto 201  # adopts the unmarked rule",
+    "ip rule add from 10.96.1.9 lookup 100 priority 1000 proto 201  # adopts the unmarked rule",
+    "ip rule del from 10.96.1.1 lookup 100 priority 1000  # adopted",
+    "ip rule del from 10.96.1.9 lookup 100 priority 1000  # adopted",
+    "ip rule del from 10.96.1.2 lookup 5 priority 1000  # unmarked copy of a rule the agent holds",
+    "ip rule del from 10.96.1.8 lookup 5 priority 1000  # unmarked leftover: its source is an " +
+    "IPRuleConfig's, its table or priority is not",
+    "# left in place: from 10.96.1.7 lookup 100 priority 1000 (another rule the kernel would " +
+    "delete instead comes first)",
+    "# left in place: from fd00::7 lookup 100 priority 1000 (another rule the kernel would " +
+    "delete instead comes first)",
+  ]);
+});
+
+Deno.test("configRuleOf() keeps the name and the spec's source, table, priority and state", () => {
+  assert.deepEqual(
+    configRuleOf({
+      metadata: { name: "web" },
+      spec: { serviceIP: "10.96.1.1", table: 7, priority: 90, state: "absent" },
+    }),
+    { name: "web", serviceIP: "10.96.1.1", table: 7, priority: 90, state: "absent" },
+  );
 });

@@ -3,6 +3,7 @@ import { type Agent, API_VERSION, type IPRuleNodeState, type NodeInfo } from "..
 import {
   agentStatus,
   type FleetCounts,
+  nodeConverged,
   sameAgentStatus,
   selectedNodes,
   urgentAgentChange,
@@ -185,4 +186,142 @@ Deno.test("urgentAgentChange(): conditions flipping and a new generation are urg
     invalidSpec: "bad toleration",
   }, T);
   assert.equal(urgentAgentChange(nine, refused), true, "reason InvalidSpec");
+});
+
+Deno.test("nodeConverged() reads the Converged condition, whatever other conditions say", () => {
+  const withConditions = (conditions: { type: string; status: "True" | "False" }[]) => ({
+    ...state("n", false),
+    status: {
+      conditions: conditions.map((c) => ({
+        ...c,
+        reason: "x",
+        message: "",
+        lastTransitionTime: T,
+      })),
+    },
+  });
+  assert.equal(nodeConverged(undefined), false);
+  assert.equal(nodeConverged({ ...state("n", true), status: {} }), false);
+  assert.equal(
+    nodeConverged({ apiVersion: API_VERSION, kind: "IPRuleNodeState", metadata: { name: "n" } }),
+    false,
+  );
+  assert.equal(nodeConverged(state("n", true)), true);
+  assert.equal(nodeConverged(state("n", false)), false);
+  assert.equal(
+    nodeConverged(
+      withConditions([{ type: "Draining", status: "False" }, {
+        type: "Converged",
+        status: "True",
+      }]),
+    ),
+    true,
+  );
+  assert.equal(nodeConverged(withConditions([{ type: "Draining", status: "True" }])), false);
+});
+
+Deno.test("agentStatus() writes the counts and one Ready condition, with its reason and message", () => {
+  const ready = agentStatus(agent, {
+    daemonSet: { desiredNumberScheduled: 3, currentNumberScheduled: 2, numberReady: 1 },
+    fleet: { awaited: 2, waiting: { count: 0, names: [] } },
+  }, T);
+  const condition = (status: string, reason: string, message: string, gen = true) => ({
+    type: "Ready",
+    status,
+    reason,
+    message,
+    lastTransitionTime: T,
+    ...(gen ? { observedGeneration: 4 } : {}),
+  });
+  assert.deepEqual(ready, {
+    observedGeneration: 4,
+    desiredNumberScheduled: 3,
+    currentNumberScheduled: 2,
+    numberReady: 1,
+    convergedNodes: 2,
+    conditions: [condition("True", "Converged", "All 2 selected node(s) converged")],
+  });
+  // No DaemonSet yet, an Agent without a generation (as made by hand), no node selected.
+  const bare = { ...agent, metadata: { name: "agent", namespace: "ops" } };
+  assert.deepEqual(
+    agentStatus(bare, { fleet: { awaited: 0, waiting: { count: 0, names: [] } } }, T),
+    {
+      desiredNumberScheduled: 0,
+      currentNumberScheduled: 0,
+      numberReady: 0,
+      convergedNodes: 0,
+      conditions: [
+        condition("False", "NoNodes", "No node matches the Agent's node selector", false),
+      ],
+    },
+  );
+  const waiting = agentStatus(agent, {
+    fleet: { awaited: 2, waiting: { count: 1, names: ["n2"] } },
+  }, T);
+  assert.deepEqual(
+    waiting.conditions,
+    [condition("False", "NotConverged", "1/2 node(s) converged; waiting for n2")],
+  );
+});
+
+Deno.test("agentStatus(): a refused DaemonSet makes it not Ready, whatever the nodes say, with the reason cut short", () => {
+  const reason = "spec.tolerations[0].operator: Unsupported value: " + "x".repeat(2000);
+  for (const awaited of [0, 3]) {
+    const status = agentStatus(agent, {
+      fleet: { awaited, waiting: { count: 0, names: [] } },
+      invalidSpec: reason,
+    }, T);
+    const [ready] = status.conditions ?? [];
+    assert.equal(ready?.status, "False");
+    assert.equal(ready?.reason, "InvalidSpec");
+    assert.equal(
+      ready?.message,
+      `The DaemonSet of this spec was refused: ${reason.slice(0, 1024)}`,
+    );
+  }
+});
+
+Deno.test("urgentAgentChange() ignores the order of the conditions and an absent list", () => {
+  const condition = (type: string, status: "True" | "False") => ({
+    type,
+    status,
+    reason: "R",
+    message: "",
+    lastTransitionTime: T,
+  });
+  const base = {
+    desiredNumberScheduled: 1,
+    currentNumberScheduled: 1,
+    numberReady: 1,
+    convergedNodes: 1,
+  };
+  const a = condition("Ready", "True");
+  const b = condition("Draining", "False");
+  assert.equal(
+    urgentAgentChange({ ...base, conditions: [a, b] }, { ...base, conditions: [b, a] }),
+    false,
+  );
+  assert.equal(urgentAgentChange(base, { ...base, conditions: [] }), false);
+  assert.equal(urgentAgentChange(base, { ...base, conditions: [a] }), true);
+});
+
+Deno.test("sameAgentStatus() sees a change of any field", () => {
+  const status = agentStatus(agent, {
+    daemonSet: { desiredNumberScheduled: 3, currentNumberScheduled: 2, numberReady: 1 },
+    fleet: { awaited: 2, waiting: { count: 1, names: ["n2"] } },
+  }, T);
+  assert.equal(sameAgentStatus(status, structuredClone(status)), true);
+  assert.equal(sameAgentStatus(undefined, status), false);
+  for (
+    const change of [
+      { observedGeneration: 5 },
+      { desiredNumberScheduled: 4 },
+      { currentNumberScheduled: 3 },
+      { numberReady: 2 },
+      { convergedNodes: 2 },
+      { conditions: [] },
+    ]
+  ) {
+    assert.equal(sameAgentStatus(status, { ...status, ...change }), false, JSON.stringify(change));
+  }
 });

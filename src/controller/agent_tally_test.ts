@@ -200,3 +200,97 @@ Deno.test("AgentTally: one node's event reads no other node's objects", () => {
   // Only n7's Node and n8's state are read again (a few fields each); a scan reads 2,000.
   assert.ok(reads <= 5, `${reads} reads of the counted fields`);
 });
+
+Deno.test("AgentTally: a change that moves no count says so, from the first event on", () => {
+  const tally = new AgentTally();
+  assert.equal(tally.agent(agent()), false, "no nodes yet");
+  // A Node the Agent does not select, then its state: drained, nothing held, no mark due.
+  assert.equal(tally.node("w", { name: "w", labels: {} }), false);
+  assert.equal(tally.nodeState("w", state("w", { drain: true })), false);
+  // A new selection that selects no node either.
+  assert.equal(tally.agent(agent({ nodeSelector: { pool: "x" } })), false);
+  assert.deepEqual(tally.fleet, { awaited: 0, waiting: { count: 0, names: [] } });
+  assert.deepEqual(tally.drainMarks(), []);
+});
+
+Deno.test("AgentTally: tolerations alone change the selection", () => {
+  const tally = new AgentTally();
+  tally.agent(agent());
+  const taints = [{ key: "dedicated", value: "db", effect: "NoExecute" as const }];
+  assert.equal(tally.node("db", { name: "db", labels: LINUX, taints }), false, "not selected");
+  const tolerating = agent({ tolerations: [{ key: "dedicated", operator: "Exists" }] });
+  assert.equal(tally.agent(tolerating), true);
+  assert.deepEqual(tally.fleet, { awaited: 1, waiting: { count: 1, names: ["db"] } });
+});
+
+Deno.test("AgentTally: a selected node that stops being awaited leaves the count", () => {
+  const tally = new AgentTally();
+  tally.agent(agent());
+  tally.node("g", { name: "g", labels: LINUX });
+  assert.equal(tally.fleet.awaited, 1);
+  // A NoSchedule taint keeps a new agent away: still selected, no longer waited for.
+  const taints = [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" as const }];
+  assert.equal(tally.node("g", { name: "g", labels: LINUX, taints }), true);
+  assert.deepEqual(tally.fleet, { awaited: 0, waiting: { count: 0, names: [] } });
+});
+
+Deno.test("AgentTally: a drain mark set by hand on a selected node is cleared", () => {
+  const tally = new AgentTally();
+  tally.agent(agent());
+  tally.node("n", { name: "n", labels: LINUX });
+  tally.nodeState("n", state("n", { converged: true, rules: 2 }));
+  assert.equal(tally.nodeState("n", state("n", { converged: true, rules: 2, drain: true })), true);
+  assert.deepEqual(tally.drainMarks(), [{ node: "n", drain: false }]);
+  assert.equal(tally.nodeState("n", state("n", { converged: true, rules: 2, drain: false })), true);
+  assert.deepEqual(tally.drainMarks(), []);
+});
+
+Deno.test("AgentTally: a config that changes owner while present changes the foreign count", () => {
+  const tally = new AgentTally();
+  tally.config("a", config("a", true));
+  assert.equal(tally.config("a", config("a", true, false)), true);
+  assert.deepEqual(tally.foreignConfigs, { count: 1, names: ["a"] });
+  assert.equal(tally.config("a", config("a", true)), true);
+  assert.deepEqual(tally.foreignConfigs, { count: 0, names: [] });
+});
+
+Deno.test("AgentTally: a node state that arrives before its Node is kept for it", () => {
+  const tally = new AgentTally();
+  tally.agent(agent());
+  tally.nodeState("n", state("n", { converged: true, rules: 2 }));
+  assert.deepEqual(tally.busyNodes, { count: 1, names: ["n"] });
+  assert.equal(tally.fleet.awaited, 0);
+  tally.node("n", { name: "n", labels: LINUX });
+  assert.deepEqual(tally.fleet, { awaited: 1, waiting: { count: 0, names: [] } });
+  // The Node goes, the state stays; then the state goes too and nothing is left.
+  tally.node("n", undefined);
+  assert.deepEqual(tally.busyNodes, { count: 1, names: ["n"] });
+  tally.node("n", { name: "n", labels: LINUX });
+  assert.deepEqual(tally.fleet, { awaited: 1, waiting: { count: 0, names: [] } });
+  tally.node("n", undefined);
+  tally.nodeState("n", undefined);
+  assert.deepEqual(tally.busyNodes, { count: 0, names: [] });
+  assert.equal(tally.fleet.awaited, 0);
+});
+
+Deno.test("AgentTally: a toleration added to others changes the selection", () => {
+  const tally = new AgentTally();
+  const tolerate = (...keys: string[]) =>
+    agent({ tolerations: keys.map((key) => ({ key, operator: "Exists" as const })) });
+  tally.agent(tolerate("other"));
+  const taints = [{ key: "dedicated", value: "db", effect: "NoExecute" as const }];
+  tally.node("db", { name: "db", labels: LINUX, taints });
+  assert.equal(tally.fleet.awaited, 0);
+  assert.equal(tally.agent(tolerate("other", "dedicated")), true);
+  assert.equal(tally.fleet.awaited, 1);
+});
+
+Deno.test("AgentTally waits for a node its agent reports from, though a NoSchedule taint came since", () => {
+  const tally = new AgentTally();
+  tally.agent(agent());
+  const taints = [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" as const }];
+  tally.node("g", { name: "g", labels: LINUX, taints });
+  assert.equal(tally.fleet.awaited, 0);
+  tally.nodeState("g", state("g", { converged: false, rules: 1 }));
+  assert.deepEqual(tally.fleet, { awaited: 1, waiting: { count: 1, names: ["g"] } });
+});

@@ -109,7 +109,11 @@ export class WorkQueue {
           await handler(key);
           this.forget(key);
         } catch (err: unknown) {
-          if (!this.#closed) options.onError?.(key, err, this.retry(key));
+          // Retried whether or not anyone listens (an optional call skips its arguments).
+          if (!this.#closed) {
+            const delayMs = this.retry(key);
+            options.onError?.(key, err, delayMs);
+          }
         } finally {
           this.#done(key);
         }

@@ -82,6 +82,12 @@ export class Informer<T> {
   #healthy = false;
   /** The last list or watch error, cleared by the next success. */
   lastError: unknown = undefined;
+  /**
+   * The version to watch from: the list's, then each watch event's (a watch that fails resumes
+   * where it was, not from the list's version, which may be long expired: 410 and a relist).
+   * Undefined: list first.
+   */
+  #rv: string | undefined;
 
   constructor(client: KubeClient, options: InformerOptions<T>) {
     this.#client = client;
@@ -207,8 +213,8 @@ export class Informer<T> {
     return rv;
   }
 
-  /** Watches from `rv` until the server closes the stream; returns the last resourceVersion. */
-  async #watch(rv: string, signal: AbortSignal): Promise<string> {
+  /** Watches from `rv` until the server closes the stream, keeping `#rv` at the last version. */
+  async #watch(rv: string, signal: AbortSignal): Promise<void> {
     const [min, max] = this.#options.watchTimeoutSeconds ?? [240, 480];
     const timeoutSeconds = Math.floor(min + Math.random() * (max - min + 1));
     const idleMs = this.#options.idleTimeoutMs ?? watchIdleTimeoutMs(timeoutSeconds);
@@ -253,7 +259,7 @@ export class Informer<T> {
             status.message ?? "watch error",
           );
         }
-        rv = resourceVersionOf(event.object) ?? rv;
+        this.#rv = resourceVersionOf(event.object) ?? this.#rv;
         if (event.type === "BOOKMARK") continue;
         if (event.type === "DELETED") {
           const key = objectKey(event.object);
@@ -262,8 +268,6 @@ export class Informer<T> {
           this.#put(event.object);
         }
       }
-      if (stream.signal.aborted && !signal.aborted) throw silent();
-      return rv;
     } catch (error: unknown) {
       // The watchdog's abort surfaces as the body read's AbortError: say why it was aborted.
       if (stream.signal.aborted && !signal.aborted) throw silent(error);
@@ -272,16 +276,17 @@ export class Informer<T> {
       clearTimeout(idle);
       signal.removeEventListener("abort", stop);
     }
+    // A stream that ends quietly on the watchdog's abort was silent too (no error to wrap).
+    if (stream.signal.aborted && !signal.aborted) throw silent();
   }
 
   /** Lists and watches until the signal aborts; never throws for API errors. */
   async run(signal: AbortSignal): Promise<void> {
-    let rv: string | undefined;
     let attempt = 0;
     while (!signal.aborted) {
       try {
-        if (rv === undefined) {
-          rv = await this.#list(signal);
+        if (this.#rv === undefined) {
+          this.#rv = await this.#list(signal);
           this.#healthy = true;
           this.lastError = undefined;
           if (!this.#synced) {
@@ -291,7 +296,7 @@ export class Informer<T> {
         }
         const opened = Date.now();
         const seen = this.#watchEvents;
-        rv = await this.#watch(rv, signal);
+        await this.#watch(this.#rv, signal);
         if (this.#watchEvents === seen && Date.now() - opened < QUICK_WATCH_MS) {
           // Ended at once with nothing in it (e.g. a proxy closing streamed responses): wait
           // as after an error, or the loop would reopen watches without pause.
@@ -304,7 +309,7 @@ export class Informer<T> {
         this.#healthy = false;
         this.lastError = err;
         if (err instanceof ApiError && err.status === 410) {
-          rv = undefined; // too old: relist at once
+          this.#rv = undefined; // too old: relist at once
           this.#options.onError?.(err, 0);
           continue;
         }
