@@ -136,18 +136,29 @@ Deno.test("WorkQueue.addAfter(): no delay queues at once, a delay does not", asy
   assert.deepEqual(seen, ["zero", "negative"]);
 });
 
-Deno.test("WorkQueue.retry(): the backoff starts at 50 ms and doubles per failure", async () => {
+/**
+ * Runs key "k" through a queue whose reconcile answers call n (from 1) with `outcome(n, queue)`:
+ * "fail" rejects, "ok" resolves, "last" resolves and closes the queue. Returns the retry delays.
+ */
+async function retryDelays(
+  outcome: (call: number, queue: WorkQueue) => "fail" | "ok" | "last",
+): Promise<number[]> {
   const queue = new WorkQueue();
   const controller = new AbortController();
   const delays: number[] = [];
   let calls = 0;
   queue.add("k");
   await queue.run(() => {
-    calls++;
-    if (calls < 4) return Promise.reject(new Error(`fail ${calls}`));
-    controller.abort();
+    const result = outcome(++calls, queue);
+    if (result === "fail") return Promise.reject(new Error(`fail ${calls}`));
+    if (result === "last") controller.abort();
     return Promise.resolve();
   }, { signal: controller.signal, onError: (_k, _e, delay) => delays.push(delay) });
+  return delays;
+}
+
+Deno.test("WorkQueue.retry(): the backoff starts at 50 ms and doubles per failure", async () => {
+  const delays = await retryDelays((call) => call < 4 ? "fail" : "last");
   // Jitter keeps each delay in [base/2, base]: 25-50, 50-100, 100-200 ms.
   const [first = -1, second = -1, third = -1] = delays;
   assert.equal(delays.length, 3);
@@ -171,23 +182,10 @@ Deno.test("WorkQueue.run(): a failure after the queue closed is neither reported
 });
 
 Deno.test("WorkQueue.retry(): a success resets the backoff of the key", async () => {
-  const queue = new WorkQueue();
-  const controller = new AbortController();
-  const delays: number[] = [];
-  let calls = 0;
-  queue.add("k");
-  await queue.run(() => {
-    calls++;
-    if (calls === 3) {
-      queue.add("k");
-      return Promise.resolve();
-    }
-    if (calls === 5) {
-      controller.abort();
-      return Promise.resolve();
-    }
-    return Promise.reject(new Error(`fail ${calls}`)); // calls 1, 2 and 4
-  }, { signal: controller.signal, onError: (_k, _e, delay) => delays.push(delay) });
+  const delays = await retryDelays((call, queue) => {
+    if (call === 3) queue.add("k");
+    return call === 3 ? "ok" : call === 5 ? "last" : "fail"; // fails calls 1, 2 and 4
+  });
   const [, , afterSuccess = -1] = delays;
   assert.equal(delays.length, 3);
   assert.ok(afterSuccess >= 25 && afterSuccess <= 50, `retry after a success: ${afterSuccess} ms`);

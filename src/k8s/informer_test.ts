@@ -163,6 +163,14 @@ function newInformer(
   });
 }
 
+/** A {@link newInformer} running until its `stop` aborts. */
+function runInformer(client: KubeClient) {
+  const log: string[] = [];
+  const informer = newInformer(client, log);
+  const stop = new AbortController();
+  return { log, informer, stop, running: informer.run(stop.signal) };
+}
+
 Deno.test("Informer relists at once on 410 Gone and the relisted store replaces the old", async () => {
   const last = silentWatch();
   const { client, seen } = scriptedClient(
@@ -178,10 +186,7 @@ Deno.test("Informer relists at once on 410 Gone and the relisted store replaces 
       last.script,
     ],
   );
-  const log: string[] = [];
-  const informer = newInformer(client, log);
-  const stop = new AbortController();
-  const running = informer.run(stop.signal);
+  const { log, informer, stop, running } = runInformer(client);
   await last.opened;
   // b (missing from the relist) and c (seen only by the expired watch) are gone; a is the
   // relisted version; the new watch starts from the relist's version.
@@ -404,10 +409,7 @@ Deno.test("Informer applies watch events: bookmarks move the version, deletes re
       last.script,
     ],
   );
-  const log: string[] = [];
-  const informer = newInformer(client, log);
-  const stop = new AbortController();
-  const running = informer.run(stop.signal);
+  const { log, informer, stop, running } = runInformer(client);
   await last.opened;
   assert.deepEqual(log, ["a=1", "b=2", "a=a2", "b=deleted", "c=15", "d=d1"]);
   assert.deepEqual(Object.fromEntries(informer.store), {

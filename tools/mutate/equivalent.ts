@@ -464,14 +464,6 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   },
   {
     file: "src/agent/node_state.ts",
-    mutator: "ConditionalExpression",
-    line: "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
-    replacement: "true",
-    why:
-      "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
-  },
-  {
-    file: "src/agent/node_state.ts",
     mutator: "BooleanLiteral",
     line: "this.#exists = true;",
     replacement: "false",

@@ -26,88 +26,54 @@ export const TIER_FLAGS: Readonly<
   netns: ["-A"],
 };
 
+/** A target whose tests run in the unit tier. */
+function unit(file: string, ...tests: string[]): MutationTarget {
+  return { file, tests, tier: "unit" };
+}
+
 /** Every file in scope, in the order `task mutate` runs them. */
 export const TARGETS: readonly MutationTarget[] = [
-  {
-    file: "src/controller/workqueue.ts",
-    tests: ["src/controller/workqueue_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/k8s/informer.ts",
-    tests: ["src/k8s/informer_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/agent/rule_plan.ts",
-    tests: ["src/agent/rule_plan_test.ts", "src/agent/adoption_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/agent/adoption.ts",
-    tests: ["src/agent/adoption_test.ts", "src/agent/rule_plan_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/agent/node_agent.ts",
-    tests: ["src/agent/node_agent_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/agent/node_state.ts",
-    tests: ["src/agent/node_state_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/write_pacer.ts",
-    tests: ["src/write_pacer_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "ffi/rule_codec.ts",
-    tests: [
-      "ffi/rule_codec_test.ts",
-      "ffi/rule_codec_edge_test.ts",
-      "ffi/rule_dump_test.ts",
-    ],
-    tier: "unit",
-  },
-  {
-    file: "ffi/rule_dump.ts",
-    tests: ["ffi/rule_dump_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/controller/agent_tally.ts",
-    tests: ["src/controller/agent_tally_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/controller/agent_status.ts",
-    tests: [
-      "src/controller/agent_status_test.ts",
-      "src/controller/agent_tally_test.ts",
-    ],
-    tier: "unit",
-  },
-  {
-    file: "src/drain.ts",
-    tests: ["src/drain_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/controller/plan.ts",
-    tests: ["src/controller/plan_test.ts", "src/controller/plan_edge_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/controller/plan_rules.ts",
-    tests: ["src/controller/plan_test.ts", "src/controller/plan_rules_test.ts"],
-    tier: "unit",
-  },
-  {
-    file: "src/controller/address_index.ts",
-    tests: ["src/controller/address_index_test.ts"],
-    tier: "unit",
-  },
+  unit("src/controller/workqueue.ts", "src/controller/workqueue_test.ts"),
+  unit("src/k8s/informer.ts", "src/k8s/informer_test.ts"),
+  unit(
+    "src/agent/rule_plan.ts",
+    "src/agent/rule_plan_test.ts",
+    "src/agent/adoption_test.ts",
+  ),
+  unit(
+    "src/agent/adoption.ts",
+    "src/agent/adoption_test.ts",
+    "src/agent/rule_plan_test.ts",
+  ),
+  unit("src/agent/node_agent.ts", "src/agent/node_agent_test.ts"),
+  unit("src/agent/node_state.ts", "src/agent/node_state_test.ts"),
+  unit("src/write_pacer.ts", "src/write_pacer_test.ts"),
+  unit(
+    "ffi/rule_codec.ts",
+    "ffi/rule_codec_test.ts",
+    "ffi/rule_codec_edge_test.ts",
+    "ffi/rule_dump_test.ts",
+  ),
+  unit("ffi/rule_dump.ts", "ffi/rule_dump_test.ts"),
+  unit("src/controller/agent_tally.ts", "src/controller/agent_tally_test.ts"),
+  unit(
+    "src/controller/agent_status.ts",
+    "src/controller/agent_status_test.ts",
+    "src/controller/agent_tally_test.ts",
+  ),
+  unit("src/drain.ts", "src/drain_test.ts"),
+  unit(
+    "src/controller/plan.ts",
+    "src/controller/plan_test.ts",
+    "src/controller/plan_edge_test.ts",
+  ),
+  unit(
+    "src/controller/plan_rules.ts",
+    "src/controller/plan_test.ts",
+    "src/controller/plan_rules_test.ts",
+  ),
+  unit(
+    "src/controller/address_index.ts",
+    "src/controller/address_index_test.ts",
+  ),
 ];
