@@ -4,6 +4,7 @@
  * default process metrics (~5 MB of RSS under Deno) that the agent does not use.
  */
 import type * as Prom from "prom-client";
+import { apiRequestsGauge, apiResponsesCounter } from "../metrics/api_metrics.ts";
 import CounterModule from "prom-client/lib/counter.js";
 import GaugeModule from "prom-client/lib/gauge.js";
 import HistogramModule from "prom-client/lib/histogram.js";
@@ -64,12 +65,7 @@ export class AgentMetrics {
     labelNames: ["type", "origin"] as const,
     registers: [this.registry],
   });
-  readonly apiResponses = new Counter({
-    name: "iprule_agent_api_responses_total",
-    help: 'API responses by HTTP verb and status code ("0": none arrived)',
-    labelNames: ["verb", "code"] as const,
-    registers: [this.registry],
-  });
+  readonly apiResponses = apiResponsesCounter("iprule_agent", this.registry);
   /** Records one API response (KubeClient.observer). */
   observeRequest(method: string, status: number): void {
     this.apiResponses.inc({ verb: method, code: String(status) });
@@ -86,14 +82,5 @@ export class AgentMetrics {
       },
     }))(() => this.readiness());
   /** API requests by verb; set from the client's counters at each scrape. */
-  readonly apiRequests = ((read: () => ReadonlyMap<string, number>) =>
-    new Gauge({
-      name: "iprule_agent_api_requests",
-      help: "API requests made since start, by HTTP verb",
-      labelNames: ["verb"] as const,
-      registers: [this.registry],
-      collect() {
-        for (const [verb, n] of read()) this.set({ verb }, n);
-      },
-    }))(() => this.requests);
+  readonly apiRequests = apiRequestsGauge("iprule_agent", this.registry, () => this.requests);
 }

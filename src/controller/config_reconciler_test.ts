@@ -23,21 +23,24 @@ Deno.test("workKey() and parseWorkKey() name each piece of work", () => {
   assert.equal(parseWorkKey("node/x"), undefined);
 });
 
+/** The config spec of Service default/web (ClusterIP 10.96.1.50) routed by IPRule dc-a. */
+const WEB_IN_DC_A = {
+  serviceIP: "10.96.1.50",
+  table: 100,
+  priority: 1000,
+  state: "present",
+  ipRule: "dc-a",
+  service: { namespace: "default", name: "web" },
+  services: [{ namespace: "default", name: "web" }],
+};
+
 Deno.test("ConfigReconciler creates a config per matched Service and the IPRule's status", async () => {
   const { configs, ipRules, setService, ipRule, start } = setup();
   ipRule("dc-a", "192.168.1.0/24", 100);
   setService(service("web", "192.168.1.10", "10.96.1.50"));
   assert.equal(await start(), 2);
   const config = await configs.get("iprc-10-96-1-50");
-  assert.deepEqual(config?.spec, {
-    serviceIP: "10.96.1.50",
-    table: 100,
-    priority: 1000,
-    state: "present",
-    ipRule: "dc-a",
-    service: { namespace: "default", name: "web" },
-    services: [{ namespace: "default", name: "web" }],
-  });
+  assert.deepEqual(config?.spec, WEB_IN_DC_A);
   const rule = await ipRules.get("dc-a");
   assert.equal(rule?.status?.matchedServices, 1);
   assert.deepEqual(
@@ -326,15 +329,7 @@ Deno.test("ConfigReconciler adopts the original operator's configs and IPRules w
   assert.deepEqual([...configs.objects.keys()].sort(), ["iprc-10-96-1-50", "iprc-10-96-1-99"]);
   for (const name of ["iprc-10-96-1-50", "iprc-10-96-1-99"]) assertAdopted(configs.raw(name), name);
   const present = await configs.get("iprc-10-96-1-50");
-  assert.deepEqual(present?.spec, {
-    serviceIP: "10.96.1.50",
-    table: 100,
-    priority: 1000,
-    state: "present",
-    ipRule: "dc-a",
-    service: { namespace: "default", name: "web" },
-    services: [{ namespace: "default", name: "web" }],
-  });
+  assert.deepEqual(present?.spec, WEB_IN_DC_A);
   assert.equal(
     (await configs.get("iprc-10-96-1-99"))?.spec.absentSince,
     new Date(NOW).toISOString(),

@@ -1,5 +1,6 @@
 /** The controller's Prometheus metrics. */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { apiRequestsGauge, apiResponsesCounter } from "../metrics/api_metrics.ts";
 import { type StateSeries, stateSeries, type StateSource } from "./state_metrics.ts";
 
 /** Metrics of one controller process. */
@@ -56,16 +57,7 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
   /** API requests by verb; set from the client's counters at each scrape. */
-  readonly apiRequests = ((read: () => ReadonlyMap<string, number>) =>
-    new Gauge({
-      name: "iprule_controller_api_requests",
-      help: "API requests made since start, by HTTP verb",
-      labelNames: ["verb"] as const,
-      registers: [this.registry],
-      collect() {
-        for (const [verb, n] of read()) this.set({ verb }, n);
-      },
-    }))(() => this.requests);
+  readonly apiRequests = apiRequestsGauge("iprule_controller", this.registry, () => this.requests);
   readonly apiRequestSeconds = new Histogram({
     name: "iprule_controller_api_request_duration_seconds",
     help: "Time until the API server's response headers, by HTTP verb (watches: until the " +
@@ -74,12 +66,7 @@ export class ControllerMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  readonly apiResponses = new Counter({
-    name: "iprule_controller_api_responses_total",
-    help: 'API responses by HTTP verb and status code ("0": none arrived)',
-    labelNames: ["verb", "code"] as const,
-    registers: [this.registry],
-  });
+  readonly apiResponses = apiResponsesCounter("iprule_controller", this.registry);
   readonly leader = new Gauge({
     name: "iprule_controller_leader",
     help: "1 while this replica holds the leader lease",
