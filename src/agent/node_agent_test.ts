@@ -93,6 +93,13 @@ function setup(
 }
 
 /** An agent that has listed `ips` as desired and converged on them. */
+/** Gives the agent one config (`key`, for source `ip`), starts it, waits for the first reconcile. */
+async function startWith(agent: NodeAgent, key: string, ip: string) {
+  agent.configChanged(key, config(ip));
+  agent.start();
+  await agent.settled();
+}
+
 async function converged(...ips: string[]) {
   const parts = setup();
   for (const ip of ips) parts.agent.configChanged(ip, config(ip));
@@ -213,9 +220,7 @@ Deno.test("NodeAgent: events lost while a reconcile runs make the next run a ful
 Deno.test("NodeAgent: the resync tick repairs drift no event reported, counted as drift", async () => {
   const parts = setup({ resyncMs: 20 });
   const { agent, table, owned, metric } = parts;
-  agent.configChanged("a", config("10.0.0.1"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "a", "10.0.0.1");
   table.rules.length = 0; // no kernel event tells
   await new Promise<void>((resolve) => (table.onDump = resolve)); // the resync timer fired
   await agent.settled();
@@ -244,9 +249,7 @@ Deno.test("NodeAgent: EEXIST twice in a row is reported as a failed rule", async
   const { agent, table, status } = setup();
   table.refuse.set("10.0.0.2", EEXIST); // a rule the kernel treats as the same blocks it
   agent.configChanged("a", config("10.0.0.1"));
-  agent.configChanged("b", config("10.0.0.2"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "b", "10.0.0.2");
   // The first EEXIST asks for a recheck at once; the second is a failure.
   assert.equal(status.updates.length, 2);
   const report = status.last!;
@@ -413,9 +416,7 @@ Deno.test("NodeAgent logs and counts each reconcile: trigger, id, duration, chan
   table.rules.push(kernelRule(spec("10.0.0.9")));
   table.onDump = () => (clock.ms += 1234.56); // the dump takes 1.23456 s
   agent.configChanged("a", config("10.0.0.1"));
-  agent.configChanged("b", config("10.0.0.2"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "b", "10.0.0.2");
   const [first] = lines(logs, "Rules reconciled");
   assert.equal(first?.level, "info");
   assert.equal(first?.trigger, "start");
@@ -464,9 +465,7 @@ Deno.test("NodeAgent logs and counts each reconcile: trigger, id, duration, chan
 
 Deno.test("NodeAgent measures reconciles with its own clock when given none", async () => {
   const { agent, logs } = setup({ manualClock: false });
-  agent.configChanged("a", config("10.0.0.1"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "a", "10.0.0.1");
   const duration = lines(logs, "Rules reconciled")[0]?.durationMs;
   assert.ok(typeof duration === "number" && duration >= 0, `durationMs ${duration}`);
   await agent.stop();
@@ -475,9 +474,7 @@ Deno.test("NodeAgent measures reconciles with its own clock when given none", as
 Deno.test("NodeAgent logs a failed rule at info level though nothing changed", async () => {
   const { agent, table, logs, metric } = setup();
   table.refuse.set("10.0.0.2", 22);
-  agent.configChanged("b", config("10.0.0.2"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "b", "10.0.0.2");
   const line = lines(logs, "Rules reconciled").at(-1);
   assert.deepEqual([line?.level, line?.added, line?.failed], ["info", 0, 1]);
   assert.equal(await metric('iprule_agent_reconciles_total{trigger="start",result="failed"'), 1);
@@ -514,9 +511,7 @@ Deno.test("NodeAgent restores with one add, logged and counted as a kernel repai
 Deno.test("NodeAgent: a foreign delete right at the resync period, or after a late full reconcile, is timed from that reconcile", async () => {
   const parts = setup();
   parts.clock.ms = 1000;
-  parts.agent.configChanged("a", config("10.0.0.1"));
-  parts.agent.start();
-  await parts.agent.settled();
+  await startWith(parts.agent, "a", "10.0.0.1");
   const { agent, table, clock } = parts;
   // Less than the period since the full reconcile at 1000 ms: a restore, no dump.
   clock.ms = 1000 + HOUR - 1;
@@ -584,9 +579,7 @@ Deno.test("NodeAgent: a foreign copy of a desired rule appearing, or an own rule
 Deno.test("NodeAgent: a reconcile that fails before any succeeded reports no status", async () => {
   const { agent, table, status, logs, metric } = setup();
   table.dumpError = new Error("Rule dump failed: ENOBUFS");
-  agent.configChanged("a", config("10.0.0.1"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "a", "10.0.0.1");
   assert.deepEqual(status.updates, []);
   assert.deepEqual(agent.readiness(), {
     ready: false,
@@ -602,9 +595,7 @@ Deno.test("NodeAgent: a reconcile that fails before any succeeded reports no sta
 Deno.test("NodeAgent: EPERM is logged once with the hint, sets fatal, and needs no onFatal", async () => {
   const { agent, table, errors, logs } = setup({ onFatal: false });
   table.refuse.set("10.0.0.1", EPERM);
-  agent.configChanged("a", config("10.0.0.1"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "a", "10.0.0.1");
   assert.ok(agent.fatal instanceof Error);
   assert.deepEqual(agent.readiness(), { ready: false, reason: `stopped: ${agent.fatal.message}` });
   assert.deepEqual(errors().map((l) => l.msg), ["Rules not changed: permission denied"]);
@@ -668,9 +659,7 @@ Deno.test("NodeAgent dry run: plans once, changes no rule and reports nothing", 
 Deno.test("NodeAgent with adoption takes over an unmarked rule and watches unmarked rules of config sources", async () => {
   const { agent, table, owned, logs } = setup({ adoptUnmarked: true });
   table.rules.push(kernelRule(spec("10.0.0.1", 0)));
-  agent.configChanged("a", config("10.0.0.1"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "a", "10.0.0.1");
   assert.deepEqual(owned(), ["10.0.0.1"]);
   assert.deepEqual(table.rules.map((r) => r.protocol), [PROTO], "the unmarked copy went");
   assert.equal(lines(logs, "Rules reconciled")[0]?.adopted, 1);
@@ -768,9 +757,7 @@ Deno.test("NodeAgent: a recheck runs in full though a foreign delete came during
     });
   };
   agent.configChanged("a", config("10.0.0.1"));
-  agent.configChanged("b", config("10.0.0.2"));
-  agent.start();
-  await agent.settled();
+  await startWith(agent, "b", "10.0.0.2");
   assert.deepEqual(owned(), ["10.0.0.1"]);
   // The recheck ran (a dump): the second EEXIST is reported as a failed rule.
   assert.equal(status.last?.failed.length, 1);

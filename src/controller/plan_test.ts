@@ -73,6 +73,15 @@ function summary(p: Plan): [string, string, unknown?][] {
   );
 }
 
+/** Service web's config in dc-a, marked absent a minute before NOW. */
+function absentWeb() {
+  return {
+    ...present("10.96.1.50", "dc-a"),
+    state: "absent" as const,
+    absentSince: "2025-12-31T23:59:00.000Z",
+  };
+}
+
 const dc = ipRule("dc-a", { cidrs: ["192.168.1.0/24", "fd00:10::/64"] });
 
 Deno.test("planConfigs() creates an IPv4 config named after the ClusterIP", () => {
@@ -404,11 +413,7 @@ Deno.test("planConfigs() counts an absentSince in the future (clock skew) as now
 });
 
 Deno.test("planConfigs() brings an absent config back to present when it matches again", () => {
-  const absent = {
-    ...present("10.96.1.50", "dc-a"),
-    state: "absent" as const,
-    absentSince: "2025-12-31T23:59:00.000Z",
-  };
+  const absent = absentWeb();
   const p = plan({
     services: [lbService("web", ["192.168.1.10"])],
     ipRules: [dc],
@@ -457,11 +462,7 @@ Deno.test("planConfigs() treats a deleted IPRule as gone", () => {
 });
 
 Deno.test("planConfigs() with holdAbsent keeps absent configs absent but still creates new ones", () => {
-  const absent = {
-    ...present("10.96.1.50", "dc-a"),
-    state: "absent" as const,
-    absentSince: "2025-12-31T23:59:00.000Z",
-  };
+  const absent = absentWeb();
   const p = planConfigs({
     services: [
       lbService("web", ["192.168.1.10"]),
