@@ -24,6 +24,12 @@ const UPDATES = Number(Deno.env.get("UPDATES") ?? 200);
 const STEADY_MS = Number(Deno.env.get("STEADY_SECONDS") ?? 60) * 1000;
 const CONFIGS_PATH = "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs";
 const FLAGS_FILE = new URL("../src/controller/flags.ts", import.meta.url);
+/**
+ * `TRACE=dir`: the controller logs at info (every config write, with its time) and V8 traces its
+ * garbage collections; its log and each change's timeline (patch sent, patch answered, config
+ * seen; wall-clock ms) are kept in dir, to find where a slow change's time went.
+ */
+const TRACE = Deno.env.get("TRACE");
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
@@ -145,19 +151,24 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
   if (heap) console.log(`controller heap ceiling raised to ${heap} MiB for ${services} Services`);
   const runtime = heap ? { runtime: await raisedHeapRuntime(cp.dir, heap) } : {};
   const started = performance.now();
+  const startedWall = Date.now();
   const ctl = await ExecutableProcess.start("controller", [
     `--kubeconfig=${cp.kubeconfig("controller")}`,
     `--metrics-addr=127.0.0.1:${port}`,
     "--metrics-insecure",
     `--health-addr=127.0.0.1:${freePort()}`,
-    "--log-level=warn",
+    `--log-level=${TRACE ? "info" : "warn"}`,
     // A resync inside the steady window: it must find nothing to write.
     ...(resyncFlag ? [`--resync-period=${Math.max(1, Math.floor(STEADY_MS / 2000))}s`] : []),
   ], {
     ...runtime,
     logFile: `${cp.dir}/controller.log`,
     // CTL_V8 tries other V8 flags (DENO_V8_FLAGS) without changing scripts/permissions.ts.
-    env: Deno.env.get("CTL_V8") ? { DENO_V8_FLAGS: Deno.env.get("CTL_V8")! } : {},
+    env: TRACE
+      ? { DENO_V8_FLAGS: [Deno.env.get("CTL_V8"), "--trace-gc"].filter(Boolean).join(",") }
+      : Deno.env.get("CTL_V8")
+      ? { DENO_V8_FLAGS: Deno.env.get("CTL_V8")! }
+      : {},
   });
   let peakRss = 0;
   const rss = () => {
@@ -210,6 +221,7 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
 
     // One Service's LB IP moves to another IPRule: time until its config's table changed.
     const latencies: number[] = [];
+    const timeline: { name: string; sent: number; answered: number; seen: number }[] = [];
     const watchAbort = new AbortController();
     const seen = new Map<string, (table: number) => void>();
     const list: Json = await admin.request("GET", CONFIGS_PATH, { query: { limit: 1 } });
@@ -243,11 +255,14 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
         seen.set(name, (t) => t === table && resolve())
       );
       const t0 = performance.now();
+      const sent = Date.now();
       await admin.mergePatch(RESOURCES.services, `svc-${i}`, {
         status: { loadBalancer: { ingress: ips.map((ip) => ({ ip })) } },
       }, { namespace: "default", subresource: "status" });
+      const answered = Date.now();
       await changed;
       latencies.push(performance.now() - t0);
+      timeline.push({ name, sent, answered, seen: Date.now() });
       seen.delete(name);
     }
     const changeS = (performance.now() - changeStart) / 1000;
@@ -278,6 +293,14 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
           : ""
       }`,
     );
+    if (TRACE) {
+      await Deno.mkdir(TRACE, { recursive: true });
+      await Deno.writeTextFile(
+        `${TRACE}/changes-${services}.json`,
+        JSON.stringify({ controllerStarted: startedWall, timeline }),
+      );
+      await Deno.copyFile(`${cp.dir}/controller.log`, `${TRACE}/controller-${services}.log`);
+    }
     const m = await scrape();
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const kinds = [...text.matchAll(/reconcile_duration_seconds_count\{kind="([^"]+)"\}/g)]
