@@ -282,8 +282,8 @@ export class ConfigReconciler {
   /**
    * Plans the cluster from scratch, counts where the kept plan disagreed, keeps the fresh plan
    * and queues every key whose object differs from it. The plan is built in slices; what
-   * changed meanwhile is replayed onto it, and from there on all is synchronous: no event comes
-   * between the replay, the comparison and taking the plan.
+   * changed meanwhile is replayed onto it, and no event comes between the replay, the comparison
+   * and taking the plan.
    */
   async #resync(log: Logger): Promise<ConfigReconcileResult> {
     const { ipRules, configs } = this.caches;
@@ -302,13 +302,18 @@ export class ConfigReconciler {
 
     const { enqueue } = this.options;
     let queued = 0;
+    // The plan taken hears every event from here on, and a queued key is reconciled from the
+    // caches as they are then: the configs are looked at in slices too.
     const desired = (name: string) => options.withdrawAll ? undefined : fresh.desired(name);
+    const slice = this.options.resyncSlice ?? RESYNC_SLICE;
+    let looked = 0;
     for (const name of new Set([...fresh.configNames(), ...configs.store.keys()])) {
       const diff = diffConfig(name, desired(name), configs.store.get(name), options);
       if (diff.change || diff.event || diff.deletionAt !== undefined) {
         enqueue(workKey({ kind: "ipruleconfig", name }));
         queued++;
       }
+      if (++looked % slice === 0) await (this.options.resyncPause ?? nextTurn)();
     }
     const time = apiTime(now);
     for (const rule of ipRules.store.values()) {
