@@ -133,7 +133,9 @@ async function resyncHold(slice: number): Promise<{ total: number; hold: number 
       resumed = performance.now();
     },
   });
-  for (const rule of rules) t.ipRules.put(rule);
+  for (const { metadata, spec } of rules) {
+    t.ipRules.put({ metadata: { ...metadata }, spec: { ...spec } });
+  }
   t.caches.ipRules.sync();
   for (const svc of services) t.services.set(`${svc.namespace}/${svc.name}`, svc);
   await t.start(); // writes every config
