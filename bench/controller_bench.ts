@@ -11,8 +11,14 @@
  * Runs against any tree of this repository since issue 13 (where the controller has no
  * `--resync-period`, the steady window has no resync; reconcile kinds are read as listed).
  * `SIZES=10000` runs one size; `UPDATES`, `STEADY_SECONDS` change the counts.
+ *
+ * A setup is saved (etcd's data, under `.cache/bench/controller-setup/`) and later runs of the
+ * same size, CRDs and RBAC start from it: Kubernetes 1.36's ClusterIP allocator lists every
+ * IPAddress of the family twice per allocation (`Allocator.Used()` for its metrics), so creating
+ * 50,000 Services is quadratic — about an hour on a 2-core machine (10,000: 3-4 minutes).
+ * `FRESH_SETUP=1` makes the setup anew (and saves it).
  */
-import { startControlPlane } from "../tests/support/controlplane.ts";
+import { type ControlPlane, startControlPlane } from "../tests/support/controlplane.ts";
 import { eventually, ExecutableProcess, freePort } from "../tests/support/process.ts";
 import { KubeClient } from "../src/k8s/client.ts";
 import { RESOURCES } from "../src/k8s/resources.ts";
@@ -24,6 +30,15 @@ const UPDATES = Number(Deno.env.get("UPDATES") ?? 200);
 const STEADY_MS = Number(Deno.env.get("STEADY_SECONDS") ?? 60) * 1000;
 const CONFIGS_PATH = "/apis/api.operator.brtrm.dev/v1alpha1/ipruleconfigs";
 const FLAGS_FILE = new URL("../src/controller/flags.ts", import.meta.url);
+const SETUP_CACHE = new URL("../.cache/bench/controller-setup/", import.meta.url).pathname;
+/** Changes whenever the setup below creates other objects (saved setups are then not reused). */
+const SETUP_VERSION = "1";
+/**
+ * `TRACE=dir`: the controller logs at info (every config write, with its time) and V8 traces its
+ * garbage collections; its log and each change's timeline (patch sent, patch answered, config
+ * seen; wall-clock ms) are kept in dir, to find where a slow change's time went.
+ */
+const TRACE = Deno.env.get("TRACE");
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
@@ -94,11 +109,31 @@ async function raisedHeapRuntime(dir: string, mib: number): Promise<string> {
   return path;
 }
 
-async function measure(services: number, resyncFlag: boolean): Promise<Figures> {
-  await using cp = await startControlPlane();
-  await cp.kubectl(["apply", "-f", "deploy/namespace.yaml", "-f", "deploy/rbac.yaml"]);
-  using admin = await KubeClient.connect({ kubeconfig: cp.kubeconfig("admin") });
+/** Where the setup of `services` Services is saved: keyed by the size and what it was made of. */
+async function savedSetup(services: number): Promise<string> {
+  const parts = [SETUP_VERSION, String(services)];
+  for (const dir of ["crds", "deploy"]) {
+    const url = new URL(`../${dir}/`, import.meta.url);
+    const names = [...Deno.readDirSync(url)].map((e) => e.name).filter((n) => n.endsWith(".yaml"));
+    for (const name of names.sort()) {
+      if (dir === "crds" || name === "rbac.yaml" || name === "namespace.yaml") {
+        parts.push(name, await Deno.readTextFile(new URL(name, url)));
+      }
+    }
+  }
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
+  const hex = [...new Uint8Array(hash)].slice(0, 6).map((b) => b.toString(16).padStart(2, "0"));
+  return `${SETUP_CACHE}${services}-${hex.join("")}`;
+}
 
+/** Creates the IPRules and Services (with their LB IPs) and saves the result; returns seconds. */
+async function setUp(
+  cp: ControlPlane,
+  admin: KubeClient,
+  services: number,
+  saved: string,
+): Promise<number> {
+  await cp.kubectl(["apply", "-f", "deploy/namespace.yaml", "-f", "deploy/rbac.yaml"]);
   console.log(`setup: 50 IPRules, ${services} LoadBalancer Services (half dual-stack)...`);
   const setupStart = performance.now();
   for (let r = 0; r < 50; r++) {
@@ -133,6 +168,20 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
   }
   const setupS = (performance.now() - setupStart) / 1000;
   console.log(`setup done in ${setupS.toFixed(1)} s`);
+  await Deno.mkdir(SETUP_CACHE, { recursive: true });
+  await Deno.remove(saved, { recursive: true }).catch(() => {});
+  await cp.saveEtcd(saved);
+  return setupS;
+}
+
+async function measure(services: number, resyncFlag: boolean): Promise<Figures> {
+  const saved = await savedSetup(services);
+  const reuse = !Deno.env.get("FRESH_SETUP") &&
+    await Deno.stat(saved).then(() => true, () => false);
+  await using cp = await startControlPlane(reuse ? { etcdData: saved } : {});
+  using admin = await KubeClient.connect({ kubeconfig: cp.kubeconfig("admin") });
+  const setupS = reuse ? 0 : await setUp(cp, admin, services, saved);
+  if (reuse) console.log(`setup: restored from ${saved} (FRESH_SETUP=1 makes it anew)`);
   const expected = services * 1.5;
 
   const countConfigs = async () => {
@@ -145,19 +194,24 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
   if (heap) console.log(`controller heap ceiling raised to ${heap} MiB for ${services} Services`);
   const runtime = heap ? { runtime: await raisedHeapRuntime(cp.dir, heap) } : {};
   const started = performance.now();
+  const startedWall = Date.now();
   const ctl = await ExecutableProcess.start("controller", [
     `--kubeconfig=${cp.kubeconfig("controller")}`,
     `--metrics-addr=127.0.0.1:${port}`,
     "--metrics-insecure",
     `--health-addr=127.0.0.1:${freePort()}`,
-    "--log-level=warn",
+    `--log-level=${TRACE ? "info" : "warn"}`,
     // A resync inside the steady window: it must find nothing to write.
     ...(resyncFlag ? [`--resync-period=${Math.max(1, Math.floor(STEADY_MS / 2000))}s`] : []),
   ], {
     ...runtime,
     logFile: `${cp.dir}/controller.log`,
     // CTL_V8 tries other V8 flags (DENO_V8_FLAGS) without changing scripts/permissions.ts.
-    env: Deno.env.get("CTL_V8") ? { DENO_V8_FLAGS: Deno.env.get("CTL_V8")! } : {},
+    env: TRACE
+      ? { DENO_V8_FLAGS: [Deno.env.get("CTL_V8"), "--trace-gc"].filter(Boolean).join(",") }
+      : Deno.env.get("CTL_V8")
+      ? { DENO_V8_FLAGS: Deno.env.get("CTL_V8")! }
+      : {},
   });
   let peakRss = 0;
   const rss = () => {
@@ -210,6 +264,7 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
 
     // One Service's LB IP moves to another IPRule: time until its config's table changed.
     const latencies: number[] = [];
+    const timeline: { name: string; sent: number; answered: number; seen: number }[] = [];
     const watchAbort = new AbortController();
     const seen = new Map<string, (table: number) => void>();
     const list: Json = await admin.request("GET", CONFIGS_PATH, { query: { limit: 1 } });
@@ -243,11 +298,14 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
         seen.set(name, (t) => t === table && resolve())
       );
       const t0 = performance.now();
+      const sent = Date.now();
       await admin.mergePatch(RESOURCES.services, `svc-${i}`, {
         status: { loadBalancer: { ingress: ips.map((ip) => ({ ip })) } },
       }, { namespace: "default", subresource: "status" });
+      const answered = Date.now();
       await changed;
       latencies.push(performance.now() - t0);
+      timeline.push({ name, sent, answered, seen: Date.now() });
       seen.delete(name);
     }
     const changeS = (performance.now() - changeStart) / 1000;
@@ -278,6 +336,14 @@ async function measure(services: number, resyncFlag: boolean): Promise<Figures> 
           : ""
       }`,
     );
+    if (TRACE) {
+      await Deno.mkdir(TRACE, { recursive: true });
+      await Deno.writeTextFile(
+        `${TRACE}/changes-${services}.json`,
+        JSON.stringify({ controllerStarted: startedWall, timeline }),
+      );
+      await Deno.copyFile(`${cp.dir}/controller.log`, `${TRACE}/controller-${services}.log`);
+    }
     const m = await scrape();
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const kinds = [...text.matchAll(/reconcile_duration_seconds_count\{kind="([^"]+)"\}/g)]

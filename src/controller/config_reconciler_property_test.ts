@@ -3,7 +3,8 @@
  * Namespace, Agent and IPRuleConfig changes (and time passing) go through the reconciler as the
  * controller runs it; after every change the plan it kept must equal a plan of the caches from
  * scratch, and at the end a resync must write nothing and the API objects must be what a full
- * plan wants. The configs include the original operator's (adopted: moved off its marks) and
+ * plan wants. Resyncs come now and then and plan in slices of one Service, with Service, IPRule
+ * and Namespace changes coming between the slices. The configs include the original operator's (adopted: moved off its marks) and
  * foreign ones (never touched). A failure names the seed and the changes so far (`PLAN_SEED=n`
  * replays one).
  */
@@ -46,7 +47,20 @@ type Managed = Parameters<typeof isManagedConfig>[0];
 Deno.test("ConfigReconciler: after random change sequences the kept plan equals one from scratch and a resync writes nothing", async () => {
   const seeds = ONLY_SEED ? [Number(ONLY_SEED)] : Array.from({ length: SEEDS }, (_, i) => i + 1);
   for (const seed of seeds) {
-    const t = setup();
+    /** Whether changes come while a resync plans (not during the final one, which must find
+     * nothing to write). */
+    let interleave = false;
+    const t = setup({
+      resyncSlice: 1,
+      resyncPause: () => {
+        if (interleave && chance(0.2)) {
+          changes.push(
+            `during a resync: ${pick([changeService, changeIPRule, changeNamespace])()}`,
+          );
+        }
+        return Promise.resolve();
+      },
+    });
     const random = new Random(seed);
     const pick = <T>(items: readonly T[]): T => random.pick(items);
     const chance = (p: number) => random.chance(p);
@@ -96,14 +110,15 @@ Deno.test("ConfigReconciler: after random change sequences the kept plan equals 
       t.caches.ipRules.sync();
       return `IPRule ${name} ${JSON.stringify(spec)}${deleting.finalizers ? " deleting" : ""}`;
     };
+    const changeNamespace = () => {
+      const namespace = pick(NAMESPACES);
+      const labels = pick([{ tenant: "t1" }, { tenant: "t2" }, undefined]);
+      t.setLabels(namespace, labels);
+      return `namespace ${namespace} ${labels?.tenant}`;
+    };
     const changeOther = () => {
       const what = random.float();
-      if (what < 0.35) {
-        const namespace = pick(NAMESPACES);
-        const labels = pick([{ tenant: "t1" }, { tenant: "t2" }, undefined]);
-        t.setLabels(namespace, labels);
-        return `namespace ${namespace} ${labels?.tenant}`;
-      }
+      if (what < 0.35) return changeNamespace();
       if (what < 0.7) {
         const ms = random.int(0, 1.5 * GRACE);
         t.advance(ms);
@@ -173,12 +188,19 @@ Deno.test("ConfigReconciler: after random change sequences the kept plan equals 
     };
 
     await t.start();
+    interleave = true;
     for (let step = 0; step < STEPS; step++) {
       const roll = random.float();
       changes.push(roll < 0.55 ? changeService() : roll < 0.8 ? changeIPRule() : changeOther());
       assert.deepEqual(t.reconciler.checkPlan(), [], where());
+      if (chance(0.15)) {
+        changes.push("resync");
+        t.queued.set(RESYNC_KEY, t.clock.now);
+      }
       if (chance(0.7)) await t.run();
+      assert.deepEqual(t.reconciler.checkPlan(), [], where());
     }
+    interleave = false;
     await t.run();
 
     // A resync now finds nothing to correct and writes nothing.

@@ -159,6 +159,40 @@ Deno.test("ConfigReconciler: the resync writes nothing after the per-key reconci
   assert.equal((await configs.get("iprc-10-96-1-77"))?.spec.state, "present");
 });
 
+Deno.test("ConfigReconciler: a resync plans in slices, and a Service changed between them is in its plan", async () => {
+  let pauses = 0;
+  const changeDuring: (() => void)[] = [];
+  const t = setup({
+    resyncSlice: 2,
+    resyncPause: () => {
+      pauses++;
+      changeDuring.shift()?.();
+      return Promise.resolve();
+    },
+  });
+  t.ipRule("dc-a", "192.168.1.0/24", 100);
+  t.ipRule("dc-b", "192.168.2.0/24", 200);
+  for (let i = 0; i < 10; i++) {
+    t.setService(service(`svc-${i}`, `192.168.1.${10 + i}`, `10.96.1.${50 + i}`));
+  }
+  await t.start();
+  // 10 Services in slices of 2, three phases (match, decide, tally): the events get a turn.
+  assert.ok(pauses >= 12, `${pauses} pauses`);
+  // In the next resync, svc-9 (planned in the last slice of the first phase) moves to dc-b
+  // while the first slice is planned, and svc-0 (in the first slice) after it.
+  changeDuring.push(
+    () => t.setService(service("svc-9", "192.168.2.9", "10.96.1.59")),
+    () => t.setService(service("svc-0", "192.168.2.1", "10.96.1.50")),
+  );
+  t.queued.set(RESYNC_KEY, t.clock.now);
+  await t.run();
+  assert.deepEqual(t.reconciler.checkPlan(), []);
+  assert.equal(await t.drift(), 0);
+  assert.equal((await t.configs.get("iprc-10-96-1-59"))?.spec.table, 200);
+  assert.equal((await t.configs.get("iprc-10-96-1-50"))?.spec.table, 200);
+  assert.equal((await t.ipRules.get("dc-b"))?.status?.matchedServices, 2);
+});
+
 Deno.test("ConfigReconciler: an absent config is deleted when its grace period ends", async () => {
   const { configs, setService, deleteService, ipRule, start, run, advance } = setup();
   ipRule("dc-a", "192.168.1.0/24", 100);

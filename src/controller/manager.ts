@@ -1,5 +1,5 @@
 /**
- * Wires the controller: informers feeding one work queue, the config and Agent reconcilers,
+ * Wires the controller: informers feeding the work queues (configs, summaries), the config and Agent reconcilers,
  * leader election, the health endpoint. Nothing is reconciled before every cache has synced.
  */
 import { objectClient, typed } from "../api/clients.ts";
@@ -18,7 +18,7 @@ import { DAEMONSET_NAME } from "./daemonset.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
-import { WorkQueue } from "./workqueue.ts";
+import { ControllerQueues } from "./queues.ts";
 
 /** Queue key of the Agent reconcile. */
 export const AGENT_KEY = "agent";
@@ -113,13 +113,6 @@ export async function runController(
   }
 }
 
-/**
- * Workers of the work queue. A config key is one API write, so the workers mostly wait on the
- * API server; in a burst (bench:e2e, 500 Services) 32 of them kept the config writes up with
- * the Services' changes (controller stage p99 0.4-0.5 s), where 16 let a queue build (1-2.3 s).
- */
-const WORKERS = 32;
-
 /** The metrics label of a queue key's reconcile. */
 function keyKind(key: string): string {
   return key === AGENT_KEY ? AGENT_KEY : parseWorkKey(key)?.kind ?? "unknown";
@@ -133,7 +126,7 @@ async function reconcileWhileLeading(
   signal: AbortSignal,
   onSynced: () => void,
 ): Promise<void> {
-  const queue = new WorkQueue();
+  const queues = new ControllerQueues();
   const informer = <T>(
     name: string,
     o: Omit<InformerOptions<T>, "onChange" | "onInvalid" | "onError">,
@@ -149,7 +142,7 @@ async function reconcileWhileLeading(
   const ns = { namespace: options.namespace };
   // The Agent reconcile reads counts kept per event: its key is queued only when one changed.
   const tally = new AgentTally();
-  const toAgent = () => queue.add(AGENT_KEY);
+  const toAgent = () => queues.add(AGENT_KEY);
   const configCounted = (key: string, config: IPRuleConfig | undefined) => {
     if (tally.config(key, config)) toAgent();
   };
@@ -223,7 +216,7 @@ async function reconcileWhileLeading(
       ...ns,
       graceMs: options.gracePeriodMs,
       resyncPeriodMs: options.resyncPeriodMs,
-      enqueue: (key, delayMs) => delayMs ? queue.addAfter(key, delayMs) : queue.add(key),
+      enqueue: (key, delayMs) => queues.add(key, delayMs),
       log,
       events,
       metrics,
@@ -236,7 +229,7 @@ async function reconcileWhileLeading(
   await Promise.all(all.map((i) => (i as Informer<unknown>).whenSynced(signal)));
   if (signal.aborted) return void await Promise.all(running);
   log.info("Caches synced", { informers: all.length });
-  metrics.queueLength = () => queue.length;
+  metrics.queueLength = () => queues.length;
   metrics.configSource = () => configs.store.values();
   metrics.stateSource = () => ({
     agents: agentCaches.agents.store.values(),
@@ -252,20 +245,20 @@ async function reconcileWhileLeading(
   }, { once: true });
   onSynced();
   // The first resync builds the plan; from then on each change queues the keys it affected.
-  queue.add(RESYNC_KEY);
-  queue.add(AGENT_KEY);
+  queues.add(RESYNC_KEY);
+  queues.add(AGENT_KEY);
 
-  await queue.run(async (key) => {
+  const reconcile = async (key: string) => {
     const id = reconcileID();
     const kind = keyKind(key);
     const end = metrics.reconcileSeconds.startTimer({ kind });
     try {
       if (key === AGENT_KEY) {
         const delay = await agents.reconcile(id);
-        if (delay !== undefined) queue.addAfter(key, delay);
+        if (delay !== undefined) queues.add(key, delay);
       } else {
         const result = await configReconciler.reconcile(key, id);
-        if (result.requeueAfterMs !== undefined) queue.addAfter(key, result.requeueAfterMs);
+        if (result.requeueAfterMs !== undefined) queues.add(key, result.requeueAfterMs);
       }
       metrics.reconciles.inc({ kind, result: "success" });
     } catch (err: unknown) {
@@ -274,10 +267,9 @@ async function reconcileWhileLeading(
     } finally {
       end();
     }
-  }, {
-    workers: WORKERS,
-    signal,
-    onError: (key, err, delayMs) => log.error("Reconcile failed", { key, err, delayMs }),
-  });
+  };
+  const onError = (key: string, err: unknown, delayMs: number) =>
+    log.error("Reconcile failed", { key, err, delayMs });
+  await queues.run(reconcile, { signal, onError });
   await Promise.all(running);
 }

@@ -379,16 +379,57 @@ export class ClusterPlan {
     ipRules: Iterable<IPRule>,
     namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined,
   ): ClusterPlan {
+    const steps = ClusterPlan.#steps(services, ipRules, namespaceLabels, Infinity);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * The plan of every Service, from scratch, built in slices of `slice` Services (per phase)
+   * with `pause()` awaited between them: a cluster of 50k Services takes about a second to plan,
+   * which would hold up every event meanwhile. `services` is read as it is when each slice runs;
+   * the caller replays onto the plan whatever changed while it was built.
+   */
+  static async buildInSlices(
+    services: Iterable<ServiceInfo>,
+    ipRules: Iterable<IPRule>,
+    namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined,
+    slice: number,
+    pause: () => Promise<void>,
+  ): Promise<ClusterPlan> {
+    const steps = ClusterPlan.#steps(services, ipRules, namespaceLabels, slice);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+      await pause();
+    }
+  }
+
+  /** Builds a plan from scratch, yielding after every `slice` units of work. */
+  static *#steps(
+    services: Iterable<ServiceInfo>,
+    ipRules: Iterable<IPRule>,
+    namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined,
+    slice: number,
+  ): Generator<void, ClusterPlan> {
     const plan = new ClusterPlan(ipRules, namespaceLabels);
+    let done = 0;
     // As `#apply` does, without its bookkeeping of what changed: everything did.
     for (const service of services) {
       const labels = plan.#labels(service.namespace) ?? NO_LABELS;
       plan.#store(serviceKey(service), service, matchService(service, plan.#rules, labels));
+      if (++done % slice === 0) yield;
     }
-    for (const name of plan.#bySource.keys()) plan.#decide(name);
+    for (const name of plan.#bySource.keys()) {
+      plan.#decide(name);
+      if (++done % slice === 0) yield;
+    }
     const affected = noneAffected();
     for (const key of plan.#services.keys()) {
       plan.#tally(key, undefined, plan.#share(key), affected);
+      if (++done % slice === 0) yield;
     }
     return plan;
   }
