@@ -275,6 +275,8 @@ export class InvariantChecker {
   readonly #nodes = new Map<string, NodeTrack>();
   #configs = new Map<string, ObservedConfig>();
   #dips: PendingDip[] = [];
+  /** Since when the soak's view of the configs is stale, while it is. */
+  #viewLostAt: number | undefined;
   #safety: PendingSafety[] = [];
   #configChecks: PendingConfig[] = [];
   readonly #active = new Map<number, string>();
@@ -405,9 +407,26 @@ export class InvariantChecker {
     this.#node(node).repair = { at: time, keys, reported: false };
   }
 
-  /** The API's configs at `time`. */
+  /**
+   * The soak's own view of the configs went stale at `time` (its watch failed: an API server or
+   * etcd outage). Until `viewCurrent`, a change it learns happened at some moment since then, so
+   * the rules' desired timeline dates it at `time`, the earliest it can have been (an agent may
+   * have heard of it before the outage cut the soak's watch), and no dip or safety finding is
+   * judged on a window that reaches into the stale view.
+   */
+  viewLost(time: number): void {
+    this.#viewLostAt ??= time;
+  }
+
+  /** The soak's view of the configs has caught up again (see `viewLost`). */
+  viewCurrent(): void {
+    this.#viewLostAt = undefined;
+  }
+
+  /** The API's configs at `time` (as the soak's view has them; see `viewLost`). */
   observeConfigs(time: number, configs: readonly ObservedConfig[]): void {
-    this.desired.update(time, configs.filter((c) => c.present).map((c) => c.key));
+    const present = configs.filter((c) => c.present).map((c) => c.key);
+    this.desired.update(this.#viewLostAt ?? time, present);
     const next = new Map(configs.map((c) => [c.name, c]));
     let faults: string[] | undefined;
     const check = (name: string, what: PendingConfig["what"], key?: RuleKey) => {
@@ -576,7 +595,9 @@ export class InvariantChecker {
   /** Judges the findings whose window has passed; call it regularly and once at the end. */
   tick(time: number, final = false): void {
     const lag = this.bounds.lagMs;
-    const due = (at: number) => final || time >= at + lag;
+    const stale = this.#viewLostAt;
+    const due = (at: number) =>
+      final || (time >= at + lag && (stale === undefined || at + lag < stale));
     const dips = this.#dips.filter((d) => due(d.missingAt));
     this.#dips = this.#dips.filter((d) => !due(d.missingAt));
     for (const dip of dips) {

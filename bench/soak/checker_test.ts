@@ -187,6 +187,36 @@ Deno.test("InvariantChecker excuses a rule removed because its config changed (s
   assert.deepEqual(checker.violations, []);
 });
 
+Deno.test("InvariantChecker waits for its own view after an outage and dates what it learns from it", () => {
+  // B's config goes at 3 s; the agent drops B at once, but the soak's watch broke at 3 s and
+  // hears of it only at 6 s (past the lag): a dip if the soak's view counted as current, none
+  // when it knows its view was lost from 3 s to 6 s.
+  for (const lost of [false, true]) {
+    const checker = started();
+    hold(checker, 0, 3_000, kernel([A, B]));
+    checker.observePlan(3_000, plan(["a", A]));
+    if (lost) checker.viewLost(3_000);
+    hold(checker, 3_000, 6_000, kernel([A]));
+    checker.observeConfigs(6_000, [config("a", A), config("b", B, false)]);
+    if (lost) checker.viewCurrent();
+    hold(checker, 6_000, 10_000, kernel([A]));
+    checker.tick(10_000, true);
+    assert.deepEqual(checker.violations.map((v) => v.invariant), lost ? [] : ["no-dip"]);
+  }
+});
+
+Deno.test("InvariantChecker still reports a dip its view saw before the outage", () => {
+  const checker = started();
+  hold(checker, 0, 3_000, kernel([A, B]));
+  hold(checker, 3_000, 3_300, kernel([A]));
+  hold(checker, 3_300, 6_000, kernel([A, B]));
+  checker.viewLost(6_000); // long after the dip's window closed
+  hold(checker, 6_000, 8_000, kernel([A, B]));
+  checker.viewCurrent();
+  checker.tick(8_000, true);
+  assert.deepEqual(checker.violations.map((v) => v.invariant), ["no-dip"]);
+});
+
 Deno.test("InvariantChecker times the repair after an outside flush, and bounds it", () => {
   const checker = started();
   hold(checker, 0, 1_000, kernel([A, B]));

@@ -53,6 +53,8 @@ const REPAIR_SAMPLE_MS = 5;
 const PROGRESS_MS = 30_000;
 /** The soak's own informers retry within a second, so its view of the API leads the agents'. */
 const SOAK_BACKOFF = { initialMs: 100, maxMs: 1_000, factor: 2 };
+/** How long after its watch is back the soak's view of the configs counts as catching up. */
+const VIEW_SETTLE_MS = 2_000;
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -164,12 +166,24 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const churn = new ChurnExecutor(admin, world);
     churn.markAll();
 
-    // The soak's view of the API: configs (the agents' truth), and the planner's inputs.
+    // The soak's view of the API: configs (the agents' truth), and the planner's inputs. When
+    // its config watch fails the view is stale (see InvariantChecker.viewLost) until
+    // VIEW_SETTLE_MS after the first change it hears once the watch is back.
+    let settle: ReturnType<typeof setTimeout> | undefined;
+    let viewLost = false;
+    stop.signal.addEventListener("abort", () => clearTimeout(settle), { once: true });
     const configs = new Informer<IPRuleConfig>(admin, {
       resource: RESOURCES.ipRuleConfigs,
       narrow: narrowIPRuleConfig,
       backoff: SOAK_BACKOFF,
-      onChange: () =>
+      onChange: () => {
+        if (viewLost && settle === undefined && !stop.signal.aborted) {
+          settle = setTimeout(() => {
+            viewLost = false;
+            settle = undefined;
+            checker.viewCurrent();
+          }, VIEW_SETTLE_MS);
+        }
         checker.observeConfigs(
           now(),
           [...configs.store.values()].map((c) => ({
@@ -177,7 +191,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
             present: c.spec.state === "present",
             key: configKey(c.spec),
           })),
-        ),
+        );
+      },
+      onError: () => {
+        viewLost = true;
+        checker.viewLost(now());
+        clearTimeout(settle);
+        settle = undefined;
+      },
     });
     const replan = () => {
       if (!services.synced || !ipRules.synced || !namespaces.synced) return;
