@@ -112,11 +112,18 @@ Deno.test("planConfigs() pairs each LB IP of a dual-stack Service with its famil
   assert.equal(p.ipRules[0]?.matchedServices, 1);
 });
 
-Deno.test("planConfigs() skips an LB IP whose family has no ClusterIP, with an event", () => {
-  const p = plan({ services: [lbService("web", ["fd00:10::5"], ["10.96.1.50"])], ipRules: [dc] });
+Deno.test("planConfigs() skips an LB IP whose family has no ClusterIP, with an event naming the ClusterIPs", () => {
+  // A ClusterIP that is no address (the API server would refuse it) is no IPv6 one either.
+  const svc = lbService("web", ["fd00:10::5"], ["10.96.1.50", "bogus"]);
+  const p = plan({ services: [svc], ipRules: [dc] });
   assert.deepEqual(p.changes, []);
-  assert.equal(p.events[0]?.reason, "NoClusterIPOfFamily");
-  assert.match(p.events[0]!.note, /fd00:10::5/);
+  assert.deepEqual(p.events, [{
+    regarding: { kind: "Service", namespace: "default", name: "web" },
+    type: "Warning",
+    reason: "NoClusterIPOfFamily",
+    note: 'Service skipped for LB IP "fd00:10::5": no IPv6 ClusterIP in spec.clusterIPs ' +
+      '"10.96.1.50,bogus" (IPRule "dc-a")',
+  }]);
 });
 
 Deno.test("planConfigs() gives several ingress IPs of one Service a single config per source", () => {
@@ -146,9 +153,13 @@ Deno.test("planConfigs() skips ingress entries that only have a hostname", () =>
 Deno.test("planConfigs() skips a headless Service and reports it", () => {
   const p = plan({ services: [lbService("web", ["192.168.1.10"], ["None"])], ipRules: [dc] });
   assert.deepEqual(p.changes, []);
-  assert.deepEqual(p.events.map((e) => [e.regarding.kind, e.regarding.name, e.reason]), [
-    ["Service", "web", "NoClusterIP"],
-  ]);
+  assert.deepEqual(p.events, [{
+    regarding: { kind: "Service", namespace: "default", name: "web" },
+    type: "Warning",
+    reason: "NoClusterIP",
+    note: 'Service skipped: it has no ClusterIP (clusterIP "None") to route LB IP ' +
+      '"192.168.1.10" from (IPRule "dc-a")',
+  }]);
 });
 
 Deno.test("planConfigs() resolves overlapping IPRules by prefix, priority, then name", () => {
