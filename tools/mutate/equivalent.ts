@@ -16,8 +16,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "EqualityOperator",
     line: "if (pending.due <= due) return;",
     replacement: "pending.due < due",
-    why:
-      "An equal due time replaces the pending timer by one due at the same moment: still one " +
+    why: "An equal due time replaces the pending timer by one due at the same moment: still one " +
       "timer, firing at the same time.",
   },
   {
@@ -25,24 +24,21 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ObjectLiteral",
     line: 'options.signal.addEventListener("abort", stop, { once: true });',
     replacement: "{}",
-    why:
-      "An AbortSignal fires abort at most once, and run() removes the listener when it returns.",
+    why: "An AbortSignal fires abort at most once, and run() removes the listener when it returns.",
   },
   {
     file: "src/controller/workqueue.ts",
     mutator: "BooleanLiteral",
     line: 'options.signal.addEventListener("abort", stop, { once: true });',
     replacement: "false",
-    why:
-      "An AbortSignal fires abort at most once, and run() removes the listener when it returns.",
+    why: "An AbortSignal fires abort at most once, and run() removes the listener when it returns.",
   },
   {
     file: "src/controller/workqueue.ts",
     mutator: "BlockStatement",
     line: "} finally {",
     replacement: "{}",
-    why:
-      "run() returns only once the queue is closed; the listener left behind can only call " +
+    why: "run() returns only once the queue is closed; the listener left behind can only call " +
       "close() again, which changes nothing (memory hygiene, not behaviour).",
   },
   {
@@ -50,8 +46,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "StringLiteral",
     line: 'options.signal.removeEventListener("abort", stop);',
     replacement: '""',
-    why:
-      "As the removed finally block: a listener left on the signal can only close the closed " +
+    why: "As the removed finally block: a listener left on the signal can only close the closed " +
       "queue again.",
   },
   // src/agent/rule_plan.ts
@@ -60,8 +55,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "return at < 0 ? undefined : this.#rules[at];",
     replacement: "false",
-    why:
-      "Reading position -1 of the rule array yields undefined, as the guard does.",
+    why: "Reading position -1 of the rule array yields undefined, as the guard does.",
   },
   {
     file: "src/agent/rule_plan.ts",
@@ -90,24 +84,21 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "LogicalOperator",
     line: "if (sources === undefined || sourceOf === undefined) return;",
     replacement: "sources === undefined && sourceOf === undefined",
-    why:
-      "Both maps are created together in the constructor: both or neither are undefined.",
+    why: "Both maps are created together in the constructor: both or neither are undefined.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "ConditionalExpression",
     line: "if (sources === undefined || sourceOf === undefined) return;",
     replacement: "false",
-    why:
-      "Both maps are created together in the constructor: both or neither are undefined.",
+    why: "Both maps are created together in the constructor: both or neither are undefined.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "ConditionalExpression",
     line: "if (sources === undefined || sourceOf === undefined) return;",
     replacement: "false",
-    why:
-      "Both maps are created together in the constructor: both or neither are undefined.",
+    why: "Both maps are created together in the constructor: both or neither are undefined.",
   },
   {
     file: "src/agent/rule_plan.ts",
@@ -136,66 +127,56 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {",
     replacement: "true",
-    why:
-      "A shortcut: with every desired rule held the loop below finds nothing to add.",
+    why: "A shortcut: with every desired rule held the loop below finds nothing to add.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "EqualityOperator",
     line: "if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {",
     replacement: "satisfied + (adoption?.adopt.length ?? 0) <= wanted.size",
-    why:
-      "A shortcut: with every desired rule held the loop below finds nothing to add.",
+    why: "A shortcut: with every desired rule held the loop below finds nothing to add.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "ArithmeticOperator",
     line: "if (satisfied + (adoption?.adopt.length ?? 0) < wanted.size) {",
     replacement: "satisfied - (adoption?.adopt.length ?? 0)",
-    why:
-      "A shortcut: with every desired rule held the loop below finds nothing to add.",
+    why: "A shortcut: with every desired rule held the loop below finds nothing to add.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "EqualityOperator",
-    line:
-      "for (let i = 0; i < rules.length; i++) if (held[i] === HELD_NO) add.push(rules[i]!);",
+    line: "for (let i = 0; i < rules.length; i++) if (held[i] === HELD_NO) add.push(rules[i]!);",
     replacement: "i <= rules.length",
-    why:
-      "held[length] is undefined, never HELD_NO: one extra step adds nothing.",
+    why: "held[length] is undefined, never HELD_NO: one extra step adds nothing.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "Regex",
     line: 'const args = formatRule(rule).replace(/ protocol 0$/, "").replace(',
     replacement: "/ protocol 0/",
-    why:
-      "formatRule() ends every rule with `protocol N`, so the match is at the end anyway.",
+    why: "formatRule() ends every rule with `protocol N`, so the match is at the end anyway.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "Regex",
     line: "/ protocol (\\d+)$/,",
     replacement: "/ protocol (\\d+)/",
-    why:
-      "formatRule() ends every rule with `protocol N`, so the match is at the end anyway.",
+    why: "formatRule() ends every rule with `protocol N`, so the match is at the end anyway.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "Regex",
-    line:
-      '`# left in place: ${ipRuleCommand("del", rule).replace(/^ip (-6 )?rule del /, "")} ` +',
+    line: '`# left in place: ${ipRuleCommand("del", rule).replace(/^ip (-6 )?rule del /, "")} ` +',
     replacement: "/ip (-6 )?rule del /",
-    why:
-      "Every command starts with `ip `; replace() takes the first match, the start.",
+    why: "Every command starts with `ip `; replace() takes the first match, the start.",
   },
   {
     file: "src/agent/rule_plan.ts",
     mutator: "ConditionalExpression",
     line: "this.#bySrc.set(src, rest.length === 1 ? rest[0]! : rest);",
     replacement: "false",
-    why:
-      "A one-element array is searched like the single entry it stands for (representation " +
+    why: "A one-element array is searched like the single entry it stands for (representation " +
       "only).",
   },
   // src/controller/agent_tally.ts
@@ -212,14 +193,12 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "StringLiteral",
     line: '#selection = "";',
     replacement: '"Stryker was here!"',
-    why:
-      "The first agent() call then walks the nodes once more: no count changes (cost only).",
+    why: "The first agent() call then walks the nodes once more: no count changes (cost only).",
   },
   {
     file: "src/controller/agent_tally.ts",
     mutator: "ArrayDeclaration",
-    line:
-      ": JSON.stringify([agentNodeSelector(agent.spec), agent.spec.tolerations ?? []]);",
+    line: ": JSON.stringify([agentNodeSelector(agent.spec), agent.spec.tolerations ?? []]);",
     replacement: '["Stryker was here"]',
     why:
       "Only absent and empty tolerations get different keys: a walk that finds no change (cost only).",
@@ -249,8 +228,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/agent_tally.ts",
     mutator: "OptionalChaining",
-    line:
-      "const mark = entry?.state && drainMark(entry.facts.selected, entry.state);",
+    line: "const mark = entry?.state && drainMark(entry.facts.selected, entry.state);",
     replacement: "entry.state",
     why:
       "A node in #marksOff always has an entry: an entry is deleted only once neither Node nor state is left, and then its markOff is false.",
@@ -266,11 +244,9 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/agent_tally.ts",
     mutator: "ConditionalExpression",
-    line:
-      "if (info === undefined && state === undefined) this.#nodes.delete(name);",
+    line: "if (info === undefined && state === undefined) this.#nodes.delete(name);",
     replacement: "false",
-    why:
-      "Keeps the entries of deleted nodes, all facts false: memory, not behaviour.",
+    why: "Keeps the entries of deleted nodes, all facts false: memory, not behaviour.",
   },
   {
     file: "src/controller/agent_tally.ts",
@@ -285,8 +261,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/agent_status.ts",
     mutator: "StringLiteral",
-    line:
-      '(s.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason}`).sort().join(",");',
+    line: '(s.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason}`).sort().join(",");',
     replacement: '""',
     why:
       "Joined without a separator two condition lists could only read the same if a reason embedded another condition's `Type=Status/`; reasons are CamelCase words (API conventions), without = or /.",
@@ -309,8 +284,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "ffi/rule_codec.ts",
     mutator: "StringLiteral",
-    line:
-      'if (!writeAddress(bytes, at + NLA_HDRLEN, family, rule.dst ?? "")) {',
+    line: 'if (!writeAddress(bytes, at + NLA_HDRLEN, family, rule.dst ?? "")) {',
     replacement: '"Stryker was here!"',
     why:
       "Any text that is no IPv4/IPv6 address fails the same way; the error names rule.dst, not the fallback.",
@@ -377,8 +351,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_agent.ts",
     mutator: "ObjectLiteral",
-    line:
-      "const nothing = new DesiredState({ protocol: this.#options.protocol }).snapshot();",
+    line: "const nothing = new DesiredState({ protocol: this.#options.protocol }).snapshot();",
     replacement: "{}",
     why:
       "An empty desired set is empty whatever its protocol; the reconciler deletes by its own protocol.",
@@ -386,16 +359,14 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_agent.ts",
     mutator: "ConditionalExpression",
-    line:
-      "if (!desiredChanged && changes > 0) metrics.driftRepairs.inc(changes);",
+    line: "if (!desiredChanged && changes > 0) metrics.driftRepairs.inc(changes);",
     replacement: "true",
     why: "Adding 0 to a counter changes nothing.",
   },
   {
     file: "src/agent/node_agent.ts",
     mutator: "EqualityOperator",
-    line:
-      "if (!desiredChanged && changes > 0) metrics.driftRepairs.inc(changes);",
+    line: "if (!desiredChanged && changes > 0) metrics.driftRepairs.inc(changes);",
     replacement: "changes >= 0",
     why: "Adding 0 to a counter changes nothing.",
   },
@@ -418,8 +389,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_state.ts",
     mutator: "StringLiteral",
-    line:
-      '(s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: "" }));',
+    line: '(s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: "" }));',
     replacement: '"Stryker was here!"',
     why:
       "Both statuses get the same placeholder time: only the text differs, never the comparison.",
@@ -427,8 +397,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_state.ts",
     mutator: "StringLiteral",
-    line:
-      '`${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\\n")}`;',
+    line: '`${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\\n")}`;',
     replacement: '""',
     why:
       "Failed rule texts all start with `from ` or `not from `: joined without a separator two lists still only read the same when they are.",
@@ -438,8 +407,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (!this.#exists) await this.#ensure();",
     replacement: "true",
-    why:
-      "An extra read of the object before each write: the same status results.",
+    why: "An extra read of the object before each write: the same status results.",
   },
   {
     file: "src/agent/node_state.ts",
@@ -473,8 +441,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_state.ts",
     mutator: "ConditionalExpression",
-    line:
-      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    line: "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
     replacement: "false",
     why:
       "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
@@ -482,8 +449,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_state.ts",
     mutator: "ConditionalExpression",
-    line:
-      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    line: "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
     replacement: "true",
     why:
       "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
@@ -491,8 +457,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_state.ts",
     mutator: "LogicalOperator",
-    line:
-      "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
+    line: "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
     replacement: "error instanceof ApiError || error.status === 404",
     why:
       "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
@@ -502,8 +467,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "BooleanLiteral",
     line: "this.#exists = true;",
     replacement: "false",
-    why:
-      "Each write then re-reads the object first: an extra read, the same status.",
+    why: "Each write then re-reads the object first: an extra read, the same status.",
   },
   // ffi/rule_dump.ts
   {
@@ -517,8 +481,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "ffi/rule_dump.ts",
     mutator: "EqualityOperator",
-    line:
-      "for (let i = 0; i < own.length; i++) if (own[i] !== words[i]) return false;",
+    line: "for (let i = 0; i < own.length; i++) if (own[i] !== words[i]) return false;",
     replacement: "i <= own.length",
     why:
       "Both arrays have the same length here: one step past the end compares undefined with undefined.",
@@ -529,23 +492,20 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     line:
       "readonly #header: MessageHeader = { offset: 0, length: 0, type: 0, flags: 0, seq: 0, pid: 0 };",
     replacement: "{}",
-    why:
-      "Every field of the shared header that a decoder reads is set before each use.",
+    why: "Every field of the shared header that a decoder reads is set before each use.",
   },
   {
     file: "ffi/rule_dump.ts",
     mutator: "EqualityOperator",
     line: "if (this.#bytes.length - this.#length < DUMP_DATAGRAM_MAX) {",
     replacement: "this.#bytes.length - this.#length <= DUMP_DATAGRAM_MAX",
-    why:
-      "Grows at exactly DUMP_DATAGRAM_MAX free bytes too: allocation, not behaviour.",
+    why: "Grows at exactly DUMP_DATAGRAM_MAX free bytes too: allocation, not behaviour.",
   },
   {
     file: "ffi/rule_dump.ts",
     mutator: "MethodExpression",
     line: "Math.max(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX),",
-    replacement:
-      "Math.min(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX)",
+    replacement: "Math.min(this.#bytes.length * 2, this.#length + DUMP_DATAGRAM_MAX)",
     why:
       "Since the buffer holds at least DUMP_DATAGRAM_MAX bytes, the smaller size is length + DUMP_DATAGRAM_MAX: still room for a datagram (it grows more often).",
   },
@@ -599,8 +559,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (candidates.size === 0) return plan;",
     replacement: "false",
-    why:
-      "A shortcut: with no candidate the loop below adds nothing to the plan.",
+    why: "A shortcut: with no candidate the loop below adds nothing to the plan.",
   },
   // src/agent/rule_plan.ts
   {
@@ -631,8 +590,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_agent.ts",
     mutator: "ConditionalExpression",
-    line:
-      'trigger === "kernel" && !this.#fullNeeded && this.#repairs.size > 0 &&',
+    line: 'trigger === "kernel" && !this.#fullNeeded && this.#repairs.size > 0 &&',
     replacement: "true",
     why:
       'Every "kernel" request comes with a repair or a full run due, and a run consumes both: a kernel run without repairs has #fullNeeded set, and takes the full path either way.',
@@ -640,8 +598,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_agent.ts",
     mutator: "EqualityOperator",
-    line:
-      'trigger === "kernel" && !this.#fullNeeded && this.#repairs.size > 0 &&',
+    line: 'trigger === "kernel" && !this.#fullNeeded && this.#repairs.size > 0 &&',
     replacement: "this.#repairs.size >= 0",
     why:
       'Every "kernel" request comes with a repair or a full run due, and a run consumes both: a kernel run without repairs has #fullNeeded set, and takes the full path either way.',
@@ -649,16 +606,14 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_agent.ts",
     mutator: "ConditionalExpression",
-    line:
-      'if (result.added) metrics.ruleChanges.inc({ op: "add" }, result.added);',
+    line: 'if (result.added) metrics.ruleChanges.inc({ op: "add" }, result.added);',
     replacement: "true",
     why: "Adding 0 to a counter changes nothing.",
   },
   {
     file: "src/agent/node_agent.ts",
     mutator: "ConditionalExpression",
-    line:
-      'if (result.deleted) metrics.ruleChanges.inc({ op: "delete" }, result.deleted);',
+    line: 'if (result.deleted) metrics.ruleChanges.inc({ op: "delete" }, result.deleted);',
     replacement: "true",
     why: "Adding 0 to a counter changes nothing.",
   },
@@ -676,30 +631,26 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ObjectLiteral",
     line: 'signal?.addEventListener("abort", done, { once: true });',
     replacement: "{}",
-    why:
-      "An AbortSignal fires abort at most once, and done() removes the listener.",
+    why: "An AbortSignal fires abort at most once, and done() removes the listener.",
   },
   {
     file: "src/k8s/informer.ts",
     mutator: "BooleanLiteral",
     line: 'signal?.addEventListener("abort", done, { once: true });',
     replacement: "false",
-    why:
-      "An AbortSignal fires abort at most once, and done() removes the listener.",
+    why: "An AbortSignal fires abort at most once, and done() removes the listener.",
   },
   {
     file: "src/k8s/informer.ts",
     mutator: "ConditionalExpression",
-    line:
-      "return resourcePath(resource, namespace === undefined ? {} : { namespace });",
+    line: "return resourcePath(resource, namespace === undefined ? {} : { namespace });",
     replacement: "false",
     why: "resourcePath() treats `namespace: undefined` as no namespace.",
   },
   {
     file: "src/k8s/informer.ts",
     mutator: "ConditionalExpression",
-    line:
-      "const own = rv === undefined ? undefined : this.#ownVersions.get(key);",
+    line: "const own = rv === undefined ? undefined : this.#ownVersions.get(key);",
     replacement: "false",
     why: "indexOf(undefined) on a list of version strings is -1 as well.",
   },
@@ -740,8 +691,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (rv !== undefined) this.#versions.set(key, rv);",
     replacement: "true",
-    why:
-      "A version recorded as undefined never equals a string version: the same as none.",
+    why: "A version recorded as undefined never equals a string version: the same as none.",
   },
   {
     file: "src/k8s/informer.ts",
@@ -796,8 +746,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "UpdateOperator",
     line: "this.#watchEvents++;",
     replacement: "this.#watchEvents--",
-    why:
-      "Only whether the count changed during a watch is read: counting down changes it too.",
+    why: "Only whether the count changed during a watch is read: counting down changes it too.",
   },
   {
     file: "src/k8s/informer.ts",
@@ -840,8 +789,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (!this.#synced) {",
     replacement: "true",
-    why:
-      "The waiters were taken out the first time: calling the empty list again does nothing.",
+    why: "The waiters were taken out the first time: calling the empty list again does nothing.",
   },
   // ffi/rule_codec.ts
   {
@@ -857,8 +805,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/agent/node_state.ts",
     mutator: "ArrayDeclaration",
-    line:
-      '`${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\\n")}`;',
+    line: '`${s.failedCount ?? 0}:${(s.failedRules ?? []).map((f) => f.rule).join("\\n")}`;',
     replacement: '["Stryker was here"]',
     why:
       'join() writes an undefined entry as "": the placeholder\'s missing rule reads as the empty list.',
@@ -901,8 +848,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan.ts",
     mutator: "ConditionalExpression",
-    line:
-      "return c.rule === d.rule && c.prefixLength === d.prefixLength && c.lbIP === d.lbIP &&",
+    line: "return c.rule === d.rule && c.prefixLength === d.prefixLength && c.lbIP === d.lbIP &&",
     replacement: "true",
     original: "c.prefixLength === d.prefixLength",
     why:
@@ -911,8 +857,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan.ts",
     mutator: "ConditionalExpression",
-    line:
-      "return c.rule === d.rule && c.prefixLength === d.prefixLength && c.lbIP === d.lbIP &&",
+    line: "return c.rule === d.rule && c.prefixLength === d.prefixLength && c.lbIP === d.lbIP &&",
     replacement: "true",
     original: "c.lbIP === d.lbIP",
     why:
@@ -1049,8 +994,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan.ts",
     mutator: "ConditionalExpression",
-    line:
-      'if (svc.type !== "LoadBalancer" || svc.ingressIPs.length === 0) return undefined;',
+    line: 'if (svc.type !== "LoadBalancer" || svc.ingressIPs.length === 0) return undefined;',
     replacement: "false",
     original: "svc.ingressIPs.length === 0",
     why:
@@ -1088,8 +1032,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     line:
       "const best = candidates.length > 1 ? [...candidates].sort(compareMatches)[0]! : candidates[0]!;",
     replacement: "true",
-    why:
-      "Sorting a single candidate yields it: the shortcut only saves the copy and sort.",
+    why: "Sorting a single candidate yields it: the shortcut only saves the copy and sort.",
   },
   {
     file: "src/controller/plan.ts",
@@ -1097,8 +1040,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     line:
       "const best = candidates.length > 1 ? [...candidates].sort(compareMatches)[0]! : candidates[0]!;",
     replacement: "candidates.length >= 1",
-    why:
-      "Sorting a single candidate yields it: the shortcut only saves the copy and sort.",
+    why: "Sorting a single candidate yields it: the shortcut only saves the copy and sort.",
   },
   {
     file: "src/controller/plan.ts",
@@ -1137,8 +1079,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan.ts",
     mutator: "ConditionalExpression",
-    line:
-      "if (namespace.size === 0) this.#byNamespace.delete(old.service.namespace);",
+    line: "if (namespace.size === 0) this.#byNamespace.delete(old.service.namespace);",
     replacement: "false",
     why:
       "Memory only: an emptied namespace's Set is kept; namespaceChanged() on it matches no Service again, as when it is missing.",
@@ -1171,8 +1112,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan.ts",
     mutator: "ConditionalExpression",
-    line:
-      "if (tally.routed.size === 0 && tally.lostCount === 0) this.#tallies.delete(rule);",
+    line: "if (tally.routed.size === 0 && tally.lostCount === 0) this.#tallies.delete(rule);",
     replacement: "false",
     why:
       "Memory only: an empty tally is kept; report() reads 0 routed, 0 lost and no lost match from it, as from none.",
@@ -1188,8 +1128,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan.ts",
     mutator: "ConditionalExpression",
-    line:
-      "return nextDeletionAt === undefined ? { changes } : { changes, nextDeletionAt };",
+    line: "return nextDeletionAt === undefined ? { changes } : { changes, nextDeletionAt };",
     replacement: "false",
     why:
       "planConfigs(), the only caller, copies nextDeletionAt into the plan only when it is defined.",
@@ -1206,8 +1145,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "src/controller/plan_rules.ts",
     mutator: "ArrayDeclaration",
-    line:
-      "for (const [i, e] of (selector?.matchExpressions ?? []).entries()) {",
+    line: "for (const [i, e] of (selector?.matchExpressions ?? []).entries()) {",
     replacement: '["Stryker was here"]',
     why:
       "A selector without matchExpressions then checks the placeholder string, which has no operator and no values: no problem found, as with none.",
