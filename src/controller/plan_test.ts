@@ -82,6 +82,12 @@ function absentWeb() {
   };
 }
 
+/** A warning event about Service web. */
+function webWarning(reason: string, note: string) {
+  const regarding = { kind: "Service", namespace: "default", name: "web" };
+  return { regarding, type: "Warning", reason, note };
+}
+
 const dc = ipRule("dc-a", { cidrs: ["192.168.1.0/24", "fd00:10::/64"] });
 
 Deno.test("planConfigs() creates an IPv4 config named after the ClusterIP", () => {
@@ -117,13 +123,11 @@ Deno.test("planConfigs() skips an LB IP whose family has no ClusterIP, with an e
   const svc = lbService("web", ["fd00:10::5"], ["10.96.1.50", "bogus"]);
   const p = plan({ services: [svc], ipRules: [dc] });
   assert.deepEqual(p.changes, []);
-  assert.deepEqual(p.events, [{
-    regarding: { kind: "Service", namespace: "default", name: "web" },
-    type: "Warning",
-    reason: "NoClusterIPOfFamily",
-    note: 'Service skipped for LB IP "fd00:10::5": no IPv6 ClusterIP in spec.clusterIPs ' +
+  assert.deepEqual(p.events, [webWarning(
+    "NoClusterIPOfFamily",
+    'Service skipped for LB IP "fd00:10::5": no IPv6 ClusterIP in spec.clusterIPs ' +
       '"10.96.1.50,bogus" (IPRule "dc-a")',
-  }]);
+  )]);
 });
 
 Deno.test("planConfigs() gives several ingress IPs of one Service a single config per source", () => {
@@ -153,13 +157,11 @@ Deno.test("planConfigs() skips ingress entries that only have a hostname", () =>
 Deno.test("planConfigs() skips a headless Service and reports it", () => {
   const p = plan({ services: [lbService("web", ["192.168.1.10"], ["None"])], ipRules: [dc] });
   assert.deepEqual(p.changes, []);
-  assert.deepEqual(p.events, [{
-    regarding: { kind: "Service", namespace: "default", name: "web" },
-    type: "Warning",
-    reason: "NoClusterIP",
-    note: 'Service skipped: it has no ClusterIP (clusterIP "None") to route LB IP ' +
-      '"192.168.1.10" from (IPRule "dc-a")',
-  }]);
+  assert.deepEqual(p.events, [webWarning(
+    "NoClusterIP",
+    'Service skipped: it has no ClusterIP (clusterIP "None") to route LB IP "192.168.1.10" ' +
+      'from (IPRule "dc-a")',
+  )]);
 });
 
 Deno.test("planConfigs() resolves overlapping IPRules by prefix, priority, then name", () => {
