@@ -91,6 +91,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (sources === undefined || sourceOf === undefined) return;",
     replacement: "false",
+    original: "sources === undefined",
     why: "Both maps are created together in the constructor: both or neither are undefined.",
   },
   {
@@ -98,6 +99,7 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (sources === undefined || sourceOf === undefined) return;",
     replacement: "false",
+    original: "sourceOf === undefined",
     why: "Both maps are created together in the constructor: both or neither are undefined.",
   },
   {
@@ -105,14 +107,8 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     mutator: "ConditionalExpression",
     line: "if (at >= 0 && held[at] === HELD_NO) {",
     replacement: "true",
-    why: "held[-1] is undefined, never HELD_NO: the guard adds nothing.",
-  },
-  {
-    file: "src/agent/rule_plan.ts",
-    mutator: "ConditionalExpression",
-    line: "if (at >= 0 && held[at] === HELD_NO) {",
-    replacement: "true",
-    why: "held[-1] is undefined, never HELD_NO: the guard adds nothing.",
+    why:
+      "held[-1] is undefined, never HELD_NO: the guard adds nothing (at both places the line stands).",
   },
   {
     file: "src/agent/rule_plan.ts",
