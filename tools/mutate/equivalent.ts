@@ -280,10 +280,10 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   {
     file: "ffi/rule_codec.ts",
     mutator: "StringLiteral",
-    line: 'if (!writeAddress(bytes, at + NLA_HDRLEN, family, rule.dst ?? "")) {',
+    line: 'if (!writeAddress(bytes, at + NLA_HDRLEN, family, text ?? "")) {',
     replacement: '"Stryker was here!"',
     why:
-      "Any text that is no IPv4/IPv6 address fails the same way; the error names rule.dst, not the fallback.",
+      "Any text that is no IPv4/IPv6 address fails the same way; the error names the field's own text, not the fallback.",
   },
   {
     file: "ffi/rule_codec.ts",
@@ -400,13 +400,6 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
   },
   {
     file: "src/agent/node_state.ts",
-    mutator: "ConditionalExpression",
-    line: "if (!this.#exists) await this.#ensure();",
-    replacement: "true",
-    why: "An extra read of the object before each write: the same status results.",
-  },
-  {
-    file: "src/agent/node_state.ts",
     mutator: "ObjectLiteral",
     line: 'either.addEventListener("abort", () => resolve(), { once: true })',
     replacement: "{}",
@@ -438,14 +431,6 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     file: "src/agent/node_state.ts",
     mutator: "ConditionalExpression",
     line: "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
-    replacement: "false",
-    why:
-      "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
-  },
-  {
-    file: "src/agent/node_state.ts",
-    mutator: "ConditionalExpression",
-    line: "if (error instanceof ApiError && error.status === 404) this.#exists = false;",
     replacement: "true",
     why:
       "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
@@ -457,13 +442,6 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     replacement: "error instanceof ApiError || error.status === 404",
     why:
       "Any failed patch then re-reads the object before the next write: an extra read, the same status.",
-  },
-  {
-    file: "src/agent/node_state.ts",
-    mutator: "BooleanLiteral",
-    line: "this.#exists = true;",
-    replacement: "false",
-    why: "Each write then re-reads the object first: an extra read, the same status.",
   },
   // ffi/rule_dump.ts
   {
@@ -743,13 +721,6 @@ export const EQUIVALENT: readonly EquivalentMutant[] = [
     line: "this.#watchEvents++;",
     replacement: "this.#watchEvents--",
     why: "Only whether the count changed during a watch is read: counting down changes it too.",
-  },
-  {
-    file: "src/k8s/informer.ts",
-    mutator: "BooleanLiteral",
-    line: "this.#healthy = true;",
-    replacement: "false",
-    why: "The client's onOpen set it when the stream opened, before any event.",
   },
   {
     file: "src/k8s/informer.ts",
