@@ -290,6 +290,9 @@ Deno.test("decodeRuleMessage() reports rules from all and to all as the family's
   assert.deepEqual([v6?.src, v6?.dst, v6?.family], ["::", "::", 6]);
   const to = decode(fibHeader({ dstLen: 8 }), attr(FRA_DST, V4(10, 0, 0, 0)), TABLE_100);
   assert.deepEqual([to?.dst, to?.dstLen, to?.src], ["10.0.0.0", 8, "0.0.0.0"]);
+  // The family's full length is a valid prefix (to one host).
+  const host = decode(fibHeader({ dstLen: 32 }), attr(FRA_DST, V4(10, 0, 0, 1)), TABLE_100);
+  assert.deepEqual([host?.dst, host?.dstLen], ["10.0.0.1", 32]);
 });
 
 Deno.test("decodeRuleMessage(): any selector besides the source makes a rule not plain", () => {

@@ -39,6 +39,11 @@ export interface EquivalentMutant {
   line: string;
   /** The mutant's replacement text as Stryker prints it. */
   replacement: string;
+  /**
+   * The text it replaces (first line), when the line has several mutants of that mutator and
+   * replacement (e.g. each operand of `a && b && c` → `true`): only this one is equivalent.
+   */
+  original?: string;
   /** Why no test can kill it: the program behaves the same. */
   why: string;
 }
@@ -145,7 +150,8 @@ export function scoreFile(
     };
     const match = allowlist.find((e) =>
       e.file === file && e.mutator === survivor.mutator && e.replacement === survivor.replacement &&
-      e.line === sourceLine(lines, survivor.line)
+      e.line === sourceLine(lines, survivor.line) &&
+      (e.original === undefined || e.original === survivor.original)
     );
     if (match === undefined) {
       score.survived++;

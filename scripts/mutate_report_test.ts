@@ -89,6 +89,24 @@ Deno.test("scoreFile() takes an allowlisted equivalent mutant out of the score, 
   assert.match(formatReport([score], { target: 85 }), /a \+ 1 -> a - 1\n {2}example/);
 });
 
+Deno.test("scoreFile() tells apart mutants of one line by the text they replace, when told it", () => {
+  const survivors = [
+    mutant("0", "Survived", [2, 7, 2, 12], "ConditionalExpression", "true"),
+    mutant("1", "Survived", [2, 21, 2, 26], "ConditionalExpression", "true"),
+  ];
+  const allow: EquivalentMutant = {
+    file: "src/f.ts",
+    mutator: "ConditionalExpression",
+    line: "if (a > 0) return a + 1;",
+    replacement: "true",
+    original: "a + 1",
+    why: "example",
+  };
+  const score = scoreFile(report(survivors), "src/f.ts", [allow]);
+  assert.deepEqual(score.equivalents.map((e) => e.original), ["a + 1"]);
+  assert.deepEqual(score.survivors.map((e) => e.original), ["a > 0"]);
+});
+
 Deno.test("scoreFile() gives 100 % to a file with nothing to detect", () => {
   assert.equal(scoreFile(report([]), "src/f.ts", []).score, 100);
   assert.throws(() => scoreFile(report([]), "src/g.ts", []), /no file "src\/g.ts"/);

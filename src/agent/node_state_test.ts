@@ -15,6 +15,7 @@ import {
   urgentChange,
 } from "./node_state.ts";
 import { Background } from "../../tests/support/background.ts";
+import { MAX_TIMER_MS, REAL_TIMER, type Timer } from "../k8s/backoff.ts";
 import { ManualClock } from "../../tests/support/manual_clock.ts";
 import { DEFAULT_JITTER, jitteredInterval, URGENT_FLOOR_MS } from "../write_pacer.ts";
 
@@ -907,6 +908,29 @@ Deno.test("NodeStateWriter.run() waits for a report before it reads or creates a
     (nodeStates.raw("n1")?.status as IPRuleNodeStateStatus).desiredRules,
     3,
   );
+});
+
+Deno.test("NodeStateWriter.run() idles on the real timer without waking up: no sleep that setTimeout cannot hold", async () => {
+  // setTimeout fires at once for a delay above MAX_TIMER_MS (Infinity too, with a warning): an
+  // idle wait put on the timer would make the writer spin. The timer is the real one, watched.
+  const sleeps: number[] = [];
+  const timer: Timer = {
+    now: REAL_TIMER.now,
+    sleep: (ms, signal) => (sleeps.push(ms), REAL_TIMER.sleep(ms, signal)),
+  };
+  const { nodeStates, writer } = memoryApi(undefined, { timer, pacing: { intervalMs: 0 } });
+  const loop = new Background((signal) => writer.run(signal));
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(sleeps, [], "waiting for the first report");
+  const written = new Promise<void>((resolve) =>
+    nodeStates.onWrite = (w) => w.subresource === "status" && resolve()
+  );
+  writer.update(report());
+  await written;
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+  await loop.stop();
+  assert.equal(nodeStates.writes.filter((w) => w.subresource === "status").length, 1);
+  assert.deepEqual(sleeps.filter((ms) => ms > MAX_TIMER_MS), [], "idle after the write");
 });
 
 Deno.test("NodeStateWriter.run() retries failed writes with growing backoff, logged, and recreates a deleted object", async () => {

@@ -158,6 +158,12 @@ Deno.test("RuleSet.lookup() finds every IPRule containing an address, each once 
   assert.deepEqual(lookup(rules, "fd00:1::5"), ["v6/32", "elsewhere/8"]);
   assert.deepEqual(lookup(rules, "2001:db8::1"), ["v6/0"]);
   assert.deepEqual(lookup(new RuleSet([]), "10.0.0.1"), []);
+  // A rule's longest CIDR counts, in whatever order its CIDRs and the rules come.
+  const nested = new RuleSet([
+    ipRule("nested", { cidrs: ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24"] }),
+    ipRule("middle", { cidrs: ["10.1.0.0/20"] }),
+  ]);
+  assert.deepEqual(lookup(nested, "10.1.2.3"), ["nested/24", "middle/20"]);
 });
 
 Deno.test("RuleSet keeps the compiled object of an unchanged spec, and tells what changed since", () => {

@@ -82,6 +82,12 @@ function absentWeb() {
   };
 }
 
+/** A warning event about Service web. */
+function webWarning(reason: string, note: string) {
+  const regarding = { kind: "Service", namespace: "default", name: "web" };
+  return { regarding, type: "Warning", reason, note };
+}
+
 const dc = ipRule("dc-a", { cidrs: ["192.168.1.0/24", "fd00:10::/64"] });
 
 Deno.test("planConfigs() creates an IPv4 config named after the ClusterIP", () => {
@@ -112,11 +118,16 @@ Deno.test("planConfigs() pairs each LB IP of a dual-stack Service with its famil
   assert.equal(p.ipRules[0]?.matchedServices, 1);
 });
 
-Deno.test("planConfigs() skips an LB IP whose family has no ClusterIP, with an event", () => {
-  const p = plan({ services: [lbService("web", ["fd00:10::5"], ["10.96.1.50"])], ipRules: [dc] });
+Deno.test("planConfigs() skips an LB IP whose family has no ClusterIP, with an event naming the ClusterIPs", () => {
+  // A ClusterIP that is no address (the API server would refuse it) is no IPv6 one either.
+  const svc = lbService("web", ["fd00:10::5"], ["10.96.1.50", "bogus"]);
+  const p = plan({ services: [svc], ipRules: [dc] });
   assert.deepEqual(p.changes, []);
-  assert.equal(p.events[0]?.reason, "NoClusterIPOfFamily");
-  assert.match(p.events[0]!.note, /fd00:10::5/);
+  assert.deepEqual(p.events, [webWarning(
+    "NoClusterIPOfFamily",
+    'Service skipped for LB IP "fd00:10::5": no IPv6 ClusterIP in spec.clusterIPs ' +
+      '"10.96.1.50,bogus" (IPRule "dc-a")',
+  )]);
 });
 
 Deno.test("planConfigs() gives several ingress IPs of one Service a single config per source", () => {
@@ -146,9 +157,11 @@ Deno.test("planConfigs() skips ingress entries that only have a hostname", () =>
 Deno.test("planConfigs() skips a headless Service and reports it", () => {
   const p = plan({ services: [lbService("web", ["192.168.1.10"], ["None"])], ipRules: [dc] });
   assert.deepEqual(p.changes, []);
-  assert.deepEqual(p.events.map((e) => [e.regarding.kind, e.regarding.name, e.reason]), [
-    ["Service", "web", "NoClusterIP"],
-  ]);
+  assert.deepEqual(p.events, [webWarning(
+    "NoClusterIP",
+    'Service skipped: it has no ClusterIP (clusterIP "None") to route LB IP "192.168.1.10" ' +
+      'from (IPRule "dc-a")',
+  )]);
 });
 
 Deno.test("planConfigs() resolves overlapping IPRules by prefix, priority, then name", () => {

@@ -67,6 +67,7 @@ export const TARGETS: readonly MutationTarget[] = [
     "src/controller/plan_test.ts",
     "src/controller/plan_edge_test.ts",
     "src/controller/plan_slices_test.ts",
+    "src/controller/plan_incremental_test.ts",
   ),
   unit(
     "src/controller/plan_rules.ts",
