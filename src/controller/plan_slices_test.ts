@@ -33,7 +33,7 @@ function decisions(plan: ClusterPlan) {
   };
 }
 
-Deno.test("ClusterPlan.buildInSlices decides what build decides, pausing after every slice", async () => {
+Deno.test("ClusterPlan.buildInSlices decides what build decides, pausing after every slice of each pass", async () => {
   const whole = ClusterPlan.build(SERVICES, RULES, () => undefined);
   const sources = [...whole.configNames()].length;
   assert.equal(sources, 6); // two share 10.96.0.1; the dual-stack one has no IPv6 LB IP
@@ -44,8 +44,9 @@ Deno.test("ClusterPlan.buildInSlices decides what build decides, pausing after e
       return Promise.resolve();
     });
     assert.deepEqual(decisions(sliced), decisions(whole), `slices of ${slice}`);
-    // Three phases over the Services, the sources and the Services again.
-    assert.equal(pauses, Math.floor((SERVICES.length + sources + SERVICES.length) / slice));
+    // Three passes over the Services, the sources and the Services again, each in slices.
+    const slices = (n: number) => Math.floor(n / slice);
+    assert.equal(pauses, slices(SERVICES.length) + slices(sources) + slices(SERVICES.length));
   }
 });
 
